@@ -1,0 +1,206 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"slices"
+	"strings"
+
+	"github.com/eventgen/eventgen/generator"
+	rt "github.com/eventgen/eventgen/runtime"
+)
+
+const (
+	exitOK    = 0
+	exitFail  = 1 // schema errors, stale output, I/O errors
+	exitUsage = 2
+)
+
+const usage = `usage:
+  eventgen generate [-out DIR] schema.yaml...   write generated files (only those whose bytes changed)
+  eventgen check schema.yaml...                 validate and lint without writing
+  eventgen diff [-out DIR] schema.yaml...       exit 1 and print a unified diff when generated code is stale
+  eventgen version                              print the version
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "generate", "diff", "check":
+		return runSchemas(cmd, args, stdout, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintf(stdout, "eventgen %s (generated code version %d)\n", version(), rt.GenVersion)
+		return exitOK
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "eventgen: unknown command %q\n%s", cmd, usage)
+	return exitUsage
+}
+
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}
+
+func runSchemas(cmd string, args []string, stdout, stderr io.Writer) int {
+	fl := flag.NewFlagSet("eventgen "+cmd, flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	out := ""
+	if cmd != "check" {
+		fl.StringVar(&out, "out", "", "directory for generated files (default: next to each schema)")
+	}
+	if err := fl.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fl.NArg() == 0 {
+		fmt.Fprintf(stderr, "eventgen %s: no schema files given\n%s", cmd, usage)
+		return exitUsage
+	}
+	var inputs []generator.Input
+	for _, p := range fl.Args() {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			fmt.Fprintf(stderr, "eventgen: %v\n", err)
+			return exitFail
+		}
+		inputs = append(inputs, generator.Input{Path: filepath.Clean(p), Data: data})
+	}
+	if cmd == "check" {
+		_, diags := generator.Check(inputs)
+		fmt.Fprint(stderr, diags.String())
+		if diags.HasErrors() {
+			return exitFail
+		}
+		return exitOK
+	}
+	files, diags := generator.Generate(inputs, generator.Options{OutDir: out})
+	fmt.Fprint(stderr, diags.String())
+	if diags.HasErrors() {
+		return exitFail
+	}
+	plan, err := planWrites(inputs, files, out)
+	if err != nil {
+		fmt.Fprintf(stderr, "eventgen: %v\n", err)
+		return exitFail
+	}
+	if cmd == "diff" {
+		for _, c := range plan {
+			fmt.Fprint(stdout, unifiedDiff(c.path, c.old, c.new))
+		}
+		if len(plan) > 0 {
+			fmt.Fprintf(stderr, "eventgen: %d generated file(s) are stale; run eventgen generate\n", len(plan))
+			return exitFail
+		}
+		return exitOK
+	}
+	for _, c := range plan {
+		if err := c.apply(); err != nil {
+			fmt.Fprintf(stderr, "eventgen: %v\n", err)
+			return exitFail
+		}
+	}
+	return exitOK
+}
+
+// change is one file to write or delete; new is nil for a deletion.
+type change struct {
+	path     string
+	old, new []byte
+}
+
+func (c change) apply() error {
+	if c.new == nil {
+		return os.Remove(c.path)
+	}
+	if err := os.MkdirAll(filepath.Dir(c.path), 0o755); err != nil {
+		return err
+	}
+	// Write to a temporary file and rename, so an interrupted run never
+	// leaves a half-written file behind.
+	tmp, err := os.CreateTemp(filepath.Dir(c.path), ".eventgen-*")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(c.new); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return os.Rename(tmp.Name(), c.path)
+}
+
+// planWrites compares generated files with the disk: files whose bytes
+// differ are written, and earlier output of the same schemas that is no
+// longer generated is deleted (only files that carry eventgen's header and
+// name the same source).
+func planWrites(inputs []generator.Input, files []generator.File, out string) ([]change, error) {
+	var plan []change
+	produced := map[string]bool{}
+	for _, f := range files {
+		produced[filepath.Clean(f.Path)] = true
+		old, err := os.ReadFile(f.Path)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		if err == nil && bytes.Equal(old, f.Data) {
+			continue
+		}
+		plan = append(plan, change{path: f.Path, old: old, new: f.Data})
+	}
+	for _, in := range inputs {
+		dir := out
+		if dir == "" {
+			dir = filepath.Dir(in.Path)
+		}
+		candidates, err := filepath.Glob(filepath.Join(dir, generator.OutputPrefix(in.Path)+"*.gen.*"))
+		if err != nil {
+			return nil, err
+		}
+		slices.Sort(candidates)
+		for _, p := range candidates {
+			if produced[filepath.Clean(p)] {
+				continue
+			}
+			old, err := os.ReadFile(p)
+			if err != nil {
+				return nil, err
+			}
+			if isOurs(old) {
+				plan = append(plan, change{path: p, old: old})
+			}
+		}
+	}
+	return plan, nil
+}
+
+// isOurs reports whether a file starts with eventgen's generated-code header.
+func isOurs(data []byte) bool {
+	first, _, _ := strings.Cut(string(data), "\n")
+	return first == "// "+generator.Header || first == "<!-- "+generator.Header+" -->"
+}

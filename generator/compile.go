@@ -1,0 +1,768 @@
+package generator
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"go/token"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/eventgen/eventgen/runtime"
+)
+
+// compile validates the AST and builds the IR. Every rule violation is
+// reported; the IR is nil if any error was found.
+func compile(f *schemaFile, r reporter) *Schema {
+	c := &compiler{r: r, f: f, names: map[string]scalar{}, types: map[string]*NamedType{}, events: map[string]*Event{}}
+	for _, id := range generatedNames {
+		c.names[id] = scalar{val: "(generated)"}
+	}
+	s := &Schema{Path: f.path}
+	c.header(s)
+	c.declareTypes()
+	c.resolveTypeFields()
+	c.checkRecursion()
+	for _, t := range f.types {
+		if nt := c.types[t.name.val]; nt != nil {
+			s.Types = append(s.Types, nt)
+		}
+	}
+	for _, e := range f.events {
+		if ev := c.event(s, e); ev != nil {
+			s.Events = append(s.Events, ev)
+		}
+	}
+	if len(f.events) == 0 {
+		r.errorf(f.eventsLine, f.eventsCol, CodeNoEvents, "the schema declares no events")
+	}
+	c.checkTopics()
+	for _, p := range f.pipelines {
+		if pl := c.pipeline(p); pl != nil {
+			s.Pipelines = append(s.Pipelines, pl)
+		}
+	}
+	if c.failed() {
+		return nil
+	}
+	s.Fingerprint = schemaFingerprint(s)
+	return s
+}
+
+type compiler struct {
+	r      reporter
+	f      *schemaFile
+	names  map[string]scalar // package-level Go identifiers → where declared
+	types  map[string]*NamedType
+	decls  map[string]*typeDecl
+	events map[string]*Event
+	// eventTopics remembers where each event's topic and guarantee were
+	// written, for the one-topic-one-guarantee check.
+	eventTopics []*eventTopic
+}
+
+type eventTopic struct {
+	ev    *Event
+	topic scalar
+	guar  scalar
+}
+
+func (c *compiler) failed() bool {
+	for _, d := range *c.r.diags {
+		if d.Severity == Error && d.Pos.File == c.r.file {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *compiler) header(s *Schema) {
+	f := c.f
+	if f.version.set && f.version.val != "1" {
+		c.r.errorf(f.version.line, f.version.col, CodeVersion, "unsupported version %q: this eventgen reads version 1", f.version.val)
+	}
+	if f.pkg.set {
+		switch p := f.pkg.val; {
+		case !isPackageName(p):
+			c.r.errorf(f.pkg.line, f.pkg.col, CodePackageName, "package %q is not a valid Go package name: use lower-case letters and digits, starting with a letter", p)
+		case token.IsKeyword(p):
+			c.r.errorf(f.pkg.line, f.pkg.col, CodePackageName, "package %q is a Go keyword", p)
+		case predeclared[p]:
+			c.r.errorf(f.pkg.line, f.pkg.col, CodePackageName, "package %q would shadow Go's predeclared identifier %s", p, p)
+		case p == "runtime":
+			c.r.errorf(f.pkg.line, f.pkg.col, CodePackageName, "package %q would clash with the eventgen runtime package the generated code imports", p)
+		}
+		s.Package = f.pkg.val
+	}
+	s.Source = s.Package
+	if f.source.set {
+		if strings.TrimSpace(f.source.val) == "" {
+			c.r.errorf(f.source.line, f.source.col, CodeBadValue, "source must not be empty")
+		}
+		s.Source = f.source.val
+	}
+}
+
+func isPackageName(s string) bool {
+	if s == "" || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if ch := s[i]; !('a' <= ch && ch <= 'z' || '0' <= ch && ch <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// generatedNames are package-level identifiers every generated package
+// declares; schema names that become one of them are collisions.
+var generatedNames = []string{"SchemaFingerprint", "Producer", "NewProducer", "Consumer", "NewConsumer", "Tx"}
+
+// declare records a package-level Go identifier and reports a collision.
+func (c *compiler) declare(goName string, at scalar, what string) {
+	if prev, ok := c.names[goName]; ok {
+		if prev.line == 0 {
+			c.r.errorf(at.line, at.col, CodeNameCollision, "%s becomes the Go identifier %s, which the generated code declares itself", what, goName)
+			return
+		}
+		c.r.errorf(at.line, at.col, CodeNameCollision, "%s becomes the Go identifier %s, already declared for %q at line %d", what, goName, prev.val, prev.line)
+		return
+	}
+	c.names[goName] = at
+}
+
+func (c *compiler) declareTypes() {
+	c.decls = map[string]*typeDecl{}
+	for _, t := range c.f.types {
+		n := t.name
+		if !isUpperCamel(n.val) {
+			c.r.errorf(n.line, n.col, CodeTypeName, "type name %q must be UpperCamelCase (letters and digits, starting with an upper-case letter)", n.val)
+			continue
+		}
+		nt := &NamedType{Name: n.val, GoName: camelToGo(n.val), Doc: strings.TrimSpace(t.doc.val)}
+		c.declare(nt.GoName, n, "type "+n.val)
+		switch {
+		case t.enumSet.set && t.fieldsSet.set:
+			c.r.errorf(t.enumSet.line, t.enumSet.col, CodeWrongKind, "type %s has both fields and enum: a type is a record or an enum", n.val)
+		case t.enumSet.set:
+			c.enum(nt, t)
+		case !t.fieldsSet.set:
+			c.r.errorf(n.line, n.col, CodeMissingKey, "type %s needs fields (a record) or enum (an enum)", n.val)
+		}
+		c.types[n.val] = nt
+		c.decls[n.val] = t
+	}
+}
+
+func (c *compiler) enum(nt *NamedType, t *typeDecl) {
+	if len(t.enum) == 0 {
+		c.r.errorf(t.enumSet.line, t.enumSet.col, CodeEnumValue, "enum %s has no values", nt.Name)
+	}
+	seen := map[string]scalar{}
+	goSeen := map[string]scalar{}
+	nt.Values = []*EnumValue{}
+	for _, v := range t.enum {
+		if !isEnumValue(v.val) {
+			c.r.errorf(v.line, v.col, CodeEnumValue, "enum value %q must start with a letter and use only letters, digits, '_', '-' or '.'", v.val)
+			continue
+		}
+		if prev, ok := seen[v.val]; ok {
+			c.r.errorf(v.line, v.col, CodeEnumValue, "enum value %q is repeated (first at line %d)", v.val, prev.line)
+			continue
+		}
+		seen[v.val] = v
+		ev := &EnumValue{Value: v.val, GoName: nt.GoName + snakeToCamel(v.val)}
+		if prev, ok := goSeen[ev.GoName]; ok {
+			c.r.errorf(v.line, v.col, CodeNameCollision, "enum value %q becomes the Go constant %s, like %q at line %d", v.val, ev.GoName, prev.val, prev.line)
+			continue
+		}
+		goSeen[ev.GoName] = v
+		c.declare(ev.GoName, v, "enum value "+nt.Name+"."+v.val)
+		nt.Values = append(nt.Values, ev)
+	}
+}
+
+func isEnumValue(s string) bool {
+	if s == "" || !('a' <= s[0] && s[0] <= 'z' || 'A' <= s[0] && s[0] <= 'Z') {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		if !('a' <= ch && ch <= 'z' || 'A' <= ch && ch <= 'Z' || '0' <= ch && ch <= '9' || ch == '_' || ch == '-' || ch == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *compiler) resolveTypeFields() {
+	for _, t := range c.f.types {
+		nt := c.types[t.name.val]
+		if nt == nil || nt.IsEnum() || !t.fieldsSet.set {
+			continue
+		}
+		nt.Fields = c.fields(t.fields, "type "+nt.Name, recordMethods)
+	}
+}
+
+// Methods generated on records and events: a field may not take their names.
+var (
+	recordMethods = []string{"Validate", "AppendJSON", "MarshalJSON", "UnmarshalJSON"}
+	eventMethods  = append([]string{"EventType", "Key", "IdempotencyKey"}, recordMethods...)
+)
+
+func (c *compiler) fields(decls []*fieldDecl, owner string, methods []string) []*Field {
+	out := []*Field{}
+	goSeen := map[string]scalar{}
+	for _, fd := range decls {
+		n := fd.name
+		if !isLowerSnake(n.val) {
+			c.r.errorf(n.line, n.col, CodeFieldName, "field name %q in %s must be lower_snake_case (a-z, 0-9 and single underscores, starting with a letter)", n.val, owner)
+			continue
+		}
+		f := &Field{Name: n.val, GoName: snakeToCamel(n.val), Doc: strings.TrimSpace(fd.doc.val), Optional: fd.optional.val}
+		if slices.Contains(methods, f.GoName) {
+			// The Go name would hide a generated method: keep the wire
+			// name, suffix the Go name.
+			f.GoName += "_"
+		}
+		if prev, ok := goSeen[f.GoName]; ok {
+			c.r.errorf(n.line, n.col, CodeNameCollision, "field %q in %s becomes the Go field %s, like %q at line %d", n.val, owner, f.GoName, prev.val, prev.line)
+			continue
+		}
+		goSeen[f.GoName] = n
+		if fd.typ.set {
+			f.Type = c.parseType(fd.typ)
+		}
+		if f.Type == nil {
+			continue
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// parseType parses a field type: a scalar name, a declared type name,
+// list<T> or map<string,T>.
+func (c *compiler) parseType(s scalar) *Type {
+	p := typeParser{src: strings.TrimSpace(s.val)}
+	t, err := p.parse(c)
+	if err == "" && p.pos != len(p.src) {
+		err = fmt.Sprintf("unexpected %q after the type", p.src[p.pos:])
+	}
+	if err != "" {
+		c.r.errorf(s.line, s.col, CodeUnknownType, "%s", err)
+		return nil
+	}
+	return t
+}
+
+type typeParser struct {
+	src string
+	pos int
+}
+
+func (p *typeParser) ident() string {
+	start := p.pos
+	for p.pos < len(p.src) {
+		ch := p.src[p.pos]
+		if !('a' <= ch && ch <= 'z' || 'A' <= ch && ch <= 'Z' || '0' <= ch && ch <= '9' || ch == '_') {
+			break
+		}
+		p.pos++
+	}
+	return p.src[start:p.pos]
+}
+
+func (p *typeParser) expect(ch byte) bool {
+	for p.pos < len(p.src) && p.src[p.pos] == ' ' {
+		p.pos++
+	}
+	if p.pos < len(p.src) && p.src[p.pos] == ch {
+		p.pos++
+		for p.pos < len(p.src) && p.src[p.pos] == ' ' {
+			p.pos++
+		}
+		return true
+	}
+	return false
+}
+
+func (p *typeParser) parse(c *compiler) (*Type, string) {
+	name := p.ident()
+	switch name {
+	case "":
+		if p.pos < len(p.src) {
+			return nil, fmt.Sprintf("invalid type %q: unexpected %q", p.src, p.src[p.pos:p.pos+1])
+		}
+		return nil, "missing type"
+	case "list":
+		if !p.expect('<') {
+			return nil, fmt.Sprintf("invalid type %q: write list<T>", p.src)
+		}
+		elem, err := p.parse(c)
+		if err != "" {
+			return nil, err
+		}
+		if !p.expect('>') {
+			return nil, fmt.Sprintf("invalid type %q: list<T> is missing its '>'", p.src)
+		}
+		return &Type{Kind: KindList, Elem: elem}, ""
+	case "map":
+		if !p.expect('<') || p.ident() != "string" || !p.expect(',') {
+			if p.src == "map<string" {
+				return nil, `invalid type "map<string": inside a YAML flow mapping {...} the comma ends the value; quote the type: "map<string,T>"`
+			}
+			return nil, fmt.Sprintf("invalid type %q: write map<string,T> (map keys are strings)", p.src)
+		}
+		elem, err := p.parse(c)
+		if err != "" {
+			return nil, err
+		}
+		if !p.expect('>') {
+			return nil, fmt.Sprintf("invalid type %q: map<string,T> is missing its '>'", p.src)
+		}
+		return &Type{Kind: KindMap, Elem: elem}, ""
+	}
+	if k, ok := scalarKinds[name]; ok {
+		return &Type{Kind: k}, ""
+	}
+	if nt, ok := c.types[name]; ok {
+		return &Type{Kind: KindNamed, Named: nt}, ""
+	}
+	known := []string{"list", "map"}
+	for n := range scalarKinds {
+		known = append(known, n)
+	}
+	for n := range c.types {
+		known = append(known, n)
+	}
+	slices.Sort(known)
+	return nil, fmt.Sprintf("unknown type %q%s", name, didYouMean(name, known))
+}
+
+// checkRecursion reports named record types that contain themselves.
+func (c *compiler) checkRecursion() {
+	const (
+		unvisited = iota
+		visiting
+		done
+	)
+	state := map[*NamedType]int{}
+	var reported = map[*NamedType]bool{}
+	var visit func(nt *NamedType, path []string)
+	visit = func(nt *NamedType, path []string) {
+		switch state[nt] {
+		case done:
+			return
+		case visiting:
+			i := slices.Index(path, nt.Name)
+			cycle := append(slices.Clone(path[i:]), nt.Name)
+			if !reported[nt] {
+				reported[nt] = true
+				d := c.decls[nt.Name]
+				c.r.errorf(d.name.line, d.name.col, CodeRecursiveType, "type %s is recursive: %s", nt.Name, strings.Join(cycle, " → "))
+			}
+			return
+		}
+		state[nt] = visiting
+		for _, f := range nt.Fields {
+			for t := f.Type; t != nil; t = t.Elem {
+				if t.Kind == KindNamed {
+					visit(t.Named, append(path, nt.Name))
+				}
+			}
+		}
+		state[nt] = done
+	}
+	for _, t := range c.f.types {
+		if nt := c.types[t.name.val]; nt != nil {
+			visit(nt, nil)
+		}
+	}
+}
+
+// merged returns the event's setting, or the default's when the event has none.
+func pick(own, def scalar) scalar {
+	if own.set {
+		return own
+	}
+	return def
+}
+
+func pickBool(own, def boolValue) boolValue {
+	if own.set {
+		return own
+	}
+	return def
+}
+
+var guarantees = map[string]runtime.Guarantee{
+	"at-most-once":  runtime.AtMostOnce,
+	"at-least-once": runtime.AtLeastOnce,
+	"exactly-once":  runtime.ExactlyOnce,
+}
+
+var guaranteeNames = []string{"at-most-once", "at-least-once", "exactly-once"}
+
+func (c *compiler) guarantee(s scalar) (runtime.Guarantee, bool) {
+	g, ok := guarantees[s.val]
+	if !ok {
+		c.r.errorf(s.line, s.col, CodeBadValue, "unknown guarantee %q: want at-most-once, at-least-once or exactly-once%s", s.val, didYouMean(s.val, guaranteeNames))
+	}
+	return g, ok
+}
+
+func (c *compiler) duration(s scalar, what string) time.Duration {
+	d, err := time.ParseDuration(s.val)
+	if err != nil {
+		c.r.errorf(s.line, s.col, CodeDuration, "%s %q is not a duration: use Go syntax such as 168h or 30m", what, s.val)
+		return 0
+	}
+	if d <= 0 {
+		c.r.errorf(s.line, s.col, CodeDuration, "%s must be positive, not %s", what, s.val)
+		return 0
+	}
+	return d
+}
+
+func (c *compiler) event(s *Schema, e *eventDecl) *Event {
+	n := e.name
+	if !isUpperCamel(n.val) {
+		c.r.errorf(n.line, n.col, CodeTypeName, "event name %q must be UpperCamelCase (letters and digits, starting with an upper-case letter)", n.val)
+		return nil
+	}
+	ev := &Event{Name: n.val, GoName: camelToGo(n.val), Doc: strings.TrimSpace(e.doc.val)}
+	if _, ok := c.types[n.val]; ok {
+		c.r.errorf(n.line, n.col, CodeNameCollision, "event %s has the name of a type declared in types", n.val)
+	} else {
+		c.declare(ev.GoName, n, "event "+n.val)
+	}
+	for _, suffix := range []string{"Handler"} {
+		c.declare(ev.GoName+suffix, n, "event "+n.val+" (its generated "+ev.GoName+suffix+")")
+	}
+	ev.MetaVar = lowerFirst(ev.GoName) + "Meta"
+	ev.CEType = s.Package + "." + n.val + ".v1"
+
+	def := c.f.defaults
+	if def == nil {
+		def = &settings{}
+	}
+	set := e.settings
+
+	// Topic.
+	if !e.topic.set {
+		c.r.errorf(n.line, n.col, CodeMissingKey, "event %s: missing required key \"topic\"", n.val)
+	} else if msg := topicProblem(e.topic.val); msg != "" {
+		c.r.errorf(e.topic.line, e.topic.col, CodeTopic, "topic %q %s", e.topic.val, msg)
+	}
+	ev.Topic = e.topic.val
+
+	// Fields.
+	if !e.fieldsSet.set {
+		c.r.errorf(n.line, n.col, CodeMissingKey, "event %s: missing required key \"fields\"", n.val)
+	}
+	ev.Fields = c.fields(e.fields, "event "+n.val, eventMethods)
+
+	// Guarantee.
+	g := pick(set.guarantee, def.guarantee)
+	if !g.set {
+		c.r.errorf(n.line, n.col, CodeMissingKey, "event %s: missing required key \"guarantee\" (set it on the event or in defaults)", n.val)
+	} else {
+		ev.Guarantee, _ = c.guarantee(g)
+	}
+	c.eventTopics = append(c.eventTopics, &eventTopic{ev: ev, topic: e.topic, guar: g})
+
+	// Key and idempotency key.
+	if k := pick(set.key, def.key); k.set {
+		ev.Key = c.keyField(ev, e, k, "key")
+	}
+	idem, idemSet := set.idemKey, set.idemKeySet
+	if !idemSet.set {
+		idem, idemSet = def.idemKey, def.idemKeySet
+	}
+	seenIdem := map[string]bool{}
+	for _, k := range idem {
+		if seenIdem[k.val] {
+			c.r.errorf(k.line, k.col, CodeKeyField, "idempotency_key names field %q twice", k.val)
+			continue
+		}
+		seenIdem[k.val] = true
+		if f := c.keyField(ev, e, k, "idempotency_key"); f != nil {
+			ev.IdemKey = append(ev.IdemKey, f)
+		}
+	}
+
+	// Durations.
+	if r := pick(set.retention, def.retention); r.set {
+		ev.Retention = c.duration(r, "retention")
+	}
+	outbox := pickBool(set.outbox, def.outbox)
+	ev.Outbox = outbox.val
+	ev.Deprecated = pickBool(set.deprecated, def.deprecated).val
+
+	dedup := set.dedup
+	if dedup == nil {
+		dedup = def.dedup
+	}
+	c.dedup(ev, dedup, n, idemSet)
+
+	switch ev.Guarantee {
+	case runtime.AtMostOnce:
+		if ev.Outbox {
+			c.r.errorf(outbox.line, outbox.col, CodeAtMostOnceOutbox, "event %s is at-most-once but asks for the outbox: the outbox exists to never lose an event; use at-least-once or drop outbox", n.val)
+		}
+	case runtime.ExactlyOnce:
+		if len(idem) == 0 && !idemSet.set {
+			c.r.errorf(n.line, n.col, CodeExactlyOnceIdemKey, "event %s is exactly-once but has no idempotency_key: name the fields that identify one logical event", n.val)
+		}
+	}
+	ev.Fingerprint = eventFingerprint(ev)
+	c.events[n.val] = ev
+	return ev
+}
+
+// topicProblem returns why a Kafka topic name is invalid, or "".
+func topicProblem(t string) string {
+	switch {
+	case t == "":
+		return "is empty"
+	case t == "." || t == "..":
+		return "is not allowed by Kafka"
+	case len(t) > 245:
+		return fmt.Sprintf("is %d characters long: Kafka allows 249, and eventgen needs 4 for the .dlq dead-letter topic", len(t))
+	}
+	for i := 0; i < len(t); i++ {
+		ch := t[i]
+		if !('a' <= ch && ch <= 'z' || 'A' <= ch && ch <= 'Z' || '0' <= ch && ch <= '9' || ch == '.' || ch == '_' || ch == '-') {
+			return fmt.Sprintf("has the character %q: Kafka topics use only a-z, A-Z, 0-9, '.', '_' and '-'", t[i:i+1])
+		}
+	}
+	return ""
+}
+
+// keyField checks a key or idempotency-key field reference.
+func (c *compiler) keyField(ev *Event, e *eventDecl, k scalar, what string) *Field {
+	var f *Field
+	for _, x := range ev.Fields {
+		if x.Name == k.val {
+			f = x
+		}
+	}
+	if f == nil {
+		declared := slices.ContainsFunc(e.fields, func(fd *fieldDecl) bool { return fd.name.val == k.val })
+		if declared {
+			return nil // the field itself was reported
+		}
+		names := make([]string, 0, len(ev.Fields))
+		for _, x := range ev.Fields {
+			names = append(names, x.Name)
+		}
+		c.r.errorf(k.line, k.col, CodeKeyField, "%s names field %q, which event %s does not have%s", what, k.val, ev.Name, didYouMean(k.val, names))
+		return nil
+	}
+	if f.Optional {
+		c.r.errorf(k.line, k.col, CodeKeyOptional, "%s field %q of event %s is optional: a key must always be present", what, k.val, ev.Name)
+	}
+	switch t := f.Type; t.Kind {
+	case KindString, KindUUID, KindInt32, KindInt64:
+	case KindNamed:
+		if !t.Named.IsEnum() {
+			c.r.errorf(k.line, k.col, CodeKeyType, "%s field %q of event %s has record type %s: keys are string, uuid, int32, int64 or an enum", what, k.val, ev.Name, t.Named.Name)
+		}
+	case KindTimestamp, KindFloat64, KindDuration, KindDecimal, KindBytes:
+		c.r.errorf(k.line, k.col, CodeKeyUnstable, "%s field %q of event %s has type %s, which does not identify an event reliably (clocks skew, floats round, encodings vary): use a string, uuid, int32, int64 or enum field", what, k.val, ev.Name, t)
+	default:
+		c.r.errorf(k.line, k.col, CodeKeyType, "%s field %q of event %s has type %s: keys are string, uuid, int32, int64 or an enum", what, k.val, ev.Name, t)
+	}
+	f.IsKey = true
+	return f
+}
+
+var dedupStores = map[string]runtime.DedupStore{
+	"postgres": runtime.DedupPostgres, "redis": runtime.DedupRedis, "none": runtime.DedupNone,
+}
+
+func (c *compiler) dedup(ev *Event, d *dedupDecl, n scalar, idemSet scalar) {
+	if d == nil {
+		if ev.Guarantee == runtime.AtLeastOnce {
+			c.r.errorf(n.line, n.col, CodeDedupRequired, "event %s is at-least-once and needs dedup: {store: postgres|redis, ttl: ...} or {store: none, reason: ...} for a naturally idempotent handler", n.val)
+		}
+		return
+	}
+	if !d.store.set {
+		c.r.errorf(d.line, d.col, CodeMissingKey, "dedup: missing required key \"store\" (postgres, redis or none)")
+		return
+	}
+	store, ok := dedupStores[d.store.val]
+	if !ok {
+		c.r.errorf(d.store.line, d.store.col, CodeBadValue, "unknown dedup store %q: want postgres, redis or none%s", d.store.val, didYouMean(d.store.val, []string{"postgres", "redis", "none"}))
+		return
+	}
+	ev.Dedup = store
+	if d.ttl.set {
+		ev.DedupTTL = c.duration(d.ttl, "dedup.ttl")
+	}
+	switch store {
+	case runtime.DedupNone:
+		if !d.reason.set || strings.TrimSpace(d.reason.val) == "" {
+			c.r.errorf(d.store.line, d.store.col, CodeDedupSettings, "dedup store none needs a reason: say why the handler is naturally idempotent")
+		}
+		ev.DedupWhy = strings.TrimSpace(d.reason.val)
+	default:
+		if !d.ttl.set {
+			c.r.errorf(d.store.line, d.store.col, CodeDedupSettings, "dedup store %s needs a ttl: how long processed events are remembered", d.store.val)
+		}
+		if !idemSet.set && ev.Guarantee == runtime.AtLeastOnce {
+			c.r.errorf(d.store.line, d.store.col, CodeDedupIdemKey, "dedup store %s on event %s needs idempotency_key: the fields that identify one logical event", d.store.val, ev.Name)
+		}
+	}
+	switch ev.Guarantee {
+	case runtime.AtMostOnce:
+		if store != runtime.DedupNone {
+			c.r.warnf(d.store.line, d.store.col, CodeAtMostOnceDedup, "event %s is at-most-once: nothing is redelivered, so the %s dedup store only costs time", ev.Name, d.store.val)
+		}
+	case runtime.ExactlyOnce:
+		if store == runtime.DedupRedis {
+			c.r.errorf(d.store.line, d.store.col, CodeExactlyOnceRedis, "event %s is exactly-once but dedups in redis: a Redis marker lives outside the handler's transaction, so a crash between them repeats or loses the effect; use postgres", ev.Name)
+		}
+	}
+	if ev.DedupTTL > 0 && ev.Retention > 0 && ev.DedupTTL < ev.Retention && store != runtime.DedupNone {
+		c.r.warnf(d.ttl.line, d.ttl.col, CodeTTLBelowRetention, "dedup.ttl %s is shorter than retention %s: a redelivery older than the ttl passes the dedup store", d.ttl.val, ev.Retention)
+	}
+}
+
+// checkTopics reports topics shared by events with different guarantees.
+func (c *compiler) checkTopics() {
+	first := map[string]*eventTopic{}
+	for _, et := range c.eventTopics {
+		if !et.topic.set || et.ev.Guarantee == 0 {
+			continue
+		}
+		prev, ok := first[et.topic.val]
+		if !ok {
+			first[et.topic.val] = et
+			continue
+		}
+		if prev.ev.Guarantee != et.ev.Guarantee {
+			c.r.errorf(et.topic.line, et.topic.col, CodeTopicGuarantee, "topic %q carries event %s (%s) and event %s (%s): one topic, one guarantee", et.topic.val, prev.ev.Name, prev.ev.Guarantee, et.ev.Name, et.ev.Guarantee)
+		}
+	}
+}
+
+func (c *compiler) pipeline(p *pipelineDecl) *Pipeline {
+	n := p.name
+	if !isUpperCamel(n.val) {
+		c.r.errorf(n.line, n.col, CodeTypeName, "pipeline name %q must be UpperCamelCase", n.val)
+		return nil
+	}
+	pl := &Pipeline{Name: n.val, GoName: camelToGo(n.val), Doc: strings.TrimSpace(p.doc.val)}
+	for _, id := range []string{pl.GoName + "Handler", pl.GoName + "Emitter", "Run" + pl.GoName} {
+		c.declare(id, n, "pipeline "+n.val+" (its generated "+id+")")
+	}
+	if !p.guarantee.set {
+		c.r.errorf(n.line, n.col, CodeMissingKey, "pipeline %s: missing required key \"guarantee\"", n.val)
+	} else if g, ok := c.guarantee(p.guarantee); ok {
+		pl.Guarantee = g
+		if g != runtime.ExactlyOnce {
+			c.r.errorf(p.guarantee.line, p.guarantee.col, CodePipelineUnsupported, "pipeline %s is %s: version 1 generates exactly-once pipelines only; consume with a consumer and produce with a producer instead", n.val, g)
+		}
+	}
+	lookup := func(s scalar, what string) *Event {
+		ev := c.events[s.val]
+		if ev == nil {
+			names := make([]string, 0, len(c.events))
+			for name := range c.events {
+				names = append(names, name)
+			}
+			slices.Sort(names)
+			c.r.errorf(s.line, s.col, CodePipelineEvent, "pipeline %s %s %q, which is not a declared event%s", n.val, what, s.val, didYouMean(s.val, names))
+			return nil
+		}
+		if pl.Guarantee != 0 && ev.Guarantee != 0 && pl.Guarantee > ev.Guarantee {
+			c.r.errorf(s.line, s.col, CodePipelineGuarantee, "pipeline %s is %s but the event it %s, %s, is %s: a chain is as strong as its weakest link", n.val, pl.Guarantee, what, ev.Name, ev.Guarantee)
+		}
+		return ev
+	}
+	if !p.consumes.set {
+		c.r.errorf(n.line, n.col, CodeMissingKey, "pipeline %s: missing required key \"consumes\"", n.val)
+	} else {
+		pl.Consumes = lookup(p.consumes, "consumes")
+	}
+	if len(p.produces) == 0 {
+		c.r.errorf(n.line, n.col, CodeMissingKey, "pipeline %s: missing required key \"produces\" (a list of events)", n.val)
+	}
+	for _, s := range p.produces {
+		if ev := lookup(s, "produces"); ev != nil {
+			pl.Produces = append(pl.Produces, ev)
+		}
+	}
+	return pl
+}
+
+// typeShape writes the canonical shape of a type, expanding named types, for
+// fingerprints: two schemas with equal shapes have equal wire formats.
+func typeShape(b *strings.Builder, t *Type) {
+	switch t.Kind {
+	case KindList:
+		b.WriteString("list<")
+		typeShape(b, t.Elem)
+		b.WriteString(">")
+	case KindMap:
+		b.WriteString("map<string,")
+		typeShape(b, t.Elem)
+		b.WriteString(">")
+	case KindNamed:
+		if t.Named.IsEnum() {
+			b.WriteString("enum[")
+			for i, v := range t.Named.Values {
+				if i > 0 {
+					b.WriteString(",")
+				}
+				b.WriteString(v.Value)
+			}
+			b.WriteString("]")
+			return
+		}
+		fieldsShape(b, t.Named.Fields)
+	default:
+		b.WriteString(t.String())
+	}
+}
+
+func fieldsShape(b *strings.Builder, fields []*Field) {
+	b.WriteString("{")
+	for _, f := range fields {
+		b.WriteString(f.Name)
+		if f.Optional {
+			b.WriteString("?")
+		}
+		b.WriteString(":")
+		typeShape(b, f.Type)
+		b.WriteString(";")
+	}
+	b.WriteString("}")
+}
+
+func eventFingerprint(ev *Event) string {
+	var b strings.Builder
+	b.WriteString(ev.Name)
+	fieldsShape(&b, ev.Fields)
+	return hash(b.String())
+}
+
+func schemaFingerprint(s *Schema) string {
+	var b strings.Builder
+	b.WriteString(s.Package)
+	for _, ev := range s.Events {
+		b.WriteString("|" + ev.Topic + "|" + ev.Guarantee.String() + "|" + ev.Fingerprint)
+	}
+	return hash(b.String())
+}
+
+func hash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return "sha256:" + hex.EncodeToString(sum[:16])
+}

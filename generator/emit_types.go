@@ -1,0 +1,505 @@
+package generator
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/dave/jennifer/jen"
+
+	"github.com/eventgen/eventgen/runtime"
+)
+
+const rtPath = "github.com/eventgen/eventgen/runtime"
+
+func rt(name string) *jen.Statement { return jen.Qual(rtPath, name) }
+
+// emitTypes writes the event types file: one Go type per named type and
+// event, with validation, JSON wire encoding, keys and metadata.
+func emitTypes(s *Schema, f *jen.File) {
+	f.Comment("Checks, at compile time, that this file and the runtime it imports agree;")
+	f.Comment("if a line below fails to compile, regenerate with the eventgen that matches")
+	f.Comment("the github.com/eventgen/eventgen module in go.mod.")
+	f.Const().Defs(
+		jen.Id("_").Op("=").Add(rt("EnforceVersion")).Call(jen.Lit(runtime.GenVersion).Op("-").Add(rt("MinVersion"))),
+		jen.Id("_").Op("=").Add(rt("EnforceVersion")).Call(rt("MaxVersion").Op("-").Lit(runtime.GenVersion)),
+	)
+	f.Line()
+	f.Comment("SchemaFingerprint identifies the topics, guarantees and wire shapes of")
+	f.Comment("every event in the schema: it changes when any of them does.")
+	f.Const().Id("SchemaFingerprint").Op("=").Lit(s.Fingerprint)
+
+	for _, t := range s.Types {
+		f.Line()
+		if t.IsEnum() {
+			emitEnum(f, t)
+		} else {
+			emitRecord(f, t)
+		}
+	}
+	for _, ev := range s.Events {
+		f.Line()
+		emitEvent(f, s, ev)
+	}
+}
+
+// comment writes text as `//` line comments (jennifer would make a block
+// comment of multi-line text).
+func comment(f *jen.File, text string) {
+	for _, line := range strings.Split(text, "\n") {
+		f.Comment(strings.TrimRight(line, " \t"))
+	}
+}
+
+// commentCode is comment for use inside a declaration (struct fields).
+func commentCode(text string) []jen.Code {
+	var out []jen.Code
+	for _, line := range strings.Split(text, "\n") {
+		out = append(out, jen.Comment(strings.TrimRight(line, " \t")), jen.Line())
+	}
+	return out
+}
+
+func docComment(lead, doc string, deprecated bool, what string) string {
+	var b strings.Builder
+	b.WriteString(lead)
+	if doc = strings.TrimSpace(doc); doc != "" {
+		b.WriteString("\n\n")
+		b.WriteString(doc)
+	}
+	if deprecated {
+		b.WriteString("\n\nDeprecated: " + what + " is deprecated in the schema; stop producing it.")
+	}
+	return b.String()
+}
+
+func emitEnum(f *jen.File, t *NamedType) {
+	values := make([]string, len(t.Values))
+	for i, v := range t.Values {
+		values[i] = v.Value
+	}
+	comment(f, docComment(fmt.Sprintf("%s is an enum; its wire values are %s.", t.GoName, strings.Join(values, ", ")), t.Doc, false, ""))
+	f.Type().Id(t.GoName).String()
+	f.Line()
+	f.Const().DefsFunc(func(g *jen.Group) {
+		for _, v := range t.Values {
+			g.Id(v.GoName).Id(t.GoName).Op("=").Lit(v.Value)
+		}
+	})
+	f.Line()
+	f.Commentf("%sValues returns every value of %s, in schema order.", t.GoName, t.GoName)
+	f.Func().Id(t.GoName+"Values").Params().Index().Id(t.GoName).Block(
+		jen.Return(jen.Index().Id(t.GoName).ValuesFunc(func(g *jen.Group) {
+			for _, v := range t.Values {
+				g.Id(v.GoName)
+			}
+		})),
+	)
+	f.Line()
+	f.Commentf("Valid reports whether v is one of the declared values.")
+	f.Func().Params(jen.Id("v").Id(t.GoName)).Id("Valid").Params().Bool().Block(
+		jen.Switch(jen.Id("v")).Block(
+			jen.CaseFunc(func(g *jen.Group) {
+				for _, v := range t.Values {
+					g.Id(v.GoName)
+				}
+			}).Block(jen.Return(jen.True())),
+		),
+		jen.Return(jen.False()),
+	)
+	f.Line()
+	f.Commentf("Validate returns an error if v is not one of the declared values.")
+	f.Func().Params(jen.Id("v").Id(t.GoName)).Id("Validate").Params().Error().Block(
+		jen.If(jen.Op("!").Id("v").Dot("Valid").Call()).Block(
+			jen.Return(jen.Qual("fmt", "Errorf").Call(jen.Lit(fmt.Sprintf("invalid %s %%q: want one of %s", t.Name, strings.Join(values, ", "))), jen.String().Call(jen.Id("v")))),
+		),
+		jen.Return(jen.Nil()),
+	)
+	f.Line()
+	f.Commentf("AppendJSON appends v as a JSON string.")
+	f.Func().Params(jen.Id("v").Id(t.GoName)).Id("AppendJSON").Params(jen.Id("b").Index().Byte()).Index().Byte().Block(
+		jen.Return(rt("AppendString").Call(jen.Id("b"), jen.String().Call(jen.Id("v")))),
+	)
+	f.Line()
+	f.Commentf("UnmarshalJSON decodes a JSON string, rejecting undeclared values.")
+	f.Func().Params(jen.Id("v").Op("*").Id(t.GoName)).Id("UnmarshalJSON").Params(jen.Id("data").Index().Byte()).Error().Block(
+		jen.List(jen.Id("s"), jen.Err()).Op(":=").Add(rt("DecodeString")).Call(jen.Id("data")),
+		jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Err())),
+		jen.If(jen.Err().Op(":=").Id(t.GoName).Call(jen.Id("s")).Dot("Validate").Call(), jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Err())),
+		jen.Op("*").Id("v").Op("=").Id(t.GoName).Call(jen.Id("s")),
+		jen.Return(jen.Nil()),
+	)
+}
+
+func emitRecord(f *jen.File, t *NamedType) {
+	comment(f, docComment(fmt.Sprintf("%s is a record type.", t.GoName), t.Doc, false, ""))
+	f.Type().Id(t.GoName).Struct(structFields(t.Fields)...)
+	recv := jen.Id("r").Id(t.GoName)
+	f.Line()
+	f.Commentf("Validate reports every missing required value and invalid enum value.")
+	f.Func().Params(recv.Clone()).Id("Validate").Params().Error().Block(validateBody(jen.Id("r"), t.Fields)...)
+	emitJSON(f, t.GoName, jen.Id("r"), jen.Id("r").Id(t.GoName), jen.Id("r").Op("*").Id(t.GoName), t.Fields)
+}
+
+func emitEvent(f *jen.File, s *Schema, ev *Event) {
+	lead := fmt.Sprintf("%s is published to topic %s with the %s guarantee.", ev.GoName, ev.Topic, ev.Guarantee)
+	comment(f, docComment(lead, ev.Doc, ev.Deprecated, ev.GoName))
+	f.Type().Id(ev.GoName).Struct(structFields(ev.Fields)...)
+	f.Line()
+	f.Var().Id("_").Qual(rtPath, "Event").Op("=").Parens(jen.Op("*").Id(ev.GoName)).Parens(jen.Nil())
+	f.Line()
+	f.Var().Id(ev.MetaVar).Op("=").Add(rt("EventType")).Values(eventMeta(s, ev))
+	recv := jen.Id("e").Op("*").Id(ev.GoName)
+	f.Line()
+	f.Commentf("EventType returns the metadata of %s: topic, guarantee, CloudEvents type.", ev.GoName)
+	f.Func().Params(recv.Clone()).Id("EventType").Params().Op("*").Add(rt("EventType")).Block(
+		jen.Return(jen.Op("&").Id(ev.MetaVar)),
+	)
+	f.Line()
+	if ev.Key != nil {
+		f.Commentf("Key returns the partition key, field %s: events with equal keys keep their order.", ev.Key.Name)
+		f.Func().Params(recv.Clone()).Id("Key").Params().String().Block(jen.Return(keyString(ev.Key)))
+	} else {
+		f.Comment("Key returns \"\": the schema gives no key, so records spread over partitions.")
+		f.Func().Params(recv.Clone()).Id("Key").Params().String().Block(jen.Return(jen.Lit("")))
+	}
+	f.Line()
+	switch len(ev.IdemKey) {
+	case 0:
+		f.Comment("IdempotencyKey returns \"\": the schema declares no idempotency_key.")
+		f.Func().Params(recv.Clone()).Id("IdempotencyKey").Params().String().Block(jen.Return(jen.Lit("")))
+	case 1:
+		f.Commentf("IdempotencyKey identifies one logical event: field %s.", ev.IdemKey[0].Name)
+		f.Func().Params(recv.Clone()).Id("IdempotencyKey").Params().String().Block(jen.Return(keyString(ev.IdemKey[0])))
+	default:
+		names := make([]string, len(ev.IdemKey))
+		for i, k := range ev.IdemKey {
+			names[i] = k.Name
+		}
+		f.Commentf("IdempotencyKey identifies one logical event: fields %s.", strings.Join(names, ", "))
+		f.Func().Params(recv.Clone()).Id("IdempotencyKey").Params().String().Block(
+			jen.Return(rt("JoinKey").CallFunc(func(g *jen.Group) {
+				for _, k := range ev.IdemKey {
+					g.Add(keyString(k))
+				}
+			})),
+		)
+	}
+	f.Line()
+	f.Commentf("Validate reports every missing required value and invalid enum value.")
+	f.Func().Params(recv.Clone()).Id("Validate").Params().Error().Block(validateBody(jen.Id("e"), ev.Fields)...)
+	emitJSON(f, ev.GoName, jen.Id("e"), recv.Clone(), recv.Clone(), ev.Fields)
+}
+
+func eventMeta(s *Schema, ev *Event) jen.Dict {
+	d := jen.Dict{
+		jen.Id("Name"):        jen.Lit(ev.Name),
+		jen.Id("Topic"):       jen.Lit(ev.Topic),
+		jen.Id("Guarantee"):   rt(guaranteeConst[ev.Guarantee]),
+		jen.Id("CEType"):      jen.Lit(ev.CEType),
+		jen.Id("Source"):      jen.Lit(s.Source),
+		jen.Id("Fingerprint"): jen.Lit(ev.Fingerprint),
+		jen.Id("Dedup"):       rt(dedupConst[ev.Dedup]),
+	}
+	if ev.DedupTTL > 0 {
+		d[jen.Id("DedupTTL")] = durationCode(ev.DedupTTL)
+	}
+	if ev.Retention > 0 {
+		d[jen.Id("Retention")] = durationCode(ev.Retention)
+	}
+	if ev.Outbox {
+		d[jen.Id("Outbox")] = jen.True()
+	}
+	return d
+}
+
+var guaranteeConst = map[runtime.Guarantee]string{
+	runtime.AtMostOnce: "AtMostOnce", runtime.AtLeastOnce: "AtLeastOnce", runtime.ExactlyOnce: "ExactlyOnce",
+}
+
+var dedupConst = map[runtime.DedupStore]string{
+	runtime.DedupNone: "DedupNone", runtime.DedupPostgres: "DedupPostgres", runtime.DedupRedis: "DedupRedis",
+}
+
+// durationCode writes d as a readable multiple of its largest exact unit: 168 * time.Hour.
+func durationCode(d time.Duration) jen.Code {
+	units := []struct {
+		d    time.Duration
+		name string
+	}{{time.Hour, "Hour"}, {time.Minute, "Minute"}, {time.Second, "Second"}, {time.Millisecond, "Millisecond"}, {time.Microsecond, "Microsecond"}}
+	for _, u := range units {
+		if d%u.d == 0 {
+			return jen.Lit(int(d / u.d)).Op("*").Qual("time", u.name)
+		}
+	}
+	return jen.Qual("time", "Duration").Call(jen.Lit(int64(d)))
+}
+
+func structFields(fields []*Field) []jen.Code {
+	out := make([]jen.Code, 0, len(fields))
+	for _, fl := range fields {
+		var c []jen.Code
+		doc := strings.TrimSpace(fl.Doc)
+		if fl.Optional {
+			if doc != "" {
+				doc += "\n"
+			}
+			doc += "Optional: " + absentMeaning(fl.Type) + " means absent."
+		}
+		if doc != "" {
+			c = append(c, commentCode(doc)...)
+		}
+		tag := fl.Name
+		if fl.Optional {
+			tag += ",omitempty"
+		}
+		c = append(c, jen.Id(fl.GoName).Add(fieldType(fl)).Tag(map[string]string{"json": tag}))
+		out = append(out, jen.Add(c...))
+	}
+	return out
+}
+
+func absentMeaning(t *Type) string {
+	if byReference(t) {
+		return "nil"
+	}
+	return "a nil pointer"
+}
+
+// byReference reports types whose nil value already means "absent".
+func byReference(t *Type) bool {
+	return t.Kind == KindList || t.Kind == KindMap || t.Kind == KindBytes
+}
+
+func fieldType(fl *Field) jen.Code {
+	if fl.Optional && !byReference(fl.Type) {
+		return jen.Op("*").Add(goType(fl.Type))
+	}
+	return goType(fl.Type)
+}
+
+func goType(t *Type) *jen.Statement {
+	switch t.Kind {
+	case KindBool:
+		return jen.Bool()
+	case KindInt32:
+		return jen.Int32()
+	case KindInt64:
+		return jen.Int64()
+	case KindFloat64:
+		return jen.Float64()
+	case KindString:
+		return jen.String()
+	case KindBytes:
+		return jen.Index().Byte()
+	case KindUUID:
+		return rt("UUID")
+	case KindTimestamp:
+		return jen.Qual("time", "Time")
+	case KindDuration:
+		return jen.Qual("time", "Duration")
+	case KindDecimal:
+		return rt("Decimal")
+	case KindList:
+		return jen.Index().Add(goType(t.Elem))
+	case KindMap:
+		return jen.Map(jen.String()).Add(goType(t.Elem))
+	case KindNamed:
+		return jen.Id(t.Named.GoName)
+	}
+	panic(fmt.Sprintf("generator: unhandled kind %d", t.Kind)) // unreachable: compile resolves every type
+}
+
+var scalarWire = map[Kind]string{
+	KindBool: "Bool", KindInt32: "Int32", KindInt64: "Int64", KindFloat64: "Float64",
+	KindString: "String", KindBytes: "Bytes", KindUUID: "UUID", KindTimestamp: "Time",
+	KindDuration: "Duration", KindDecimal: "Decimal",
+}
+
+// appendFunc is a func([]byte, T) []byte value for t.
+func appendFunc(t *Type) jen.Code {
+	switch t.Kind {
+	case KindNamed:
+		return rt("AppendRecord").Index(jen.Id(t.Named.GoName))
+	case KindList:
+		return rt("ListAppender").Call(appendFunc(t.Elem))
+	case KindMap:
+		return rt("MapAppender").Call(appendFunc(t.Elem))
+	}
+	return rt("Append" + scalarWire[t.Kind])
+}
+
+// appendCall appends value v of type t to b.
+func appendCall(t *Type, v jen.Code) jen.Code {
+	b := jen.Id("b")
+	switch t.Kind {
+	case KindNamed:
+		return jen.Add(v).Dot("AppendJSON").Call(b)
+	case KindList:
+		return rt("AppendList").Call(b, v, appendFunc(t.Elem))
+	case KindMap:
+		return rt("AppendMap").Call(b, v, appendFunc(t.Elem))
+	}
+	return rt("Append"+scalarWire[t.Kind]).Call(b, v)
+}
+
+// decodeFunc is a func([]byte) (T, error) value for t.
+func decodeFunc(t *Type) jen.Code {
+	switch t.Kind {
+	case KindNamed:
+		return rt("DecodeRecord").Index(jen.Id(t.Named.GoName))
+	case KindList:
+		return rt("ListOf").Call(decodeFunc(t.Elem))
+	case KindMap:
+		return rt("MapOf").Call(decodeFunc(t.Elem))
+	}
+	return rt("Decode" + scalarWire[t.Kind])
+}
+
+// checkFunc is a func(*runtime.Validator, string, T) value for t, or nil
+// when no value of t can be invalid.
+func checkFunc(t *Type) jen.Code {
+	method := func(name string) jen.Code {
+		return jen.Parens(jen.Op("*").Add(rt("Validator"))).Dot(name)
+	}
+	switch t.Kind {
+	case KindUUID:
+		return method("UUID")
+	case KindTimestamp:
+		return method("Time")
+	case KindFloat64:
+		return method("Finite")
+	case KindDecimal:
+		return method("Decimal")
+	case KindNamed:
+		return rt("Nested").Index(jen.Id(t.Named.GoName))
+	case KindList:
+		if elem := checkFunc(t.Elem); elem != nil {
+			return rt("ListChecker").Call(elem)
+		}
+	case KindMap:
+		if elem := checkFunc(t.Elem); elem != nil {
+			return rt("MapChecker").Call(elem)
+		}
+	}
+	return nil
+}
+
+// checkStmt validates value v of field fl, or returns nil.
+func checkStmt(fl *Field, v jen.Code) jen.Code {
+	chk := jen.Id("chk")
+	path := jen.Lit(fl.Name)
+	t := fl.Type
+	switch t.Kind {
+	case KindString:
+		if fl.IsKey {
+			return chk.Dot("NonEmpty").Call(path, v)
+		}
+		return nil
+	case KindUUID:
+		return chk.Dot("UUID").Call(path, v)
+	case KindTimestamp:
+		return chk.Dot("Time").Call(path, v)
+	case KindFloat64:
+		return chk.Dot("Finite").Call(path, v)
+	case KindDecimal:
+		return chk.Dot("Decimal").Call(path, v)
+	case KindNamed:
+		return rt("Nested").Call(jen.Op("&").Id("chk"), path, v)
+	case KindList:
+		if elem := checkFunc(t.Elem); elem != nil {
+			return rt("List").Call(jen.Op("&").Id("chk"), path, v, elem)
+		}
+	case KindMap:
+		if elem := checkFunc(t.Elem); elem != nil {
+			return rt("Map").Call(jen.Op("&").Id("chk"), path, v, elem)
+		}
+	}
+	return nil
+}
+
+func validateBody(recv *jen.Statement, fields []*Field) []jen.Code {
+	var body []jen.Code
+	for _, fl := range fields {
+		field := recv.Clone().Dot(fl.GoName)
+		if fl.Optional && !byReference(fl.Type) {
+			if s := checkStmt(fl, jen.Op("*").Add(field.Clone())); s != nil {
+				body = append(body, jen.If(field.Clone().Op("!=").Nil()).Block(s))
+			}
+			continue
+		}
+		if s := checkStmt(fl, field); s != nil {
+			body = append(body, s)
+		}
+	}
+	if len(body) == 0 {
+		return []jen.Code{jen.Return(jen.Nil())}
+	}
+	return append([]jen.Code{jen.Var().Id("chk").Add(rt("Validator"))}, append(body, jen.Return(jen.Id("chk").Dot("Err").Call()))...)
+}
+
+// emitJSON writes AppendJSON, MarshalJSON and UnmarshalJSON.
+func emitJSON(f *jen.File, name string, recv *jen.Statement, valRecv, ptrRecv *jen.Statement, fields []*Field) {
+	f.Line()
+	f.Commentf("AppendJSON appends the wire form of %s to b (see docs/wire-format.md).", name)
+	f.Func().Params(valRecv).Id("AppendJSON").Params(jen.Id("b").Index().Byte()).Index().Byte().BlockFunc(func(g *jen.Group) {
+		g.Id("start").Op(":=").Len(jen.Id("b"))
+		for _, fl := range fields {
+			field := recv.Clone().Dot(fl.GoName)
+			key := jen.Id("b").Op("=").Append(jen.Id("b"), jen.Lit(`,"`+fl.Name+`":`).Op("..."))
+			switch {
+			case fl.Optional && !byReference(fl.Type):
+				g.If(field.Clone().Op("!=").Nil()).Block(key, jen.Id("b").Op("=").Add(appendCall(fl.Type, jen.Op("*").Add(field.Clone()))))
+			case fl.Optional:
+				g.If(field.Clone().Op("!=").Nil()).Block(key, jen.Id("b").Op("=").Add(appendCall(fl.Type, field.Clone())))
+			default:
+				g.Add(key)
+				g.Id("b").Op("=").Add(appendCall(fl.Type, field.Clone()))
+			}
+		}
+		g.Return(rt("CloseObject").Call(jen.Id("b"), jen.Id("start")))
+	})
+	f.Line()
+	f.Commentf("MarshalJSON implements json.Marshaler with the wire form.")
+	f.Func().Params(valRecv.Clone()).Id("MarshalJSON").Params().Params(jen.Index().Byte(), jen.Error()).Block(
+		jen.Return(recv.Clone().Dot("AppendJSON").Call(jen.Nil()), jen.Nil()),
+	)
+	f.Line()
+	f.Commentf("UnmarshalJSON decodes the wire form, reporting every missing required field.")
+	f.Func().Params(ptrRecv).Id("UnmarshalJSON").Params(jen.Id("data").Index().Byte()).Error().BlockFunc(func(g *jen.Group) {
+		g.List(jen.Id("obj"), jen.Err()).Op(":=").Add(rt("DecodeObject")).Call(jen.Id("data"))
+		g.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Err()))
+		for _, fl := range fields {
+			var call jen.Code
+			args := []jen.Code{jen.Id("obj"), jen.Lit(fl.Name), decodeFunc(fl.Type)}
+			switch {
+			case !fl.Optional:
+				call = rt("Field").Call(args...)
+			case fl.Type.Kind == KindMap:
+				call = rt("OptionalMap").Call(args...)
+			case byReference(fl.Type):
+				call = rt("OptionalList").Call(args...)
+			default:
+				call = rt("OptionalField").Call(args...)
+			}
+			g.Add(recv.Clone().Dot(fl.GoName)).Op("=").Add(call)
+		}
+		g.Return(jen.Id("obj").Dot("Err").Call())
+	})
+}
+
+// keyString converts a key field to its string form.
+func keyString(fl *Field) jen.Code {
+	v := jen.Id("e").Dot(fl.GoName)
+	switch fl.Type.Kind {
+	case KindUUID:
+		return v.Dot("String").Call()
+	case KindInt32:
+		return jen.Qual("strconv", "FormatInt").Call(jen.Int64().Call(v), jen.Lit(10))
+	case KindInt64:
+		return jen.Qual("strconv", "FormatInt").Call(v, jen.Lit(10))
+	case KindNamed:
+		return jen.String().Call(v)
+	}
+	return v
+}
