@@ -8,8 +8,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/eventgen/eventgen/runtime"
 )
 
 // compile validates the AST and builds the IR. Every rule violation is
@@ -399,15 +397,15 @@ func pickBool(own, def boolValue) boolValue {
 	return def
 }
 
-var guarantees = map[string]runtime.Guarantee{
-	"at-most-once":  runtime.AtMostOnce,
-	"at-least-once": runtime.AtLeastOnce,
-	"exactly-once":  runtime.ExactlyOnce,
+var guarantees = map[string]Guarantee{
+	"at-most-once":  AtMostOnce,
+	"at-least-once": AtLeastOnce,
+	"exactly-once":  ExactlyOnce,
 }
 
 var guaranteeNames = []string{"at-most-once", "at-least-once", "exactly-once"}
 
-func (c *compiler) guarantee(s scalar) (runtime.Guarantee, bool) {
+func (c *compiler) guarantee(s scalar) (Guarantee, bool) {
 	g, ok := guarantees[s.val]
 	if !ok {
 		c.r.errorf(s.line, s.col, CodeBadValue, "unknown guarantee %q: want at-most-once, at-least-once or exactly-once%s", s.val, didYouMean(s.val, guaranteeNames))
@@ -510,11 +508,11 @@ func (c *compiler) event(s *Schema, e *eventDecl) *Event {
 	c.dedup(ev, dedup, n, idemSet)
 
 	switch ev.Guarantee {
-	case runtime.AtMostOnce:
+	case AtMostOnce:
 		if ev.Outbox {
 			c.r.errorf(outbox.line, outbox.col, CodeAtMostOnceOutbox, "event %s is at-most-once but asks for the outbox: the outbox exists to never lose an event; use at-least-once or drop outbox", n.val)
 		}
-	case runtime.ExactlyOnce:
+	case ExactlyOnce:
 		if len(idem) == 0 && !idemSet.set {
 			c.r.errorf(n.line, n.col, CodeExactlyOnceIdemKey, "event %s is exactly-once but has no idempotency_key: name the fields that identify one logical event", n.val)
 		}
@@ -581,13 +579,13 @@ func (c *compiler) keyField(ev *Event, e *eventDecl, k scalar, what string) *Fie
 	return f
 }
 
-var dedupStores = map[string]runtime.DedupStore{
-	"postgres": runtime.DedupPostgres, "redis": runtime.DedupRedis, "none": runtime.DedupNone,
+var dedupStores = map[string]DedupStore{
+	"postgres": DedupPostgres, "redis": DedupRedis, "none": DedupNone,
 }
 
 func (c *compiler) dedup(ev *Event, d *dedupDecl, n scalar, idemSet scalar) {
 	if d == nil {
-		if ev.Guarantee == runtime.AtLeastOnce {
+		if ev.Guarantee == AtLeastOnce {
 			c.r.errorf(n.line, n.col, CodeDedupRequired, "event %s is at-least-once and needs dedup: {store: postgres|redis, ttl: ...} or {store: none, reason: ...} for a naturally idempotent handler", n.val)
 		}
 		return
@@ -606,7 +604,7 @@ func (c *compiler) dedup(ev *Event, d *dedupDecl, n scalar, idemSet scalar) {
 		ev.DedupTTL = c.duration(d.ttl, "dedup.ttl")
 	}
 	switch store {
-	case runtime.DedupNone:
+	case DedupNone:
 		if !d.reason.set || strings.TrimSpace(d.reason.val) == "" {
 			c.r.errorf(d.store.line, d.store.col, CodeDedupSettings, "dedup store none needs a reason: say why the handler is naturally idempotent")
 		}
@@ -615,21 +613,21 @@ func (c *compiler) dedup(ev *Event, d *dedupDecl, n scalar, idemSet scalar) {
 		if !d.ttl.set {
 			c.r.errorf(d.store.line, d.store.col, CodeDedupSettings, "dedup store %s needs a ttl: how long processed events are remembered", d.store.val)
 		}
-		if !idemSet.set && ev.Guarantee == runtime.AtLeastOnce {
+		if !idemSet.set && ev.Guarantee == AtLeastOnce {
 			c.r.errorf(d.store.line, d.store.col, CodeDedupIdemKey, "dedup store %s on event %s needs idempotency_key: the fields that identify one logical event", d.store.val, ev.Name)
 		}
 	}
 	switch ev.Guarantee {
-	case runtime.AtMostOnce:
-		if store != runtime.DedupNone {
+	case AtMostOnce:
+		if store != DedupNone {
 			c.r.warnf(d.store.line, d.store.col, CodeAtMostOnceDedup, "event %s is at-most-once: nothing is redelivered, so the %s dedup store only costs time", ev.Name, d.store.val)
 		}
-	case runtime.ExactlyOnce:
-		if store == runtime.DedupRedis {
+	case ExactlyOnce:
+		if store == DedupRedis {
 			c.r.errorf(d.store.line, d.store.col, CodeExactlyOnceRedis, "event %s is exactly-once but dedups in redis: a Redis marker lives outside the handler's transaction, so a crash between them repeats or loses the effect; use postgres", ev.Name)
 		}
 	}
-	if ev.DedupTTL > 0 && ev.Retention > 0 && ev.DedupTTL < ev.Retention && store != runtime.DedupNone {
+	if ev.DedupTTL > 0 && ev.Retention > 0 && ev.DedupTTL < ev.Retention && store != DedupNone {
 		c.r.warnf(d.ttl.line, d.ttl.col, CodeTTLBelowRetention, "dedup.ttl %s is shorter than retention %s: a redelivery older than the ttl passes the dedup store", d.ttl.val, ev.Retention)
 	}
 }
@@ -666,7 +664,7 @@ func (c *compiler) pipeline(p *pipelineDecl) *Pipeline {
 		c.r.errorf(n.line, n.col, CodeMissingKey, "pipeline %s: missing required key \"guarantee\"", n.val)
 	} else if g, ok := c.guarantee(p.guarantee); ok {
 		pl.Guarantee = g
-		if g != runtime.ExactlyOnce {
+		if g != ExactlyOnce {
 			c.r.errorf(p.guarantee.line, p.guarantee.col, CodePipelineUnsupported, "pipeline %s is %s: version 1 generates exactly-once pipelines only; consume with a consumer and produce with a producer instead", n.val, g)
 		}
 	}

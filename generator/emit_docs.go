@@ -8,7 +8,6 @@ import (
 
 	"text/template"
 
-	"github.com/eventgen/eventgen/runtime"
 	"github.com/eventgen/eventgen/templates"
 )
 
@@ -27,9 +26,9 @@ var docFuncs = template.FuncMap{
 	},
 	"dedup": func(ev *Event) string {
 		switch {
-		case ev.Guarantee == runtime.AtMostOnce && ev.Dedup == runtime.DedupNone:
+		case ev.Guarantee == AtMostOnce && ev.Dedup == DedupNone:
 			return "not needed (never redelivered)"
-		case ev.Dedup == runtime.DedupNone:
+		case ev.Dedup == DedupNone:
 			return "none"
 		}
 		return ev.Dedup.String() + ", ttl " + formatDuration(ev.DedupTTL)

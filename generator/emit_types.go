@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/dave/jennifer/jen"
-
-	"github.com/eventgen/eventgen/runtime"
 )
 
 const rtPath = "github.com/eventgen/eventgen/runtime"
@@ -21,8 +19,8 @@ func emitTypes(s *Schema, f *jen.File) {
 	f.Comment("if a line below fails to compile, regenerate with the eventgen that matches")
 	f.Comment("the github.com/eventgen/eventgen module in go.mod.")
 	f.Const().Defs(
-		jen.Id("_").Op("=").Add(rt("EnforceVersion")).Call(jen.Lit(runtime.GenVersion).Op("-").Add(rt("MinVersion"))),
-		jen.Id("_").Op("=").Add(rt("EnforceVersion")).Call(rt("MaxVersion").Op("-").Lit(runtime.GenVersion)),
+		jen.Id("_").Op("=").Add(rt("EnforceVersion")).Call(jen.Lit(GenVersion).Op("-").Add(rt("MinVersion"))),
+		jen.Id("_").Op("=").Add(rt("EnforceVersion")).Call(rt("MaxVersion").Op("-").Lit(GenVersion)),
 	)
 	f.Line()
 	f.Comment("SchemaFingerprint identifies the topics, guarantees and wire shapes of")
@@ -88,7 +86,7 @@ func emitEnum(f *jen.File, t *NamedType) {
 	})
 	f.Line()
 	f.Commentf("%sValues returns every value of %s, in schema order.", t.GoName, t.GoName)
-	f.Func().Id(t.GoName+"Values").Params().Index().Id(t.GoName).Block(
+	f.Func().Id(t.GoName + "Values").Params().Index().Id(t.GoName).Block(
 		jen.Return(jen.Index().Id(t.GoName).ValuesFunc(func(g *jen.Group) {
 			for _, v := range t.Values {
 				g.Id(v.GoName)
@@ -213,12 +211,12 @@ func eventMeta(s *Schema, ev *Event) jen.Dict {
 	return d
 }
 
-var guaranteeConst = map[runtime.Guarantee]string{
-	runtime.AtMostOnce: "AtMostOnce", runtime.AtLeastOnce: "AtLeastOnce", runtime.ExactlyOnce: "ExactlyOnce",
+var guaranteeConst = map[Guarantee]string{
+	AtMostOnce: "AtMostOnce", AtLeastOnce: "AtLeastOnce", ExactlyOnce: "ExactlyOnce",
 }
 
-var dedupConst = map[runtime.DedupStore]string{
-	runtime.DedupNone: "DedupNone", runtime.DedupPostgres: "DedupPostgres", runtime.DedupRedis: "DedupRedis",
+var dedupConst = map[DedupStore]string{
+	DedupNone: "DedupNone", DedupPostgres: "DedupPostgres", DedupRedis: "DedupRedis",
 }
 
 // durationCode writes d as a readable multiple of its largest exact unit: 168 * time.Hour.
@@ -229,7 +227,7 @@ func durationCode(d time.Duration) jen.Code {
 	}{{time.Hour, "Hour"}, {time.Minute, "Minute"}, {time.Second, "Second"}, {time.Millisecond, "Millisecond"}, {time.Microsecond, "Microsecond"}}
 	for _, u := range units {
 		if d%u.d == 0 {
-			return jen.Lit(int(d / u.d)).Op("*").Qual("time", u.name)
+			return jen.Lit(int(d/u.d)).Op("*").Qual("time", u.name)
 		}
 	}
 	return jen.Qual("time", "Duration").Call(jen.Lit(int64(d)))
@@ -448,6 +446,9 @@ func emitJSON(f *jen.File, name string, recv *jen.Statement, valRecv, ptrRecv *j
 			field := recv.Clone().Dot(fl.GoName)
 			key := jen.Id("b").Op("=").Append(jen.Id("b"), jen.Lit(`,"`+fl.Name+`":`).Op("..."))
 			switch {
+			case fl.Optional && fl.Type.Kind == KindNamed:
+				// A method call dereferences the pointer itself.
+				g.If(field.Clone().Op("!=").Nil()).Block(key, jen.Id("b").Op("=").Add(appendCall(fl.Type, field.Clone())))
 			case fl.Optional && !byReference(fl.Type):
 				g.If(field.Clone().Op("!=").Nil()).Block(key, jen.Id("b").Op("=").Add(appendCall(fl.Type, jen.Op("*").Add(field.Clone()))))
 			case fl.Optional:

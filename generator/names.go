@@ -41,6 +41,10 @@ func snakeToCamel(s string) string {
 			b.WriteString(strings.ToUpper(lower))
 			continue
 		}
+		if base, ok := strings.CutSuffix(lower, "s"); ok && commonInitialisms[base] {
+			b.WriteString(strings.ToUpper(base) + "s") // ids → IDs
+			continue
+		}
 		r := []rune(part)
 		r[0] = unicode.ToUpper(r[0])
 		b.WriteString(string(r))

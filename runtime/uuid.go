@@ -98,4 +98,3 @@ func (u *UUID) UnmarshalText(b []byte) error {
 	*u = v
 	return nil
 }
-
