@@ -44,6 +44,10 @@ func compile(f *schemaFile, r reporter) *Schema {
 	if c.failed() {
 		return nil
 	}
+	// Fingerprints expand named types, so they wait until recursion is ruled out.
+	for _, ev := range s.Events {
+		ev.Fingerprint = eventFingerprint(ev)
+	}
 	s.Fingerprint = schemaFingerprint(s)
 	return s
 }
@@ -517,7 +521,6 @@ func (c *compiler) event(s *Schema, e *eventDecl) *Event {
 			c.r.errorf(n.line, n.col, CodeExactlyOnceIdemKey, "event %s is exactly-once but has no idempotency_key: name the fields that identify one logical event", n.val)
 		}
 	}
-	ev.Fingerprint = eventFingerprint(ev)
 	c.events[n.val] = ev
 	return ev
 }

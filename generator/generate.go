@@ -117,6 +117,14 @@ func emitSchema(s *Schema, opts Options) (files []File, err error) {
 	}
 	files = append(files, File{Path: prefix + "events.gen.go", Data: code, Schema: s.Path})
 
+	kf := newGoFile(s, source)
+	emitKafka(s, kf)
+	code, err = render(kf)
+	if err != nil {
+		return nil, err
+	}
+	files = append(files, File{Path: prefix + "kafka.gen.go", Data: code, Schema: s.Path})
+
 	md, err := renderDocs(s, source)
 	if err != nil {
 		return nil, err

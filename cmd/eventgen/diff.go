@@ -11,7 +11,7 @@ func unifiedDiff(path string, old, new []byte) string {
 	a, b := splitLines(string(old)), splitLines(string(new))
 	ops := diffLines(a, b)
 	var out strings.Builder
-	fromName, toName := "a/"+path, "b/"+path
+	fromName, toName := path, path
 	if old == nil {
 		fromName = "/dev/null"
 	}
@@ -110,12 +110,12 @@ func diffLines(a, b []string) []diffOp {
 			ops = append(ops, diffOp{' ', i, j})
 			i++
 			j++
-		case j < m && (i == n || lcs[i][j+1] >= lcs[i+1][j]):
+		case i < n && (j == m || lcs[i+1][j] >= lcs[i][j+1]):
+			ops = append(ops, diffOp{'-', i, j}) // deletions first, as diff -u prints them
+			i++
+		default:
 			ops = append(ops, diffOp{'+', i, j})
 			j++
-		default:
-			ops = append(ops, diffOp{'-', i, j})
-			i++
 		}
 	}
 	return ops
