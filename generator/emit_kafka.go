@@ -125,7 +125,7 @@ func emitProducer(f *jen.File, s *Schema, byG map[Guarantee][]*Event) {
 	for _, ev := range byG[ExactlyOnce] {
 		f.Line()
 		f.Commentf("Send%s adds e to the transaction.", ev.GoName)
-		f.Func().Params(jen.Id("tx").Op("*").Id("Tx")).Id("Send"+ev.GoName).Params(jen.Id("e").Op("*").Id(ev.GoName)).Error().Block(
+		f.Func().Params(jen.Id("tx").Op("*").Id("Tx")).Id("Send" + ev.GoName).Params(jen.Id("e").Op("*").Id(ev.GoName)).Error().Block(
 			jen.Return(jen.Id("tx").Dot("txn").Dot("Send").Call(jen.Id("e"))),
 		)
 	}
@@ -180,7 +180,7 @@ func emitConsumer(f *jen.File, s *Schema, byG map[Guarantee][]*Event) {
 			f.Type().Id(handler).Func().Params(ctx.Clone(), jen.Id("e").Op("*").Id(ev.GoName), jen.Id("rec").Add(rt(recordType[g]))).Error()
 			f.Line()
 			f.Commentf("Handle%s registers the handler for %s events (topic %s).", ev.GoName, ev.GoName, ev.Topic)
-			f.Func().Params(jen.Id("c").Op("*").Id("Consumer")).Id("Handle"+ev.GoName).Params(jen.Id("h").Id(handler)).Block(
+			f.Func().Params(jen.Id("c").Op("*").Id("Consumer")).Id("Handle" + ev.GoName).Params(jen.Id("h").Id(handler)).Block(
 				rt(handleFunc[g]).Call(jen.Id("c").Dot("c"), jen.Op("&").Id(ev.MetaVar), rt("DecodeEvent").Index(jen.Id(ev.GoName)), jen.Id("h")),
 			)
 		}
@@ -196,7 +196,7 @@ func emitPipeline(f *jen.File, p *Pipeline) {
 	for _, ev := range p.Produces {
 		f.Line()
 		f.Commentf("Emit%s adds e to the pipeline's current transaction.", ev.GoName)
-		f.Func().Params(jen.Id("o").Id(emitter)).Id("Emit"+ev.GoName).Params(jen.Id("e").Op("*").Id(ev.GoName)).Error().Block(
+		f.Func().Params(jen.Id("o").Id(emitter)).Id("Emit" + ev.GoName).Params(jen.Id("e").Op("*").Id(ev.GoName)).Error().Block(
 			jen.Return(jen.Id("o").Dot("em").Dot("Emit").Call(jen.Id("e"))),
 		)
 	}

@@ -1,6 +1,7 @@
 package generator
 
 import (
+	"bytes"
 	"fmt"
 	"regexp"
 	"slices"
@@ -25,6 +26,8 @@ func load(path string, src []byte, r reporter) (f *schemaFile) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(src, &doc); err != nil {
 		line, msg := yamlErrorLine(err)
+		// At end of input the parser can name a line past the last one.
+		line = min(line, bytes.Count(src, []byte("\n"))+1)
 		r.errorf(line, 1, CodeSyntax, "%s", msg)
 		return f
 	}
