@@ -1,0 +1,318 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/eventgen/eventgen/runtime"
+	"github.com/eventgen/eventgen/runtime/kafkatest"
+	"github.com/eventgen/eventgen/schemas/examples/shop"
+)
+
+const partitions = 3
+
+var scenarios = []scenario{
+	{name: "alo", what: "at-least-once producer (idempotent, acks=all)", raw: rawAtLeastOnce, gen: genAtLeastOnce, target: 0.9},
+	{name: "amo", what: "at-most-once producer (acks=0)", raw: rawAtMostOnce, gen: genAtMostOnce, target: 0.9},
+	{name: "eos", what: "exactly-once pipeline vs raw transactional producer, 100 records per transaction", raw: rawTransactional, gen: genPipeline, target: 0.5},
+}
+
+func newCluster() (*kafkatest.Cluster, error) { return kafkatest.New(kafkatest.Partitions(partitions)) }
+
+// order is the hand-written equivalent of shop.OrderPlaced for encoding/json.
+type order struct {
+	OrderID    string   `json:"order_id"`
+	CustomerID string   `json:"customer_id"`
+	Total      money    `json:"total"`
+	Status     string   `json:"status"`
+	Items      []string `json:"items"`
+	PlacedAt   string   `json:"placed_at"`
+}
+
+type money struct {
+	Cents    int64  `json:"cents"`
+	Currency string `json:"currency"`
+}
+
+var placedAt = time.Date(2026, 11, 26, 18, 0, 0, 123456789, time.UTC)
+
+// genOrder returns event i; its JSON is about 200 bytes.
+func genOrder(i int) *shop.OrderPlaced {
+	return &shop.OrderPlaced{
+		OrderID: runtime.NewUUID(), CustomerID: fmt.Sprintf("customer-%08d-loyal", i),
+		Total: shop.Money{Cents: int64(1000 + i), Currency: "EUR"}, Status: shop.OrderStatusPending,
+		Items: []string{"sku-0001", "sku-0002"}, PlacedAt: placedAt,
+	}
+}
+
+func rawOrder(i int) *order {
+	return &order{
+		OrderID: runtime.NewUUID().String(), CustomerID: fmt.Sprintf("customer-%08d-loyal", i),
+		Total: money{Cents: int64(1000 + i), Currency: "EUR"}, Status: "pending",
+		Items: []string{"sku-0001", "sku-0002"}, PlacedAt: placedAt.Format(time.RFC3339Nano),
+	}
+}
+
+func baseConfig() *sarama.Config {
+	c := sarama.NewConfig()
+	c.Version = runtime.KafkaVersion
+	c.Producer.Partitioner = sarama.NewMurmur2Partitioner // as eventgen's producers
+	return c
+}
+
+// senders is how many goroutines send concurrently in the at-least-once
+// scenario: a service sends from many request handlers at once.
+const senders = 64
+
+func rawAtLeastOnce(ctx context.Context, brokers []string, n int) (time.Duration, error) {
+	return timed(func() error { return rawAtLeastOnceBody(ctx, brokers, n) })
+}
+
+func rawAtLeastOnceBody(ctx context.Context, brokers []string, n int) error {
+	c := baseConfig()
+	c.Producer.Idempotent = true
+	c.Producer.RequiredAcks = sarama.WaitForAll
+	c.Net.MaxOpenRequests = 1
+	c.Producer.Retry.Max = 10
+	c.Producer.Return.Successes = true
+	p, err := sarama.NewAsyncProducer(brokers, c)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; i < n; i++ {
+			select {
+			case <-p.Successes():
+			case pe := <-p.Errors():
+				done <- pe.Err
+				return
+			}
+		}
+		done <- nil
+	}()
+	for i := 0; i < n; i++ {
+		o := rawOrder(i)
+		v, err := json.Marshal(o)
+		if err != nil {
+			return err
+		}
+		p.Input() <- &sarama.ProducerMessage{Topic: "bench.alo", Key: sarama.StringEncoder(o.OrderID), Value: sarama.ByteEncoder(v)}
+	}
+	return <-done
+}
+
+func genAtLeastOnce(ctx context.Context, brokers []string, n int) (time.Duration, error) {
+	return timed(func() error { return genAtLeastOnceBody(ctx, brokers, n) })
+}
+
+func genAtLeastOnceBody(ctx context.Context, brokers []string, n int) error {
+	p, err := shop.NewProducer(runtime.Config{Brokers: brokers}, "bench-txn")
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	return parallel(n, senders, func(i int) error {
+		e := genOrder(i)
+		return p.SendOrderPlaced(ctx, e)
+	})
+}
+
+// parallel runs f(0..n-1) on k goroutines.
+func parallel(n, k int, f func(int) error) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, k)
+	for w := 0; w < k; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += k {
+				if err := f(i); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+type view struct {
+	SessionID string `json:"session_id"`
+	Path      string `json:"path"`
+	ViewedAt  string `json:"viewed_at"`
+}
+
+const longPath = "/products/category/kitchen/espresso-machines/deluxe-model-with-milk-frother-and-grinder?ref=homepage-banner&campaign=winter-sale-2026&utm_source=newsletter&x="
+
+func rawAtMostOnce(ctx context.Context, brokers []string, n int) (time.Duration, error) {
+	return timed(func() error { return rawAtMostOnceBody(ctx, brokers, n) })
+}
+
+func rawAtMostOnceBody(ctx context.Context, brokers []string, n int) error {
+	c := baseConfig()
+	c.Producer.RequiredAcks = sarama.NoResponse
+	c.Producer.Retry.Max = 0
+	c.Producer.Return.Errors = true
+	p, err := sarama.NewAsyncProducer(brokers, c)
+	if err != nil {
+		return err
+	}
+	go func() {
+		for range p.Errors() {
+		}
+	}()
+	for i := 0; i < n; i++ {
+		v, err := json.Marshal(&view{SessionID: fmt.Sprintf("session-%06d", i%1000), Path: longPath + fmt.Sprint(i), ViewedAt: placedAt.Format(time.RFC3339Nano)})
+		if err != nil {
+			return err
+		}
+		p.Input() <- &sarama.ProducerMessage{Topic: "bench.amo", Key: sarama.StringEncoder(fmt.Sprintf("session-%06d", i%1000)), Value: sarama.ByteEncoder(v)}
+	}
+	return p.Close() // flushes
+}
+
+func genAtMostOnce(ctx context.Context, brokers []string, n int) (time.Duration, error) {
+	return timed(func() error { return genAtMostOnceBody(ctx, brokers, n) })
+}
+
+func genAtMostOnceBody(ctx context.Context, brokers []string, n int) error {
+	metrics := &runtime.Counters{}
+	p, err := shop.NewProducer(runtime.Config{Brokers: brokers, Metrics: metrics}, "bench-txn")
+	if err != nil {
+		return err
+	}
+	for i := 0; i < n; i++ {
+		e := &shop.PageViewed{SessionID: fmt.Sprintf("session-%06d", i%1000), Path: longPath + fmt.Sprint(i), ViewedAt: placedAt}
+		if err := p.SendPageViewed(ctx, e); err != nil {
+			return err
+		}
+	}
+	if err := p.Close(); err != nil {
+		return err
+	}
+	if d := metrics.Get("PageViewed", runtime.Dropped); d > 0 {
+		return fmt.Errorf("%d of %d events dropped: the comparison would flatter eventgen", d, n)
+	}
+	return nil
+}
+
+const txnBatch = 100
+
+func rawTransactional(ctx context.Context, brokers []string, n int) (time.Duration, error) {
+	return timed(func() error { return rawTransactionalBody(ctx, brokers, n) })
+}
+
+func rawTransactionalBody(ctx context.Context, brokers []string, n int) error {
+	c := baseConfig()
+	c.Producer.Idempotent = true
+	c.Producer.RequiredAcks = sarama.WaitForAll
+	c.Net.MaxOpenRequests = 1
+	c.Producer.Retry.Max = 10
+	c.Producer.Return.Successes = true
+	c.Producer.Transaction.ID = "bench-raw"
+	p, err := sarama.NewAsyncProducer(brokers, c)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	for start := 0; start < n; start += txnBatch {
+		if err := p.BeginTxn(); err != nil {
+			return err
+		}
+		k := min(txnBatch, n-start)
+		for i := start; i < start+k; i++ {
+			o := rawOrder(i)
+			v, err := json.Marshal(o)
+			if err != nil {
+				return err
+			}
+			p.Input() <- &sarama.ProducerMessage{Topic: "bench.txn", Key: sarama.StringEncoder(o.OrderID), Value: sarama.ByteEncoder(v)}
+		}
+		for i := 0; i < k; i++ {
+			select {
+			case <-p.Successes():
+			case pe := <-p.Errors():
+				return pe.Err
+			}
+		}
+		if err := p.CommitTxn(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// timed runs f and returns how long it took.
+func timed(f func() error) (time.Duration, error) {
+	start := time.Now()
+	err := f()
+	return time.Since(start), err
+}
+
+// genPipeline preloads n PaymentCaptured events, then times the generated
+// IssueReceipts pipeline turning them into n committed receipts.
+func genPipeline(ctx context.Context, brokers []string, n int) (time.Duration, error) {
+	p, err := shop.NewProducer(runtime.Config{Brokers: brokers}, "bench-preload")
+	if err != nil {
+		return 0, err
+	}
+	for start := 0; start < n; start += 1000 {
+		err := p.InTx(ctx, func(tx *shop.Tx) error {
+			for i := start; i < min(start+1000, n); i++ {
+				e := &shop.PaymentCaptured{PaymentID: runtime.NewUUID(), OrderID: runtime.NewUUID(), Amount: shop.Money{Cents: int64(i), Currency: "EUR"}, CapturedAt: placedAt}
+				if err := tx.SendPaymentCaptured(e); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			p.Close()
+			return 0, fmt.Errorf("preload: %w", err)
+		}
+	}
+	if err := p.Close(); err != nil {
+		return 0, err
+	}
+
+	counter, err := startCounter(ctx, brokers, "shop.receipts.issued", n)
+	if err != nil {
+		return 0, err
+	}
+	defer counter.stop()
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	start := time.Now()
+	errc := make(chan error, 1)
+	go func() {
+		errc <- shop.RunIssueReceipts(runCtx, runtime.PipelineConfig{
+			Config:  runtime.Config{Brokers: brokers, Tune: func(c *sarama.Config) { c.Consumer.Offsets.Initial = sarama.OffsetOldest }},
+			GroupID: "bench-receipts", TransactionalID: "bench-receipts-1", BatchSize: txnBatch,
+		}, func(ctx context.Context, in *shop.PaymentCaptured, out shop.IssueReceiptsEmitter) error {
+			return out.EmitReceiptIssued(&shop.ReceiptIssued{PaymentID: in.PaymentID, OrderID: in.OrderID, Amount: in.Amount, Lines: []string{"espresso machine"}})
+		})
+	}()
+	select {
+	case <-counter.done:
+		elapsed := time.Since(start)
+		cancel()
+		if err := <-errc; err != nil && !errors.Is(err, context.Canceled) {
+			return 0, err
+		}
+		return elapsed, nil
+	case err := <-errc:
+		return 0, fmt.Errorf("pipeline stopped early: %w", err)
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
