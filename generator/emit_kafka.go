@@ -101,6 +101,11 @@ func emitProducer(f *jen.File, s *Schema, byG map[Guarantee][]*Event) {
 		f.Func().Params(recv.Clone()).Id("Send"+ev.GoName).Params(ctx.Clone(), jen.Id("e").Op("*").Id(ev.GoName)).Error().Block(
 			jen.Return(jen.Id("p").Dot("atLeastOnce").Dot("Send").Call(jen.Id("ctx"), jen.Id("e"))),
 		)
+		f.Line()
+		comment(f, fmt.Sprintf("Send%sAsync validates e and queues it without waiting: done is called\nonce with the outcome (nil once acknowledged) from a producer goroutine.\nBack-to-back calls batch like a hand-written sarama pipeline. It returns\nan error, and does not call done, if e is invalid or cannot be queued.", ev.GoName))
+		f.Func().Params(recv.Clone()).Id("Send"+ev.GoName+"Async").Params(ctx.Clone(), jen.Id("e").Op("*").Id(ev.GoName), jen.Id("done").Func().Params(jen.Error())).Error().Block(
+			jen.Return(jen.Id("p").Dot("atLeastOnce").Dot("SendAsync").Call(jen.Id("ctx"), jen.Id("e"), jen.Id("done"))),
+		)
 	}
 	if !eos {
 		return

@@ -439,3 +439,17 @@ func ListOf[T any](elem func([]byte) (T, error)) func([]byte) ([]T, error) {
 func MapOf[T any](elem func([]byte) (T, error)) func([]byte) (map[string]T, error) {
 	return func(raw []byte) (map[string]T, error) { return DecodeMap(raw, elem) }
 }
+
+// DecodeEvent decodes a generated event type from its wire form; generated
+// consumers pass it as the decoder of their records.
+func DecodeEvent[T any, PT interface {
+	*T
+	Event
+}](data []byte) (PT, error) {
+	var v T
+	p := PT(&v)
+	if err := p.UnmarshalJSON(data); err != nil {
+		return nil, err
+	}
+	return p, nil
+}

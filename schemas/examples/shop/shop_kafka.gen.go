@@ -69,6 +69,14 @@ func (p *Producer) SendOrderPlaced(ctx context.Context, e *OrderPlaced) error {
 	return p.atLeastOnce.Send(ctx, e)
 }
 
+// SendOrderPlacedAsync validates e and queues it without waiting: done is called
+// once with the outcome (nil once acknowledged) from a producer goroutine.
+// Back-to-back calls batch like a hand-written sarama pipeline. It returns
+// an error, and does not call done, if e is invalid or cannot be queued.
+func (p *Producer) SendOrderPlacedAsync(ctx context.Context, e *OrderPlaced, done func(error)) error {
+	return p.atLeastOnce.SendAsync(ctx, e, done)
+}
+
 // Tx is an open Kafka transaction: the events sent through it become visible
 // to read_committed consumers together on Commit, or not at all.
 type Tx struct {
