@@ -4,12 +4,18 @@ package generator
 // defaults are applied and names are resolved. load.go builds it from YAML;
 // compile.go turns it into the IR.
 
-// scalar is a YAML scalar with its position; set is false when the key was absent.
+// scalar is a YAML scalar with its position; set is false when the key was
+// absent or its value unreadable. bad is true when the key was written but
+// its value was reported as malformed: checks for a missing key skip it.
 type scalar struct {
 	val       string
 	line, col int
 	set       bool
+	bad       bool
 }
+
+// given reports whether the key was written, readable or not.
+func (s scalar) given() bool { return s.set || s.bad }
 
 type boolValue struct {
 	val       bool
@@ -28,6 +34,9 @@ type schemaFile struct {
 	pipelines []*pipelineDecl
 	// eventsLine/eventsCol locate the `events` key, or the file start.
 	eventsLine, eventsCol int
+	// unreadable: the file is not YAML or not a mapping; eventsBad: events
+	// is not a mapping. Both were reported; "no events" would only repeat it.
+	unreadable, eventsBad bool
 }
 
 // settings are the event keys that `defaults` may also carry.
@@ -35,7 +44,7 @@ type settings struct {
 	guarantee  scalar
 	key        scalar
 	idemKey    []scalar
-	idemKeySet scalar // position of the idempotency_key entry
+	idemKeySet scalar // position of the idempotency_key entry; bad if unreadable
 	dedup      *dedupDecl
 	outbox     boolValue
 	retention  scalar
@@ -57,6 +66,8 @@ type eventDecl struct {
 	settings  settings
 	fields    []*fieldDecl
 	fieldsSet scalar
+	// malformed: the event is not a mapping (reported); skip missing-key checks.
+	malformed bool
 }
 
 type typeDecl struct {
@@ -65,7 +76,8 @@ type typeDecl struct {
 	fields    []*fieldDecl
 	fieldsSet scalar
 	enum      []scalar
-	enumSet   scalar
+	enumSet   scalar // bad if the enum list was unreadable
+	malformed bool   // not a mapping (reported)
 }
 
 type fieldDecl struct {
@@ -76,9 +88,11 @@ type fieldDecl struct {
 }
 
 type pipelineDecl struct {
-	name      scalar
-	doc       scalar
-	consumes  scalar
-	produces  []scalar
-	guarantee scalar
+	name        scalar
+	doc         scalar
+	consumes    scalar
+	produces    []scalar
+	producesSet scalar // bad if the produces list was unreadable
+	guarantee   scalar
+	malformed   bool // not a mapping (reported)
 }

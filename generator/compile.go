@@ -8,15 +8,19 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // compile validates the AST and builds the IR. Every rule violation is
 // reported; the IR is nil if any error was found.
 func compile(f *schemaFile, r reporter) *Schema {
-	c := &compiler{r: r, f: f, names: map[string]scalar{}, types: map[string]*NamedType{}, events: map[string]*Event{}}
+	c := &compiler{r: r, f: f, names: map[string]declared{}, types: map[string]*NamedType{}, events: map[string]*Event{}}
 	for _, id := range generatedNames {
-		c.names[id] = scalar{val: "(generated)"}
+		c.names[id] = declared{}
 	}
+	// A setting in defaults applies to every event, and a problem with it
+	// would be found once per event: report each distinct diagnostic once.
+	defer dedupDiagnostics(r.diags, len(*r.diags))
 	s := &Schema{Path: f.path}
 	c.header(s)
 	c.declareTypes()
@@ -32,7 +36,7 @@ func compile(f *schemaFile, r reporter) *Schema {
 			s.Events = append(s.Events, ev)
 		}
 	}
-	if len(f.events) == 0 {
+	if len(f.events) == 0 && !f.unreadable && !f.eventsBad {
 		r.errorf(f.eventsLine, f.eventsCol, CodeNoEvents, "the schema declares no events")
 	}
 	c.checkTopics()
@@ -55,13 +59,33 @@ func compile(f *schemaFile, r reporter) *Schema {
 type compiler struct {
 	r      reporter
 	f      *schemaFile
-	names  map[string]scalar // package-level Go identifiers → where declared
+	names  map[string]declared // package-level Go identifiers → where declared
 	types  map[string]*NamedType
 	decls  map[string]*typeDecl
 	events map[string]*Event
 	// eventTopics remembers where each event's topic and guarantee were
 	// written, for the one-topic-one-guarantee check.
 	eventTopics []*eventTopic
+}
+
+// declared is the schema name a Go identifier was derived from; a zero
+// declared marks an identifier the generated code always declares.
+type declared struct {
+	what string // e.g. "type OrderId" or "event Refund (its generated RefundHandler)"
+	line int
+}
+
+// dedupDiagnostics removes exact repeats among the diagnostics from index from on.
+func dedupDiagnostics(diags *Diagnostics, from int) {
+	seen := map[Diagnostic]bool{}
+	out := (*diags)[:from]
+	for _, d := range (*diags)[from:] {
+		if !seen[d] {
+			seen[d] = true
+			out = append(out, d)
+		}
+	}
+	*diags = out
 }
 
 type eventTopic struct {
@@ -122,17 +146,20 @@ func isPackageName(s string) bool {
 // declares; schema names that become one of them are collisions.
 var generatedNames = []string{"SchemaFingerprint", "Producer", "NewProducer", "Consumer", "NewConsumer", "Tx"}
 
-// declare records a package-level Go identifier and reports a collision.
-func (c *compiler) declare(goName string, at scalar, what string) {
+// declare records a package-level Go identifier and reports a collision;
+// it returns false on a collision. what describes the declaration, e.g.
+// "type OrderId" or "event Refund (its generated RefundHandler)".
+func (c *compiler) declare(goName string, at scalar, what string) bool {
 	if prev, ok := c.names[goName]; ok {
 		if prev.line == 0 {
 			c.r.errorf(at.line, at.col, CodeNameCollision, "%s becomes the Go identifier %s, which the generated code declares itself", what, goName)
-			return
+			return false
 		}
-		c.r.errorf(at.line, at.col, CodeNameCollision, "%s becomes the Go identifier %s, already declared for %q at line %d", what, goName, prev.val, prev.line)
-		return
+		c.r.errorf(at.line, at.col, CodeNameCollision, "%s becomes the Go identifier %s, already declared for %s at line %d", what, goName, prev.what, prev.line)
+		return false
 	}
-	c.names[goName] = at
+	c.names[goName] = declared{what: what, line: at.line}
+	return true
 }
 
 func (c *compiler) declareTypes() {
@@ -149,8 +176,9 @@ func (c *compiler) declareTypes() {
 		case t.enumSet.set && t.fieldsSet.set:
 			c.r.errorf(t.enumSet.line, t.enumSet.col, CodeWrongKind, "type %s has both fields and enum: a type is a record or an enum", n.val)
 		case t.enumSet.set:
+			c.declare(nt.GoName+"Values", n, "type "+n.val+" (its generated "+nt.GoName+"Values function)")
 			c.enum(nt, t)
-		case !t.fieldsSet.set:
+		case !t.fieldsSet.set && !t.malformed:
 			c.r.errorf(n.line, n.col, CodeMissingKey, "type %s needs fields (a record) or enum (an enum)", n.val)
 		}
 		c.types[n.val] = nt
@@ -159,7 +187,7 @@ func (c *compiler) declareTypes() {
 }
 
 func (c *compiler) enum(nt *NamedType, t *typeDecl) {
-	if len(t.enum) == 0 {
+	if len(t.enum) == 0 && !t.enumSet.bad {
 		c.r.errorf(t.enumSet.line, t.enumSet.col, CodeEnumValue, "enum %s has no values", nt.Name)
 	}
 	seen := map[string]scalar{}
@@ -252,7 +280,7 @@ func (c *compiler) parseType(s scalar) *Type {
 	p := typeParser{src: strings.TrimSpace(s.val)}
 	t, err := p.parse(c)
 	if err == "" && p.pos != len(p.src) {
-		err = fmt.Sprintf("unexpected %q after the type", p.src[p.pos:])
+		err = fmt.Sprintf("invalid type %q: unexpected %q after the type", p.src, p.src[p.pos:])
 	}
 	if err != "" {
 		c.r.errorf(s.line, s.col, CodeUnknownType, "%s", err)
@@ -299,7 +327,7 @@ func (p *typeParser) parse(c *compiler) (*Type, string) {
 		if p.pos < len(p.src) {
 			return nil, fmt.Sprintf("invalid type %q: unexpected %q", p.src, p.src[p.pos:p.pos+1])
 		}
-		return nil, "missing type"
+		return nil, "the type is empty"
 	case "list":
 		if !p.expect('<') {
 			return nil, fmt.Sprintf("invalid type %q: write list<T>", p.src)
@@ -334,6 +362,14 @@ func (p *typeParser) parse(c *compiler) (*Type, string) {
 	if nt, ok := c.types[name]; ok {
 		return &Type{Kind: KindNamed, Named: nt}, ""
 	}
+	for n := range c.types {
+		if strings.EqualFold(n, name) {
+			return nil, fmt.Sprintf("unknown type %q; did you mean %q?", name, n)
+		}
+	}
+	if alias, ok := typeAliases[strings.ToLower(name)]; ok {
+		return nil, fmt.Sprintf("unknown type %q; did you mean %q?", name, alias)
+	}
 	known := []string{"list", "map"}
 	for n := range scalarKinds {
 		known = append(known, n)
@@ -343,6 +379,18 @@ func (p *typeParser) parse(c *compiler) (*Type, string) {
 	}
 	slices.Sort(known)
 	return nil, fmt.Sprintf("unknown type %q%s", name, didYouMean(name, known))
+}
+
+// typeAliases map type names from other languages and schema systems to
+// eventgen's, for suggestions that edit distance would get wrong
+// (datetime is closer to decimal than to timestamp).
+var typeAliases = map[string]string{
+	"boolean": "bool", "int": "int64", "integer": "int64", "long": "int64",
+	"float": "float64", "double": "float64", "number": "float64",
+	"str": "string", "text": "string", "binary": "bytes", "blob": "bytes",
+	"guid": "uuid", "datetime": "timestamp", "date": "timestamp", "time": "timestamp",
+	"instant": "timestamp", "numeric": "decimal",
+	"array": "list<T>", "dict": "map<string,T>", "object": "map<string,T>",
 }
 
 // checkRecursion reports named record types that contain themselves.
@@ -388,7 +436,7 @@ func (c *compiler) checkRecursion() {
 
 // merged returns the event's setting, or the default's when the event has none.
 func pick(own, def scalar) scalar {
-	if own.set {
+	if own.given() {
 		return own
 	}
 	return def
@@ -437,16 +485,25 @@ func (c *compiler) event(s *Schema, e *eventDecl) *Event {
 		return nil
 	}
 	ev := &Event{Name: n.val, GoName: camelToGo(n.val), Doc: strings.TrimSpace(e.doc.val)}
+	// Names derived from the Go name are declared only if it is new: two
+	// events that collide would collide again on each derived name.
+	unique := false
 	if _, ok := c.types[n.val]; ok {
 		c.r.errorf(n.line, n.col, CodeNameCollision, "event %s has the name of a type declared in types", n.val)
 	} else {
-		c.declare(ev.GoName, n, "event "+n.val)
-	}
-	for _, suffix := range []string{"Handler"} {
-		c.declare(ev.GoName+suffix, n, "event "+n.val+" (its generated "+ev.GoName+suffix+")")
+		unique = c.declare(ev.GoName, n, "event "+n.val)
 	}
 	ev.MetaVar = lowerFirst(ev.GoName) + "Meta"
+	if unique {
+		for _, id := range []string{ev.GoName + "Handler", ev.MetaVar} {
+			c.declare(id, n, "event "+n.val+" (its generated "+id+")")
+		}
+	}
 	ev.CEType = s.Package + "." + n.val + ".v1"
+	c.events[n.val] = ev
+	if e.malformed {
+		return nil // not a mapping: reported by the loader
+	}
 
 	def := c.f.defaults
 	if def == nil {
@@ -455,9 +512,9 @@ func (c *compiler) event(s *Schema, e *eventDecl) *Event {
 	set := e.settings
 
 	// Topic.
-	if !e.topic.set {
+	if !e.topic.given() {
 		c.r.errorf(n.line, n.col, CodeMissingKey, "event %s: missing required key \"topic\"", n.val)
-	} else if msg := topicProblem(e.topic.val); msg != "" {
+	} else if msg := topicProblem(e.topic.val); e.topic.set && msg != "" {
 		c.r.errorf(e.topic.line, e.topic.col, CodeTopic, "topic %q %s", e.topic.val, msg)
 	}
 	ev.Topic = e.topic.val
@@ -470,9 +527,9 @@ func (c *compiler) event(s *Schema, e *eventDecl) *Event {
 
 	// Guarantee.
 	g := pick(set.guarantee, def.guarantee)
-	if !g.set {
+	if !g.given() {
 		c.r.errorf(n.line, n.col, CodeMissingKey, "event %s: missing required key \"guarantee\" (set it on the event or in defaults)", n.val)
-	} else {
+	} else if g.set {
 		ev.Guarantee, _ = c.guarantee(g)
 	}
 	c.eventTopics = append(c.eventTopics, &eventTopic{ev: ev, topic: e.topic, guar: g})
@@ -509,7 +566,10 @@ func (c *compiler) event(s *Schema, e *eventDecl) *Event {
 	if dedup == nil {
 		dedup = def.dedup
 	}
-	c.dedup(ev, dedup, n, idemSet)
+	// An idempotency_key that is written but names no field (`[]`) is no
+	// key at all; one that could not be read was reported already.
+	noIdem := len(idem) == 0 && !idemSet.bad
+	c.dedup(ev, dedup, n, noIdem, pick(set.retention, def.retention))
 
 	switch ev.Guarantee {
 	case AtMostOnce:
@@ -517,11 +577,22 @@ func (c *compiler) event(s *Schema, e *eventDecl) *Event {
 			c.r.errorf(outbox.line, outbox.col, CodeAtMostOnceOutbox, "event %s is at-most-once but asks for the outbox: the outbox exists to never lose an event; use at-least-once or drop outbox", n.val)
 		}
 	case ExactlyOnce:
-		if len(idem) == 0 && !idemSet.set {
+		switch {
+		case noIdem && idemSet.set:
+			c.r.errorf(idemSet.line, idemSet.col, CodeExactlyOnceIdemKey, "event %s is exactly-once but its idempotency_key is empty: name the fields that identify one logical event", n.val)
+		case noIdem:
 			c.r.errorf(n.line, n.col, CodeExactlyOnceIdemKey, "event %s is exactly-once but has no idempotency_key: name the fields that identify one logical event", n.val)
 		}
 	}
-	c.events[n.val] = ev
+	if unique && (ev.Guarantee == AtMostOnce || ev.Guarantee == AtLeastOnce) {
+		// The generated Producer has a Send method per event, and a
+		// SendAsync per at-least-once event: OrderPlaced's
+		// SendOrderPlacedAsync must not be event OrderPlacedAsync's Send.
+		c.declare("Producer.Send"+ev.GoName, n, "event "+n.val+" (its generated Producer.Send"+ev.GoName+")")
+		if ev.Guarantee == AtLeastOnce {
+			c.declare("Producer.Send"+ev.GoName+"Async", n, "event "+n.val+" (its generated Producer.Send"+ev.GoName+"Async)")
+		}
+	}
 	return ev
 }
 
@@ -538,7 +609,8 @@ func topicProblem(t string) string {
 	for i := 0; i < len(t); i++ {
 		ch := t[i]
 		if !('a' <= ch && ch <= 'z' || 'A' <= ch && ch <= 'Z' || '0' <= ch && ch <= '9' || ch == '.' || ch == '_' || ch == '-') {
-			return fmt.Sprintf("has the character %q: Kafka topics use only a-z, A-Z, 0-9, '.', '_' and '-'", t[i:i+1])
+			r, _ := utf8.DecodeRuneInString(t[i:])
+			return fmt.Sprintf("has the character %q: Kafka topics use only a-z, A-Z, 0-9, '.', '_' and '-'", r)
 		}
 	}
 	return ""
@@ -586,16 +658,19 @@ var dedupStores = map[string]DedupStore{
 	"postgres": DedupPostgres, "redis": DedupRedis, "none": DedupNone,
 }
 
-func (c *compiler) dedup(ev *Event, d *dedupDecl, n scalar, idemSet scalar) {
+func (c *compiler) dedup(ev *Event, d *dedupDecl, n scalar, noIdem bool, retention scalar) {
 	if d == nil {
 		if ev.Guarantee == AtLeastOnce {
 			c.r.errorf(n.line, n.col, CodeDedupRequired, "event %s is at-least-once and needs dedup: {store: postgres|redis, ttl: ...} or {store: none, reason: ...} for a naturally idempotent handler", n.val)
 		}
 		return
 	}
-	if !d.store.set {
+	if !d.store.given() {
 		c.r.errorf(d.line, d.col, CodeMissingKey, "dedup: missing required key \"store\" (postgres, redis or none)")
 		return
+	}
+	if !d.store.set {
+		return // unreadable: reported by the loader
 	}
 	store, ok := dedupStores[d.store.val]
 	if !ok {
@@ -613,10 +688,10 @@ func (c *compiler) dedup(ev *Event, d *dedupDecl, n scalar, idemSet scalar) {
 		}
 		ev.DedupWhy = strings.TrimSpace(d.reason.val)
 	default:
-		if !d.ttl.set {
+		if !d.ttl.given() {
 			c.r.errorf(d.store.line, d.store.col, CodeDedupSettings, "dedup store %s needs a ttl: how long processed events are remembered", d.store.val)
 		}
-		if !idemSet.set && ev.Guarantee == AtLeastOnce {
+		if noIdem && ev.Guarantee == AtLeastOnce {
 			c.r.errorf(d.store.line, d.store.col, CodeDedupIdemKey, "dedup store %s on event %s needs idempotency_key: the fields that identify one logical event", d.store.val, ev.Name)
 		}
 	}
@@ -631,7 +706,7 @@ func (c *compiler) dedup(ev *Event, d *dedupDecl, n scalar, idemSet scalar) {
 		}
 	}
 	if ev.DedupTTL > 0 && ev.Retention > 0 && ev.DedupTTL < ev.Retention && store != DedupNone {
-		c.r.warnf(d.ttl.line, d.ttl.col, CodeTTLBelowRetention, "dedup.ttl %s is shorter than retention %s: a redelivery older than the ttl passes the dedup store", d.ttl.val, ev.Retention)
+		c.r.warnf(d.ttl.line, d.ttl.col, CodeTTLBelowRetention, "dedup.ttl %s is shorter than retention %s: a redelivery older than the ttl passes the dedup store", d.ttl.val, retention.val)
 	}
 }
 
@@ -656,15 +731,20 @@ func (c *compiler) checkTopics() {
 func (c *compiler) pipeline(p *pipelineDecl) *Pipeline {
 	n := p.name
 	if !isUpperCamel(n.val) {
-		c.r.errorf(n.line, n.col, CodeTypeName, "pipeline name %q must be UpperCamelCase", n.val)
+		c.r.errorf(n.line, n.col, CodeTypeName, "pipeline name %q must be UpperCamelCase (letters and digits, starting with an upper-case letter)", n.val)
 		return nil
 	}
 	pl := &Pipeline{Name: n.val, GoName: camelToGo(n.val), Doc: strings.TrimSpace(p.doc.val)}
 	for _, id := range []string{pl.GoName + "Handler", pl.GoName + "Emitter", "Run" + pl.GoName} {
 		c.declare(id, n, "pipeline "+n.val+" (its generated "+id+")")
 	}
-	if !p.guarantee.set {
+	if p.malformed {
+		return nil // not a mapping: reported by the loader
+	}
+	if !p.guarantee.given() {
 		c.r.errorf(n.line, n.col, CodeMissingKey, "pipeline %s: missing required key \"guarantee\"", n.val)
+	} else if !p.guarantee.set {
+		// unreadable: reported by the loader
 	} else if g, ok := c.guarantee(p.guarantee); ok {
 		pl.Guarantee = g
 		if g != ExactlyOnce {
@@ -687,15 +767,25 @@ func (c *compiler) pipeline(p *pipelineDecl) *Pipeline {
 		}
 		return ev
 	}
-	if !p.consumes.set {
+	if !p.consumes.given() {
 		c.r.errorf(n.line, n.col, CodeMissingKey, "pipeline %s: missing required key \"consumes\"", n.val)
-	} else {
+	} else if p.consumes.set {
 		pl.Consumes = lookup(p.consumes, "consumes")
 	}
-	if len(p.produces) == 0 {
+	switch {
+	case !p.producesSet.given():
 		c.r.errorf(n.line, n.col, CodeMissingKey, "pipeline %s: missing required key \"produces\" (a list of events)", n.val)
+	case len(p.produces) == 0 && !p.producesSet.bad:
+		c.r.errorf(p.producesSet.line, p.producesSet.col, CodeMissingKey, "pipeline %s: produces is empty: name the events it produces", n.val)
 	}
+	seen := map[string]bool{}
 	for _, s := range p.produces {
+		if seen[s.val] {
+			// The generated emitter has one Emit method per event.
+			c.r.errorf(s.line, s.col, CodePipelineEvent, "pipeline %s produces %q twice", n.val, s.val)
+			continue
+		}
+		seen[s.val] = true
 		if ev := lookup(s, "produces"); ev != nil {
 			pl.Produces = append(pl.Produces, ev)
 		}

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 )
@@ -20,7 +21,7 @@ func load(path string, src []byte, r reporter) (f *schemaFile) {
 		// never crash the tool, so such a panic becomes a diagnostic.
 		if p := recover(); p != nil {
 			r.errorf(1, 1, CodeSyntax, "the YAML parser failed: %v", p)
-			f = &schemaFile{path: path, eventsLine: 1, eventsCol: 1}
+			f = &schemaFile{path: path, eventsLine: 1, eventsCol: 1, unreadable: true}
 		}
 	}()
 	var doc yaml.Node
@@ -29,14 +30,17 @@ func load(path string, src []byte, r reporter) (f *schemaFile) {
 		// At end of input the parser can name a line past the last one.
 		line = min(line, bytes.Count(src, []byte("\n"))+1)
 		r.errorf(line, 1, CodeSyntax, "%s", msg)
+		f.unreadable = true
 		return f
 	}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
 		r.errorf(1, 1, CodeMissingKey, "the schema is empty: want a mapping with version, package and events")
+		f.unreadable = true
 		return f
 	}
 	l := loader{r: r}
 	root := deref(doc.Content[0])
+	f.unreadable = root.Kind != yaml.MappingNode // reported by l.mapping
 	l.mapping(root, "the schema", topKeys, func(key string, k, v *yaml.Node) {
 		switch key {
 		case "version":
@@ -47,7 +51,7 @@ func load(path string, src []byte, r reporter) (f *schemaFile) {
 			f.source = l.scalar(v, "source")
 		case "defaults":
 			s := &settings{}
-			l.mapping(v, "defaults", defaultKeys, func(key string, k, v *yaml.Node) {
+			l.mapping(v, defaultsWhat, defaultKeys, func(key string, k, v *yaml.Node) {
 				l.setting(s, key, v)
 			})
 			f.defaults = s
@@ -57,6 +61,7 @@ func load(path string, src []byte, r reporter) (f *schemaFile) {
 			})
 		case "events":
 			f.eventsLine, f.eventsCol = k.Line, k.Column
+			f.eventsBad = deref(v).Kind != yaml.MappingNode // reported by l.mapping
 			l.mapping(v, "events", nil, func(name string, k, v *yaml.Node) {
 				f.events = append(f.events, l.eventDecl(k, v))
 			})
@@ -67,10 +72,12 @@ func load(path string, src []byte, r reporter) (f *schemaFile) {
 		}
 	})
 	if root.Kind == yaml.MappingNode {
-		for _, key := range []string{"version", "package"} {
-			if !hasKey(root, key) {
-				r.errorf(root.Line, root.Column, CodeMissingKey, "missing required key %q", key)
-			}
+		// given, not hasKey: a misspelt key was read as the one it names.
+		if !f.version.given() {
+			r.errorf(root.Line, root.Column, CodeMissingKey, "missing required key %q", "version")
+		}
+		if !f.pkg.given() {
+			r.errorf(root.Line, root.Column, CodeMissingKey, "missing required key %q", "package")
 		}
 	}
 	return f
@@ -87,13 +94,36 @@ var (
 	pipelineKeys = []string{"doc", "consumes", "produces", "guarantee"}
 )
 
+// defaultsWhat names the defaults mapping in messages.
+const defaultsWhat = "defaults"
+
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// yamlParserErrors are the messages of yaml.v3's parser (as opposed to its
+// scanner). For these, yaml.v3 prints the zero-based line of the mark (its
+// decode.go adds one for scanner errors only), so the line is one short.
+var yamlParserErrors = map[string]bool{
+	"did not find expected <stream-start>":   true,
+	"did not find expected <document start>": true,
+	"found undefined tag handle":             true,
+	"did not find expected node content":     true,
+	"did not find expected '-' indicator":    true,
+	"did not find expected key":              true,
+	"did not find expected ',' or ']'":       true,
+	"did not find expected ',' or '}'":       true,
+	"found duplicate %YAML directive":        true,
+	"found incompatible YAML document":       true,
+	"found duplicate %TAG directive":         true,
+}
 
 // yamlErrorLine extracts the line from a yaml.v3 error ("yaml: line 3: ...").
 func yamlErrorLine(err error) (int, string) {
 	msg := err.Error()
 	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
 		if n, convErr := strconv.Atoi(m[1]); convErr == nil {
+			if yamlParserErrors[m[2]] {
+				n++
+			}
 			return n, m[2]
 		}
 	}
@@ -141,6 +171,8 @@ func kindName(n *yaml.Node) string {
 
 // mapping walks a mapping node. With known keys, others are reported with a
 // suggestion; with nil, any key is accepted (names of events, types, ...).
+// A key written twice is an error (YAML requires unique keys, but yaml.v3
+// does not check when decoding into a Node); only the first is read.
 func (l loader) mapping(n *yaml.Node, what string, known []string, each func(key string, k, v *yaml.Node)) {
 	n = deref(n)
 	if n == nil {
@@ -150,17 +182,35 @@ func (l loader) mapping(n *yaml.Node, what string, known []string, each func(key
 		l.r.errorf(n.Line, n.Column, CodeWrongKind, "%s must be a mapping, not %s", what, kindName(n))
 		return
 	}
+	seen := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := deref(n.Content[i]), deref(n.Content[i+1])
 		if k.Kind != yaml.ScalarNode {
 			l.r.errorf(k.Line, k.Column, CodeWrongKind, "keys in %s must be scalars, not %s", what, kindName(k))
 			continue
 		}
-		if known != nil && !slices.Contains(known, k.Value) {
-			l.r.errorf(k.Line, k.Column, CodeUnknownKey, "unknown key %q in %s%s", k.Value, what, didYouMean(k.Value, known))
+		if line, dup := seen[k.Value]; dup {
+			l.r.errorf(k.Line, k.Column, CodeSyntax, "key %q is repeated in %s (first at line %d): YAML keys must be unique", k.Value, what, line)
 			continue
 		}
-		each(k.Value, k, v)
+		seen[k.Value] = k.Line
+		key := k.Value
+		if known != nil && !slices.Contains(known, key) {
+			if what == defaultsWhat && slices.Contains(eventKeys, key) {
+				l.r.errorf(k.Line, k.Column, CodeUnknownKey, "%q cannot be set in defaults: it belongs on each event", key)
+				continue
+			}
+			s := suggest(key, known)
+			l.r.errorf(k.Line, k.Column, CodeUnknownKey, "unknown key %q in %s%s", key, what, didYouMean(key, known))
+			// Read the value as the key it most likely means, so that a
+			// misspelt key is not also reported as a missing one; unless
+			// that key is written as well, or the guess is a distant one.
+			if d := levenshtein(key, s); s == "" || hasKey(n, s) || d > 2 && d > len(key)/3 {
+				continue
+			}
+			key = s
+		}
+		each(key, k, v)
 	}
 }
 
@@ -168,14 +218,18 @@ func (l loader) scalar(n *yaml.Node, what string) scalar {
 	n = deref(n)
 	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
 		l.r.errorf(n.Line, n.Column, CodeWrongKind, "%s must be a scalar, not %s", what, kindName(n))
-		return scalar{line: n.Line, col: n.Column}
+		return scalar{line: n.Line, col: n.Column, bad: true}
 	}
 	return scalar{val: n.Value, line: n.Line, col: n.Column, set: true}
 }
 
 func (l loader) boolean(n *yaml.Node, what string) boolValue {
 	n = deref(n)
-	if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {
+	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+		l.r.errorf(n.Line, n.Column, CodeBadValue, "%s must be true or false, not %s", what, kindName(n))
+		return boolValue{line: n.Line, col: n.Column}
+	}
+	if n.Tag != "!!bool" {
 		l.r.errorf(n.Line, n.Column, CodeBadValue, "%s must be true or false, not %q", what, n.Value)
 		return boolValue{line: n.Line, col: n.Column}
 	}
@@ -184,23 +238,27 @@ func (l loader) boolean(n *yaml.Node, what string) boolValue {
 	return boolValue{val: b, line: n.Line, col: n.Column, set: true}
 }
 
-// scalars reads a list of scalars; a single scalar is accepted as a list of one.
-func (l loader) scalars(n *yaml.Node, what string) []scalar {
+// scalars reads a list of scalars; a single scalar is accepted as a list of
+// one. ok is false if anything was reported, so that callers do not also
+// report the list as empty.
+func (l loader) scalars(n *yaml.Node, what string) (out []scalar, ok bool) {
 	n = deref(n)
 	if n.Kind == yaml.ScalarNode && n.Tag != "!!null" {
-		return []scalar{l.scalar(n, what)}
+		return []scalar{l.scalar(n, what)}, true
 	}
 	if n.Kind != yaml.SequenceNode {
 		l.r.errorf(n.Line, n.Column, CodeWrongKind, "%s must be a list, not %s", what, kindName(n))
-		return nil
+		return nil, false
 	}
-	var out []scalar
+	ok = true
 	for _, item := range n.Content {
 		if s := l.scalar(item, what+" entries"); s.set {
 			out = append(out, s)
+		} else {
+			ok = false
 		}
 	}
-	return out
+	return out, ok
 }
 
 func keyScalar(k *yaml.Node) scalar {
@@ -215,7 +273,9 @@ func (l loader) setting(s *settings, key string, v *yaml.Node) {
 		s.key = l.scalar(v, "key")
 	case "idempotency_key":
 		s.idemKeySet = scalar{line: v.Line, col: v.Column, set: true}
-		s.idemKey = l.scalars(v, "idempotency_key")
+		var ok bool
+		s.idemKey, ok = l.scalars(v, "idempotency_key")
+		s.idemKeySet.bad = !ok
 	case "dedup":
 		d := &dedupDecl{line: v.Line, col: v.Column}
 		l.mapping(v, "dedup", dedupKeys, func(key string, k, v *yaml.Node) {
@@ -239,7 +299,7 @@ func (l loader) setting(s *settings, key string, v *yaml.Node) {
 }
 
 func (l loader) eventDecl(k, v *yaml.Node) *eventDecl {
-	e := &eventDecl{name: keyScalar(k)}
+	e := &eventDecl{name: keyScalar(k), malformed: v.Kind != yaml.MappingNode}
 	what := fmt.Sprintf("event %s", k.Value)
 	l.mapping(v, what, eventKeys, func(key string, k, v *yaml.Node) {
 		switch key {
@@ -258,7 +318,7 @@ func (l loader) eventDecl(k, v *yaml.Node) *eventDecl {
 }
 
 func (l loader) typeDecl(k, v *yaml.Node) *typeDecl {
-	t := &typeDecl{name: keyScalar(k)}
+	t := &typeDecl{name: keyScalar(k), malformed: v.Kind != yaml.MappingNode}
 	what := fmt.Sprintf("type %s", k.Value)
 	l.mapping(v, what, typeKeys, func(key string, k, v *yaml.Node) {
 		switch key {
@@ -269,7 +329,9 @@ func (l loader) typeDecl(k, v *yaml.Node) *typeDecl {
 			t.fields = l.fields(v, what)
 		case "enum":
 			t.enumSet = keyScalar(k)
-			t.enum = l.scalars(v, "enum")
+			var ok bool
+			t.enum, ok = l.scalars(v, "enum")
+			t.enumSet.bad = !ok
 		}
 	})
 	return t
@@ -280,10 +342,11 @@ func (l loader) fields(n *yaml.Node, owner string) []*fieldDecl {
 	l.mapping(n, "fields of "+owner, nil, func(name string, k, v *yaml.Node) {
 		f := &fieldDecl{name: keyScalar(k)}
 		if v.Kind == yaml.MappingNode {
+			v = withoutSplitMapType(v)
 			l.mapping(v, "field "+name, fieldKeys, func(key string, k, v *yaml.Node) {
 				switch key {
 				case "type":
-					f.typ = l.scalar(v, "type")
+					f.typ = l.scalar(v, "the type of field "+name)
 				case "optional":
 					f.optional = l.boolean(v, "optional")
 				case "doc":
@@ -301,8 +364,27 @@ func (l loader) fields(n *yaml.Node, owner string) []*fieldDecl {
 	return out
 }
 
+// withoutSplitMapType undoes the one mistake YAML flow syntax invites: in
+// {type: map<string,T>}, the comma ends the value, leaving type "map<string"
+// and a stray key "T>". The type is reported, with a hint to quote it, by
+// parseType; the stray key is dropped so that it is not reported again.
+func withoutSplitMapType(v *yaml.Node) *yaml.Node {
+	if v.Style&yaml.FlowStyle == 0 {
+		return v
+	}
+	for i := 0; i+3 < len(v.Content); i += 2 {
+		k, val, next := v.Content[i], v.Content[i+1], v.Content[i+2]
+		if k.Value == "type" && strings.HasPrefix(val.Value, "map<") && !strings.Contains(val.Value, ">") && strings.HasSuffix(next.Value, ">") {
+			c := *v
+			c.Content = slices.Delete(slices.Clone(v.Content), i+2, i+4)
+			return &c
+		}
+	}
+	return v
+}
+
 func (l loader) pipelineDecl(k, v *yaml.Node) *pipelineDecl {
-	p := &pipelineDecl{name: keyScalar(k)}
+	p := &pipelineDecl{name: keyScalar(k), malformed: v.Kind != yaml.MappingNode}
 	l.mapping(v, "pipeline "+k.Value, pipelineKeys, func(key string, k, v *yaml.Node) {
 		switch key {
 		case "doc":
@@ -310,7 +392,10 @@ func (l loader) pipelineDecl(k, v *yaml.Node) *pipelineDecl {
 		case "consumes":
 			p.consumes = l.scalar(v, "consumes")
 		case "produces":
-			p.produces = l.scalars(v, "produces")
+			p.producesSet = keyScalar(k)
+			var ok bool
+			p.produces, ok = l.scalars(v, "produces")
+			p.producesSet.bad = !ok
 		case "guarantee":
 			p.guarantee = l.scalar(v, "guarantee")
 		}

@@ -8,7 +8,6 @@ import (
 	"math"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -188,20 +187,17 @@ func DecodeObject(data []byte) (*Object, error) {
 // Err returns every field error found so far, joined, or nil.
 func (o *Object) Err() error { return errors.Join(o.errs...) }
 
+// fail records err under the member name. A joined error (a nested record's
+// or a list's several problems) is split first, so that each problem keeps
+// its own path: "items[1]", "total.cents".
 func (o *Object) fail(name string, err error) {
-	var fe *FieldError
-	if errors.As(err, &fe) && fe.Path != "" {
-		o.errs = append(o.errs, &FieldError{Path: name + "." + fe.Path, Err: fe.Err})
-		return
-	}
-	var je interface{ Unwrap() []error }
-	if errors.As(err, &je) {
+	if je, ok := err.(interface{ Unwrap() []error }); ok {
 		for _, e := range je.Unwrap() {
 			o.fail(name, e)
 		}
 		return
 	}
-	o.errs = append(o.errs, &FieldError{Path: name, Err: err})
+	o.errs = append(o.errs, prefixField(name, err))
 }
 
 func isNull(raw json.RawMessage) bool { return len(raw) == 0 || string(raw) == "null" }
@@ -274,6 +270,11 @@ func (e *FieldError) Unwrap() error { return e.Err }
 
 func decodeJSON[T any](raw []byte, what string) (T, error) {
 	var v T
+	if isNull(raw) {
+		// encoding/json would leave v at zero; a null list element or map
+		// value is not a zero, it is a missing value.
+		return v, fmt.Errorf("want %s, got null", what)
+	}
 	if err := json.Unmarshal(raw, &v); err != nil {
 		var zero T
 		return zero, fmt.Errorf("want %s: %w", what, err)
@@ -406,16 +407,22 @@ func DecodeMap[T any](raw []byte, elem func([]byte) (T, error)) (map[string]T, e
 	return out, errors.Join(errs...)
 }
 
-// prefixPath puts an index or key in front of an error's field path.
+// prefixPath puts an index or key in front of an error's field path; each
+// error of a joined error gets it.
 func prefixPath(p string, err error) error {
-	var fe *FieldError
-	if errors.As(err, &fe) {
-		if strings.HasPrefix(fe.Path, "[") || fe.Path == "" {
-			return &FieldError{Path: p + fe.Path, Err: fe.Err}
+	if je, ok := err.(interface{ Unwrap() []error }); ok {
+		errs := je.Unwrap()
+		out := make([]error, len(errs))
+		for i, e := range errs {
+			out[i] = prefixPath(p, e)
 		}
-		return &FieldError{Path: p + "." + fe.Path, Err: fe.Err}
+		return errors.Join(out...)
 	}
-	return &FieldError{Path: p, Err: err}
+	var fe *FieldError
+	if errors.As(err, &fe) && fe.Path == "" {
+		return &FieldError{Path: p, Err: fe.Err}
+	}
+	return prefixField(p, err)
 }
 
 func sortStrings(s []string) { slices.Sort(s) }
