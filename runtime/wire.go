@@ -283,19 +283,77 @@ func decodeJSON[T any](raw []byte, what string) (T, error) {
 }
 
 // DecodeBool decodes true or false.
-func DecodeBool(raw []byte) (bool, error) { return decodeJSON[bool](raw, "a boolean") }
+func DecodeBool(raw []byte) (bool, error) {
+	switch string(raw) {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	return decodeJSON[bool](raw, "a boolean")
+}
 
 // DecodeInt32 decodes an integer that fits in 32 bits.
-func DecodeInt32(raw []byte) (int32, error) { return decodeJSON[int32](raw, "a 32-bit integer") }
+func DecodeInt32(raw []byte) (int32, error) {
+	if plainInteger(raw) {
+		if v, err := strconv.ParseInt(string(raw), 10, 32); err == nil {
+			return int32(v), nil
+		}
+	}
+	return decodeJSON[int32](raw, "a 32-bit integer")
+}
 
 // DecodeInt64 decodes an integer that fits in 64 bits.
-func DecodeInt64(raw []byte) (int64, error) { return decodeJSON[int64](raw, "a 64-bit integer") }
+func DecodeInt64(raw []byte) (int64, error) {
+	if plainInteger(raw) {
+		if v, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
+			return v, nil
+		}
+	}
+	return decodeJSON[int64](raw, "a 64-bit integer")
+}
+
+// plainInteger reports whether raw is a JSON integer in the form strconv
+// parses identically: -?(0|[1-9][0-9]*). Anything else (exponents,
+// fractions, errors) takes encoding/json's path and its error messages.
+func plainInteger(raw []byte) bool {
+	i := 0
+	if i < len(raw) && raw[i] == '-' {
+		i++
+	}
+	if i == len(raw) || (raw[i] == '0' && i+1 != len(raw)) {
+		return false
+	}
+	for ; i < len(raw); i++ {
+		if raw[i] < '0' || raw[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
 
 // DecodeFloat64 decodes a number.
 func DecodeFloat64(raw []byte) (float64, error) { return decodeJSON[float64](raw, "a number") }
 
 // DecodeString decodes a string.
-func DecodeString(raw []byte) (string, error) { return decodeJSON[string](raw, "a string") }
+func DecodeString(raw []byte) (string, error) {
+	// Fast path: a quoted string with nothing to unescape, which is what
+	// AppendString writes for most text.
+	if n := len(raw); n >= 2 && raw[0] == '"' && raw[n-1] == '"' {
+		body := raw[1 : n-1]
+		plain := true
+		for _, c := range body {
+			if c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
+				plain = false
+				break
+			}
+		}
+		if plain {
+			return string(body), nil
+		}
+	}
+	return decodeJSON[string](raw, "a string")
+}
 
 // DecodeBytes decodes a standard base64 string.
 func DecodeBytes(raw []byte) ([]byte, error) {

@@ -669,3 +669,51 @@ func TestJoinKey(t *testing.T) {
 		gen(nil)
 	}
 }
+
+// TestDecodeFastPathsMatchEncodingJSON checks that the fast paths for
+// strings, integers and booleans accept and reject exactly what
+// encoding/json does, with the same values.
+func TestDecodeFastPathsMatchEncodingJSON(t *testing.T) {
+	inputs := []string{
+		`0`, `-0`, `7`, `-7`, `01`, `-01`, `+1`, `1.0`, `1e3`, `9223372036854775807`, `9223372036854775808`,
+		`-9223372036854775808`, `2147483647`, `2147483648`, `-2147483649`, `""`, `"a"`, `"a b/c"`, `"é"`,
+		`"a\"b"`, `"a\\b"`, `"\u0041"`, "\"\x01\"", `"unterminated`, `true`, `false`, `null`, `tru`, `"true"`, ` 1`, `1 `,
+	}
+	for _, in := range inputs {
+		raw := []byte(in)
+		check := func(name string, got any, gotErr error, want any, wantErr error) {
+			t.Helper()
+			if (gotErr == nil) != (wantErr == nil) || (gotErr == nil && got != want) {
+				t.Errorf("%s(%s) = %v, %v; encoding/json: %v, %v", name, in, got, gotErr, want, wantErr)
+			}
+		}
+		var s string
+		sErr := json.Unmarshal(raw, &s)
+		if in == "null" {
+			sErr = errors.New("null")
+		}
+		gs, err := runtime.DecodeString(raw)
+		check("DecodeString", gs, err, s, sErr)
+		var i64 int64
+		iErr := json.Unmarshal(raw, &i64)
+		if in == "null" {
+			iErr = errors.New("null")
+		}
+		gi, err := runtime.DecodeInt64(raw)
+		check("DecodeInt64", gi, err, i64, iErr)
+		var i32 int32
+		i32Err := json.Unmarshal(raw, &i32)
+		if in == "null" {
+			i32Err = errors.New("null")
+		}
+		g32, err := runtime.DecodeInt32(raw)
+		check("DecodeInt32", g32, err, i32, i32Err)
+		var b bool
+		bErr := json.Unmarshal(raw, &b)
+		if in == "null" {
+			bErr = errors.New("null")
+		}
+		gb, err := runtime.DecodeBool(raw)
+		check("DecodeBool", gb, err, b, bErr)
+	}
+}
