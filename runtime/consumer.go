@@ -133,21 +133,7 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 // run: a crash or a handler error loses the record (counted as Dropped and
 // logged), it is never handled twice by this group.
 func HandleAtMostOnce[T any](c *Consumer, et *EventType, decode func([]byte) (T, error), h func(context.Context, T, AtMostOnceRecord) error) {
-	if decode == nil || h == nil {
-		c.addErr(fmt.Errorf("eventgen: HandleAtMostOnce(%s): decode and handler are required", etName(et)))
-		return
-	}
-	c.register(et, AtMostOnce, func(m *sarama.ConsumerMessage) (func(context.Context, int) error, string, error) {
-		v, err := decode(m.Value)
-		if err != nil {
-			return nil, "", err
-		}
-		meta := NewRecordMeta(m)
-		return func(ctx context.Context, attempt int) error {
-			meta.Attempt = attempt
-			return h(meta.Context(ctx), v, AtMostOnceRecord{meta})
-		}, idempotencyKey(&v, &meta), nil
-	})
+	handle(c, "HandleAtMostOnce", et, AtMostOnce, decode, h, func(m RecordMeta) AtMostOnceRecord { return AtMostOnceRecord{m} })
 }
 
 // HandleAtLeastOnce registers h for events of type et, which must be an
@@ -157,11 +143,16 @@ func HandleAtMostOnce[T any](c *Consumer, et *EventType, decode func([]byte) (T,
 // redelivered after a crash or rebalance: h must be idempotent or the
 // consumer needs a Deduper.
 func HandleAtLeastOnce[T any](c *Consumer, et *EventType, decode func([]byte) (T, error), h func(context.Context, T, AtLeastOnceRecord) error) {
+	handle(c, "HandleAtLeastOnce", et, AtLeastOnce, decode, h, func(m RecordMeta) AtLeastOnceRecord { return AtLeastOnceRecord{m} })
+}
+
+// handle registers a typed handler whose record type R carries guarantee g.
+func handle[T, R any](c *Consumer, caller string, et *EventType, g Guarantee, decode func([]byte) (T, error), h func(context.Context, T, R) error, wrap func(RecordMeta) R) {
 	if decode == nil || h == nil {
-		c.addErr(fmt.Errorf("eventgen: HandleAtLeastOnce(%s): decode and handler are required", etName(et)))
+		c.addErr(fmt.Errorf("eventgen: %s(%s): decode and handler are required", caller, etName(et)))
 		return
 	}
-	c.register(et, AtLeastOnce, func(m *sarama.ConsumerMessage) (func(context.Context, int) error, string, error) {
+	c.register(et, g, func(m *sarama.ConsumerMessage) (func(context.Context, int) error, string, error) {
 		v, err := decode(m.Value)
 		if err != nil {
 			return nil, "", err
@@ -169,7 +160,7 @@ func HandleAtLeastOnce[T any](c *Consumer, et *EventType, decode func([]byte) (T
 		meta := NewRecordMeta(m)
 		return func(ctx context.Context, attempt int) error {
 			meta.Attempt = attempt
-			return h(meta.Context(ctx), v, AtLeastOnceRecord{meta})
+			return h(meta.Context(ctx), v, wrap(meta))
 		}, idempotencyKey(&v, &meta), nil
 	})
 }

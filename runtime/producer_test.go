@@ -180,42 +180,86 @@ func TestAtLeastOnceUnderFaults(t *testing.T) {
 		{"lost-acks", func(c *kafkatest.Cluster) *kafkatest.Fault { return c.LoseProduceAcks(3) }},
 		{"killed-connections", func(c *kafkatest.Cluster) *kafkatest.Fault { return c.KillConnectionsOnProduce(3) }},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			c := kafkatest.Start(t, kafkatest.Partitions(3))
-			topic := "alo-" + tc.name
-			c.CreateTopic(t, topic, 3)
-			et := testevent.Type(topic, runtime.AtLeastOnce)
-			var m runtime.Counters
-			p, err := runtime.NewAtLeastOnceProducer(testConfig(c, &m))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer p.Close()
-			want := ids(tc.name, n)
-			first := tc.inject(c)
-			var second *kafkatest.Fault
-			sendAll(t, et, want, 8, p.Send, func() { second = tc.inject(c) })
-			if err := p.Close(); err != nil {
-				t.Fatal(err)
-			}
-			hits := faultCount(first) + faultCount(second)
-			if hits == 0 {
-				t.Fatalf("no fault fired: the test proves nothing")
-			}
-			lost, dups := tally(t, readAll(t, c.Brokers(), topic), want)
-			t.Logf("%s: %d records, %d faults fired, retried=%d acked=%d, lost=%d duplicated=%d",
-				tc.name, n, hits, m.Get("Order", runtime.Retried), m.Get("Order", runtime.Acked), lost, dups)
-			if lost != 0 || dups != 0 {
-				t.Errorf("lost %d, duplicated %d; want 0 and 0", lost, dups)
-			}
-			if got := m.Get("Order", runtime.Acked); got != n {
-				t.Errorf("Acked = %d, want %d", got, n)
-			}
-			if m.Get("Order", runtime.Retried) == 0 {
-				t.Errorf("Retried = 0 although %d faults fired", hits)
+		// Send: 8 goroutines each wait for their ack. SendAsync: one
+		// goroutine pipelines every record; each callback must report success.
+		for _, mode := range []string{"Send", "SendAsync"} {
+			t.Run(tc.name+"/"+mode, func(t *testing.T) {
+				c := kafkatest.Start(t, kafkatest.Partitions(3))
+				topic := "alo-" + tc.name + "-" + mode
+				c.CreateTopic(t, topic, 3)
+				et := testevent.Type(topic, runtime.AtLeastOnce)
+				var m runtime.Counters
+				p, err := runtime.NewAtLeastOnceProducer(testConfig(c, &m))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer p.Close()
+				want := ids(tc.name, n)
+				send, workers, wait := p.Send, 8, func() error { return nil }
+				if mode == "SendAsync" {
+					send, wait = asyncSender(p)
+					workers = 1
+				}
+				first := tc.inject(c)
+				var second *kafkatest.Fault
+				sendAll(t, et, want, workers, send, func() { second = tc.inject(c) })
+				if err := wait(); err != nil {
+					t.Fatal(err)
+				}
+				if err := p.Close(); err != nil {
+					t.Fatal(err)
+				}
+				hits := faultCount(first) + faultCount(second)
+				if hits == 0 {
+					t.Fatalf("no fault fired: the test proves nothing")
+				}
+				lost, dups := tally(t, readAll(t, c.Brokers(), topic), want)
+				t.Logf("%s/%s: %d records, %d faults fired, retried=%d acked=%d, lost=%d duplicated=%d",
+					tc.name, mode, n, hits, m.Get("Order", runtime.Retried), m.Get("Order", runtime.Acked), lost, dups)
+				if lost != 0 || dups != 0 {
+					t.Errorf("lost %d, duplicated %d; want 0 and 0", lost, dups)
+				}
+				if got := m.Get("Order", runtime.Acked); got != n {
+					t.Errorf("Acked = %d, want %d", got, n)
+				}
+				if m.Get("Order", runtime.Retried) == 0 {
+					t.Errorf("Retried = 0 although %d faults fired", hits)
+				}
+			})
+		}
+	}
+}
+
+// asyncSender adapts SendAsync to sendAll's signature; wait blocks until
+// every queued record's callback ran and returns the first failure.
+func asyncSender(p *runtime.AtLeastOnceProducer) (send func(context.Context, runtime.Event) error, wait func() error) {
+	var (
+		pending sync.WaitGroup
+		mu      sync.Mutex
+		failed  error
+	)
+	send = func(ctx context.Context, e runtime.Event) error {
+		pending.Add(1)
+		err := p.SendAsync(ctx, e, func(err error) {
+			defer pending.Done()
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && failed == nil {
+				failed = err
 			}
 		})
+		if err != nil {
+			pending.Done()
+		}
+		return err
 	}
+	wait = func() error {
+		pending.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		return failed
+	}
+	return send, wait
 }
 
 // TestNonIdempotentControlDuplicates is the control for
