@@ -161,11 +161,41 @@ func render(f *jen.File) ([]byte, error) {
 	if err := f.Render(&buf); err != nil {
 		return nil, fmt.Errorf("generated code does not parse: %w", err)
 	}
-	out, err := format.Source(buf.Bytes())
+	out, err := format.Source(groupImports(buf.Bytes()))
 	if err != nil {
 		return nil, fmt.Errorf("generated code does not format: %w\n%s", err, numbered(buf.Bytes()))
 	}
 	return out, nil
+}
+
+// groupImports puts standard-library imports before the others, separated
+// by a blank line, as goimports does; jennifer sorts them into one group.
+func groupImports(src []byte) []byte {
+	start := bytes.Index(src, []byte("\nimport (\n"))
+	if start < 0 {
+		return src
+	}
+	body := start + len("\nimport (\n")
+	end := bytes.Index(src[body:], []byte("\n)\n"))
+	if end < 0 {
+		return src
+	}
+	var std, other []string
+	for _, line := range strings.Split(string(src[body:body+end]), "\n") {
+		path := strings.Trim(strings.TrimSpace(line), `"`)
+		if first, _, _ := strings.Cut(path, "/"); strings.Contains(first, ".") {
+			other = append(other, line)
+		} else {
+			std = append(std, line)
+		}
+	}
+	if len(std) == 0 || len(other) == 0 {
+		return src
+	}
+	grouped := strings.Join(std, "\n") + "\n\n" + strings.Join(other, "\n")
+	out := append([]byte(nil), src[:body]...)
+	out = append(out, grouped...)
+	return append(out, src[body+end:]...)
 }
 
 func numbered(src []byte) string {

@@ -5,8 +5,9 @@ package shop
 
 import (
 	"fmt"
-	"github.com/eventgen/eventgen/runtime"
 	"time"
+
+	"github.com/eventgen/eventgen/runtime"
 )
 
 // Checks, at compile time, that this file and the runtime it imports agree;

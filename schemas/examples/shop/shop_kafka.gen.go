@@ -6,6 +6,7 @@ package shop
 import (
 	"context"
 	"errors"
+
 	"github.com/eventgen/eventgen/runtime"
 )
 

@@ -5,9 +5,10 @@ package alltypes
 
 import (
 	"fmt"
-	"github.com/eventgen/eventgen/runtime"
 	"strconv"
 	"time"
+
+	"github.com/eventgen/eventgen/runtime"
 )
 
 // Checks, at compile time, that this file and the runtime it imports agree;

@@ -6,6 +6,7 @@ package alltypes
 import (
 	"context"
 	"errors"
+
 	"github.com/eventgen/eventgen/runtime"
 )
 

@@ -6,6 +6,7 @@ package minimal
 import (
 	"context"
 	"errors"
+
 	"github.com/eventgen/eventgen/runtime"
 )
 

@@ -4,8 +4,9 @@
 package metrics
 
 import (
-	"github.com/eventgen/eventgen/runtime"
 	"time"
+
+	"github.com/eventgen/eventgen/runtime"
 )
 
 // Checks, at compile time, that this file and the runtime it imports agree;

@@ -6,6 +6,7 @@ package metrics
 import (
 	"context"
 	"errors"
+
 	"github.com/eventgen/eventgen/runtime"
 )
 
