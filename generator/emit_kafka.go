@@ -90,19 +90,19 @@ func emitProducer(f *jen.File, s *Schema, byG map[Guarantee][]*Event) {
 	recv := jen.Id("p").Op("*").Id("Producer")
 	for _, ev := range byG[AtMostOnce] {
 		f.Line()
-		comment(f, fmt.Sprintf("Send%s validates e and hands it to the at-most-once producer without\nwaiting for the network: it may be lost, and drops are counted.", ev.GoName))
+		comment(f, sendDoc(ev, fmt.Sprintf("Send%s validates e and hands it to the at-most-once producer without\nwaiting for the network: it may be lost, and drops are counted.", ev.GoName)))
 		f.Func().Params(recv.Clone()).Id("Send"+ev.GoName).Params(ctx.Clone(), jen.Id("e").Op("*").Id(ev.GoName)).Error().Block(
 			jen.Return(jen.Id("p").Dot("atMostOnce").Dot("Send").Call(jen.Id("ctx"), jen.Id("e"))),
 		)
 	}
 	for _, ev := range byG[AtLeastOnce] {
 		f.Line()
-		comment(f, fmt.Sprintf("Send%s validates e and returns once Kafka has acknowledged it on all\nin-sync replicas, or with an error the caller can act on (retry, fail the\nrequest). Retries inside the producer are idempotent: they never duplicate.", ev.GoName))
+		comment(f, sendDoc(ev, fmt.Sprintf("Send%s validates e and returns once Kafka has acknowledged it on all\nin-sync replicas, or with an error the caller can act on (retry, fail the\nrequest). Retries inside the producer are idempotent: they never duplicate.", ev.GoName)))
 		f.Func().Params(recv.Clone()).Id("Send"+ev.GoName).Params(ctx.Clone(), jen.Id("e").Op("*").Id(ev.GoName)).Error().Block(
 			jen.Return(jen.Id("p").Dot("atLeastOnce").Dot("Send").Call(jen.Id("ctx"), jen.Id("e"))),
 		)
 		f.Line()
-		comment(f, fmt.Sprintf("Send%sAsync validates e and queues it without waiting: done is called\nonce with the outcome (nil once acknowledged) from a producer goroutine.\nBack-to-back calls batch like a hand-written sarama pipeline. It returns\nan error, and does not call done, if e is invalid or cannot be queued.", ev.GoName))
+		comment(f, sendDoc(ev, fmt.Sprintf("Send%sAsync validates e and queues it without waiting: done is called\nonce with the outcome (nil once acknowledged) from a producer goroutine.\nBack-to-back calls batch like a hand-written sarama pipeline. It returns\nan error, and does not call done, if e is invalid or cannot be queued.", ev.GoName)))
 		f.Func().Params(recv.Clone()).Id("Send"+ev.GoName+"Async").Params(ctx.Clone(), jen.Id("e").Op("*").Id(ev.GoName), jen.Id("done").Func().Params(jen.Error())).Error().Block(
 			jen.Return(jen.Id("p").Dot("atLeastOnce").Dot("SendAsync").Call(jen.Id("ctx"), jen.Id("e"), jen.Id("done"))),
 		)
@@ -129,7 +129,7 @@ func emitProducer(f *jen.File, s *Schema, byG map[Guarantee][]*Event) {
 	)
 	for _, ev := range byG[ExactlyOnce] {
 		f.Line()
-		f.Commentf("Send%s adds e to the transaction.", ev.GoName)
+		comment(f, sendDoc(ev, fmt.Sprintf("Send%s adds e to the transaction.", ev.GoName)))
 		f.Func().Params(jen.Id("tx").Op("*").Id("Tx")).Id("Send" + ev.GoName).Params(jen.Id("e").Op("*").Id(ev.GoName)).Error().Block(
 			jen.Return(jen.Id("tx").Dot("txn").Dot("Send").Call(jen.Id("e"))),
 		)
@@ -144,6 +144,12 @@ func emitProducer(f *jen.File, s *Schema, byG map[Guarantee][]*Event) {
 	f.Func().Params(jen.Id("tx").Op("*").Id("Tx")).Id("Abort").Params(ctx.Clone()).Error().Block(
 		jen.Return(jen.Id("tx").Dot("txn").Dot("Abort").Call(jen.Id("ctx"))),
 	)
+}
+
+// sendDoc adds the event's deprecation to a send method's doc, so that
+// linters flag code that still produces a deprecated event.
+func sendDoc(ev *Event, doc string) string {
+	return docComment(doc, "", ev.Deprecated, ev.GoName)
 }
 
 var recordType = map[Guarantee]string{

@@ -56,6 +56,8 @@ func (p *Producer) SendEverythingAsync(ctx context.Context, e *Everything, done 
 // SendLegacy validates e and returns once Kafka has acknowledged it on all
 // in-sync replicas, or with an error the caller can act on (retry, fail the
 // request). Retries inside the producer are idempotent: they never duplicate.
+//
+// Deprecated: Legacy is deprecated in the schema; stop producing it.
 func (p *Producer) SendLegacy(ctx context.Context, e *Legacy) error {
 	return p.atLeastOnce.Send(ctx, e)
 }
@@ -64,6 +66,8 @@ func (p *Producer) SendLegacy(ctx context.Context, e *Legacy) error {
 // once with the outcome (nil once acknowledged) from a producer goroutine.
 // Back-to-back calls batch like a hand-written sarama pipeline. It returns
 // an error, and does not call done, if e is invalid or cannot be queued.
+//
+// Deprecated: Legacy is deprecated in the schema; stop producing it.
 func (p *Producer) SendLegacyAsync(ctx context.Context, e *Legacy, done func(error)) error {
 	return p.atLeastOnce.SendAsync(ctx, e, done)
 }
