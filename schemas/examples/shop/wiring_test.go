@@ -1,7 +1,10 @@
 package shop_test
 
 import (
+	"encoding/json"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -29,5 +32,49 @@ func TestWrongGuaranteeDoesNotCompile(t *testing.T) {
 	if !strings.Contains(out, "cannot use func(ctx context.Context, e *shop.OrderPlaced, rec runtime.AtMostOnceRecord) error") ||
 		!strings.Contains(out, "as shop.OrderPlacedHandler value") {
 		t.Errorf("unexpected compiler error:\n%s", out)
+	}
+}
+
+// TestVersionHandshake compiles the package with its generated file changed
+// to claim a code version outside what the runtime supports (older, then
+// newer), through a build overlay; both must fail on the handshake line.
+func TestVersionHandshake(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds with the go command; skipped in -short mode")
+	}
+	src, err := os.ReadFile("shop_events.gen.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	abs, err := filepath.Abs("shop_events.gen.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, old, new string }{
+		{"older than the runtime supports", "runtime.EnforceVersion(1 - runtime.MinVersion)", "runtime.EnforceVersion(0 - runtime.MinVersion)"},
+		{"newer than the runtime supports", "runtime.EnforceVersion(runtime.MaxVersion - 1)", "runtime.EnforceVersion(runtime.MaxVersion - 2)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(string(src), tc.old) {
+				t.Fatalf("generated file lacks %q", tc.old)
+			}
+			dir := t.TempDir()
+			changed := filepath.Join(dir, "shop_events.gen.go")
+			if err := os.WriteFile(changed, []byte(strings.Replace(string(src), tc.old, tc.new, 1)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			overlay, _ := json.Marshal(map[string]map[string]string{"Replace": {abs: changed}})
+			overlayPath := filepath.Join(dir, "overlay.json")
+			if err := os.WriteFile(overlayPath, overlay, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.CommandContext(t.Context(), "go", "build", "-overlay", overlayPath, ".").CombinedOutput()
+			if err == nil {
+				t.Fatal("a generated file with a mismatched version compiled")
+			}
+			if !strings.Contains(string(out), "overflows \"github.com/eventgen/eventgen/runtime\".EnforceVersion") {
+				t.Errorf("the build failed elsewhere than on the handshake lines:\n%s", out)
+			}
+		})
 	}
 }
