@@ -432,31 +432,9 @@ func (h *groupHandler) consumeAtMostOnce(sess sarama.ConsumerGroupSession, claim
 	log := h.c.log.With("group", h.c.cfg.GroupID, "topic", claim.Topic(), "partition", claim.Partition())
 	batch := make([]*sarama.ConsumerMessage, 0, h.c.cfg.MaxBatch)
 	for {
-		if sess.Context().Err() != nil {
-			return nil
-		}
-		var m *sarama.ConsumerMessage
 		var ok bool
-		select {
-		case <-sess.Context().Done():
+		if batch, ok = nextBatch(sess, claim, batch, h.c.cfg.MaxBatch); !ok {
 			return nil
-		case m, ok = <-claim.Messages():
-			if !ok {
-				return nil
-			}
-		}
-		batch = append(batch[:0], m)
-	drain:
-		for len(batch) < h.c.cfg.MaxBatch {
-			select {
-			case m, ok := <-claim.Messages():
-				if !ok {
-					break drain
-				}
-				batch = append(batch, m)
-			default:
-				break drain
-			}
 		}
 		last := batch[len(batch)-1]
 		if err := h.commit(sess, claim.Topic(), claim.Partition(), last.Offset+1); err != nil {

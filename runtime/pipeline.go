@@ -327,30 +327,13 @@ func (p *pipeline[In]) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 func (p *pipeline[In]) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	batch := make([]*sarama.ConsumerMessage, 0, p.cfg.BatchSize)
 	for {
-		// Checked before each batch: a revoked partition starts nothing new.
-		if sess.Context().Err() != nil || p.err() != nil {
+		// A failed pipeline starts nothing new; nextBatch stops on a revoked partition.
+		if p.err() != nil {
 			return nil
 		}
-		select {
-		case <-sess.Context().Done():
+		var ok bool
+		if batch, ok = nextBatch(sess, claim, batch, p.cfg.BatchSize); !ok {
 			return nil
-		case m, ok := <-claim.Messages():
-			if !ok {
-				return nil
-			}
-			batch = append(batch[:0], m)
-		}
-	drain:
-		for len(batch) < p.cfg.BatchSize {
-			select {
-			case m, ok := <-claim.Messages():
-				if !ok {
-					break drain
-				}
-				batch = append(batch, m)
-			default:
-				break drain
-			}
 		}
 		res, err := p.transform(sess.Context(), batch)
 		if err != nil {

@@ -44,13 +44,8 @@ func NewAtLeastOnceProducer(cfg Config) (*AtLeastOnceProducer, error) {
 	if err != nil {
 		return nil, err
 	}
-	sc.Producer.RequiredAcks = sarama.WaitForAll
-	sc.Producer.Idempotent = true
-	sc.Net.MaxOpenRequests = 1
-	sc.Producer.Retry.Max = 10
+	setIdempotent(sc)
 	sc.Producer.Retry.Backoff = 100 * time.Millisecond
-	sc.Producer.Return.Successes = true
-	sc.Producer.Return.Errors = true
 	if err := cfg.tuneCheck(sc, func(sc *sarama.Config) error {
 		if sc.Producer.Transaction.ID != "" {
 			return conflict(AtLeastOnce, "no Producer.Transaction.ID (use NewTransactionalProducer)")
@@ -71,6 +66,18 @@ func NewAtLeastOnceProducer(cfg Config) (*AtLeastOnceProducer, error) {
 	go p.successes()
 	go p.errors()
 	return p, nil
+}
+
+// setIdempotent applies the idempotent producer's settings, shared by the
+// at-least-once and transactional producers: acks=all, one request in
+// flight per broker, retries, and both result channels.
+func setIdempotent(sc *sarama.Config) {
+	sc.Producer.RequiredAcks = sarama.WaitForAll
+	sc.Producer.Idempotent = true
+	sc.Net.MaxOpenRequests = 1
+	sc.Producer.Retry.Max = 10
+	sc.Producer.Return.Successes = true
+	sc.Producer.Return.Errors = true
 }
 
 // checkIdempotent rejects settings that break the idempotent producer.
@@ -120,21 +127,11 @@ func (p *AtLeastOnceProducer) errors() {
 // consumer-side dedup store absorbs the duplicate). If ctx is done first,
 // Send returns ctx's error, and the record may still be written.
 func (p *AtLeastOnceProducer) Send(ctx context.Context, e Event) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := checkGuarantee(AtLeastOnce, e); err != nil {
-		return err
-	}
-	msg, om, err := encodeEvent(ctx, e)
+	done := make(chan error, 1)
+	msg, om, err := p.queue(ctx, e, func(om *outMsg) { om.done = done })
 	if err != nil {
 		return err
 	}
-	om.done = make(chan error, 1)
-	if err := p.enqueue(ctx, msg); err != nil {
-		return err
-	}
-	p.metrics.Count(om.event, Sent, 1)
 	select {
 	case err := <-om.done:
 		return err
@@ -157,22 +154,29 @@ func (p *AtLeastOnceProducer) SendAsync(ctx context.Context, e Event, done func(
 	if done == nil {
 		return errors.New("eventgen: SendAsync needs a done callback")
 	}
+	_, _, err := p.queue(ctx, e, func(om *outMsg) { om.callback = done })
+	return err
+}
+
+// queue validates and encodes e, lets report attach the outcome's receiver,
+// and hands the record to sarama.
+func (p *AtLeastOnceProducer) queue(ctx context.Context, e Event, report func(*outMsg)) (*sarama.ProducerMessage, *outMsg, error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if err := checkGuarantee(AtLeastOnce, e); err != nil {
-		return err
+		return nil, nil, err
 	}
 	msg, om, err := encodeEvent(ctx, e)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	om.callback = done
+	report(om)
 	if err := p.enqueue(ctx, msg); err != nil {
-		return err
+		return nil, nil, err
 	}
 	p.metrics.Count(om.event, Sent, 1)
-	return nil
+	return msg, om, nil
 }
 
 func (p *AtLeastOnceProducer) enqueue(ctx context.Context, msg *sarama.ProducerMessage) error {

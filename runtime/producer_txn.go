@@ -65,12 +65,7 @@ func NewTransactionalProducer(cfg Config, transactionalID string) (*Transactiona
 	if err != nil {
 		return nil, err
 	}
-	sc.Producer.RequiredAcks = sarama.WaitForAll
-	sc.Producer.Idempotent = true
-	sc.Net.MaxOpenRequests = 1
-	sc.Producer.Retry.Max = 10
-	sc.Producer.Return.Successes = true
-	sc.Producer.Return.Errors = true
+	setIdempotent(sc)
 	sc.Producer.Transaction.ID = transactionalID
 	if err := cfg.tuneCheck(sc, func(sc *sarama.Config) error {
 		if sc.Producer.Transaction.ID != transactionalID {
