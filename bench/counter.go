@@ -9,7 +9,7 @@ import (
 
 	"github.com/IBM/sarama"
 
-	"github.com/eventgen/eventgen/runtime"
+	"github.com/eventgen/eventgen/runtime/kafka"
 )
 
 // counter reads a topic read_committed from the start and closes done once
@@ -25,7 +25,7 @@ type counter struct {
 
 func startCounter(ctx context.Context, brokers []string, topic string, want int) (*counter, error) {
 	cfg := sarama.NewConfig()
-	cfg.Version = runtime.KafkaVersion
+	cfg.Version = kafka.ProtocolVersion()
 	cfg.Consumer.IsolationLevel = sarama.ReadCommitted
 	consumer, err := sarama.NewConsumer(brokers, cfg)
 	if err != nil {
@@ -58,7 +58,7 @@ func startCounter(ctx context.Context, brokers []string, topic string, want int)
 
 func createTopic(brokers []string, topic string) error {
 	cfg := sarama.NewConfig()
-	cfg.Version = runtime.KafkaVersion
+	cfg.Version = kafka.ProtocolVersion()
 	admin, err := sarama.NewClusterAdmin(brokers, cfg)
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)

@@ -11,8 +11,9 @@ import (
 
 	"github.com/IBM/sarama"
 
-	"github.com/eventgen/eventgen/runtime"
-	"github.com/eventgen/eventgen/runtime/kafkatest"
+	"github.com/eventgen/eventgen/runtime/event"
+	"github.com/eventgen/eventgen/runtime/kafka"
+	"github.com/eventgen/eventgen/runtime/kafka/kafkatest"
 	"github.com/eventgen/eventgen/schemas/examples/shop"
 )
 
@@ -47,7 +48,7 @@ var placedAt = time.Date(2026, 11, 26, 18, 0, 0, 123456789, time.UTC)
 // genOrder returns event i; its JSON is about 200 bytes.
 func genOrder(i int) *shop.OrderPlaced {
 	return &shop.OrderPlaced{
-		OrderID: runtime.NewUUID(), CustomerID: fmt.Sprintf("customer-%08d-loyal", i),
+		OrderID: event.NewUUID(), CustomerID: fmt.Sprintf("customer-%08d-loyal", i),
 		Total: shop.Money{Cents: int64(1000 + i), Currency: "EUR"}, Status: shop.OrderStatusPending,
 		Items: []string{"sku-0001", "sku-0002"}, PlacedAt: placedAt,
 	}
@@ -55,7 +56,7 @@ func genOrder(i int) *shop.OrderPlaced {
 
 func rawOrder(i int) *order {
 	return &order{
-		OrderID: runtime.NewUUID().String(), CustomerID: fmt.Sprintf("customer-%08d-loyal", i),
+		OrderID: event.NewUUID().String(), CustomerID: fmt.Sprintf("customer-%08d-loyal", i),
 		Total: money{Cents: int64(1000 + i), Currency: "EUR"}, Status: "pending",
 		Items: []string{"sku-0001", "sku-0002"}, PlacedAt: placedAt.Format(time.RFC3339Nano),
 	}
@@ -67,7 +68,7 @@ func rawOrder(i int) *order {
 func ceHeaders(ceType string) []sarama.RecordHeader {
 	return []sarama.RecordHeader{
 		{Key: []byte("ce_specversion"), Value: []byte("1.0")},
-		{Key: []byte("ce_id"), Value: []byte(runtime.NewUUID().String())},
+		{Key: []byte("ce_id"), Value: []byte(event.NewUUID().String())},
 		{Key: []byte("ce_type"), Value: []byte(ceType)},
 		{Key: []byte("ce_source"), Value: []byte("example.com/shop")},
 		{Key: []byte("ce_time"), Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
@@ -77,7 +78,7 @@ func ceHeaders(ceType string) []sarama.RecordHeader {
 
 func baseConfig() *sarama.Config {
 	c := sarama.NewConfig()
-	c.Version = runtime.KafkaVersion
+	c.Version = kafka.ProtocolVersion()
 	c.Producer.Partitioner = sarama.NewMurmur2Partitioner // as eventgen's producers
 	return c
 }
@@ -125,7 +126,7 @@ func genAtLeastOnce(ctx context.Context, brokers []string, n int) (time.Duration
 }
 
 func genAtLeastOnceBody(ctx context.Context, brokers []string, n int) error {
-	p, err := shop.NewProducer(runtime.Config{Brokers: brokers}, "bench-txn")
+	p, err := shop.NewProducer(kafka.ProducerConfig{Config: kafka.Config{Brokers: brokers}, TransactionalID: "bench-txn"})
 	if err != nil {
 		return err
 	}
@@ -138,7 +139,7 @@ func genAtLeastOnceBody(ctx context.Context, brokers []string, n int) error {
 
 func genAtLeastOnceAsync(ctx context.Context, brokers []string, n int) (time.Duration, error) {
 	return timed(func() error {
-		p, err := shop.NewProducer(runtime.Config{Brokers: brokers}, "bench-txn")
+		p, err := shop.NewProducer(kafka.ProducerConfig{Config: kafka.Config{Brokers: brokers}, TransactionalID: "bench-txn"})
 		if err != nil {
 			return err
 		}
@@ -262,11 +263,11 @@ func genAtMostOnce(ctx context.Context, brokers []string, n int) (time.Duration,
 func amoQueue(n int) int { return n }
 
 func genAtMostOnceBody(ctx context.Context, brokers []string, n int) error {
-	metrics := &runtime.Counters{}
+	metrics := &kafka.Counters{}
 	// A queue that holds the whole run: the loop outruns any broker, and
 	// at-most-once drops what does not fit rather than block the caller.
 	tune := func(c *sarama.Config) { c.ChannelBufferSize = amoQueue(n) }
-	p, err := shop.NewProducer(runtime.Config{Brokers: brokers, Metrics: metrics, Tune: tune}, "bench-txn")
+	p, err := shop.NewProducer(kafka.ProducerConfig{Config: kafka.Config{Brokers: brokers, Metrics: metrics, Tune: tune}, TransactionalID: "bench-txn"})
 	if err != nil {
 		return err
 	}
@@ -279,7 +280,7 @@ func genAtMostOnceBody(ctx context.Context, brokers []string, n int) error {
 	if err := p.Close(); err != nil {
 		return err
 	}
-	if d := metrics.Get("PageViewed", runtime.Dropped); d > 0 {
+	if d := metrics.Get("PageViewed", kafka.Dropped); d > 0 {
 		return fmt.Errorf("%d of %d events dropped: the comparison would flatter eventgen", d, n)
 	}
 	return nil
@@ -341,14 +342,14 @@ func timed(f func() error) (time.Duration, error) {
 // genPipeline preloads n PaymentCaptured events, then times the generated
 // IssueReceipts pipeline turning them into n committed receipts.
 func genPipeline(ctx context.Context, brokers []string, n int) (time.Duration, error) {
-	p, err := shop.NewProducer(runtime.Config{Brokers: brokers}, "bench-preload")
+	p, err := shop.NewProducer(kafka.ProducerConfig{Config: kafka.Config{Brokers: brokers}, TransactionalID: "bench-preload"})
 	if err != nil {
 		return 0, err
 	}
 	for start := 0; start < n; start += 1000 {
-		err := p.InTx(ctx, func(tx *shop.Tx) error {
+		err := p.InTx(ctx, func(tx shop.Tx) error {
 			for i := start; i < min(start+1000, n); i++ {
-				e := &shop.PaymentCaptured{PaymentID: runtime.NewUUID(), OrderID: runtime.NewUUID(), Amount: shop.Money{Cents: int64(i), Currency: "EUR"}, CapturedAt: placedAt}
+				e := &shop.PaymentCaptured{PaymentID: event.NewUUID(), OrderID: event.NewUUID(), Amount: shop.Money{Cents: int64(i), Currency: "EUR"}, CapturedAt: placedAt}
 				if err := tx.SendPaymentCaptured(e); err != nil {
 					return err
 				}
@@ -374,8 +375,8 @@ func genPipeline(ctx context.Context, brokers []string, n int) (time.Duration, e
 	start := time.Now()
 	errc := make(chan error, 1)
 	go func() {
-		errc <- shop.RunIssueReceipts(runCtx, runtime.PipelineConfig{
-			Config:  runtime.Config{Brokers: brokers, Tune: func(c *sarama.Config) { c.Consumer.Offsets.Initial = sarama.OffsetOldest }},
+		errc <- shop.RunIssueReceipts(runCtx, kafka.PipelineConfig{
+			Config:  kafka.Config{Brokers: brokers, Tune: func(c *sarama.Config) { c.Consumer.Offsets.Initial = sarama.OffsetOldest }},
 			GroupID: "bench-receipts", TransactionalID: "bench-receipts-1", BatchSize: txnBatch,
 		}, func(ctx context.Context, in *shop.PaymentCaptured, out shop.IssueReceiptsEmitter) error {
 			return out.EmitReceiptIssued(&shop.ReceiptIssued{PaymentID: in.PaymentID, OrderID: in.OrderID, Amount: in.Amount, Lines: []string{"espresso machine"}})

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/eventgen/eventgen/runtime/event"
 )
 
 // compile validates the AST and builds the IR. Every rule violation is
@@ -116,8 +118,6 @@ func (c *compiler) header(s *Schema) {
 			c.r.errorf(f.pkg.line, f.pkg.col, CodePackageName, "package %q is a Go keyword", p)
 		case predeclared[p]:
 			c.r.errorf(f.pkg.line, f.pkg.col, CodePackageName, "package %q would shadow Go's predeclared identifier %s", p, p)
-		case p == "runtime":
-			c.r.errorf(f.pkg.line, f.pkg.col, CodePackageName, "package %q would clash with the eventgen runtime package the generated code imports", p)
 		}
 		s.Package = f.pkg.val
 	}
@@ -144,7 +144,7 @@ func isPackageName(s string) bool {
 
 // generatedNames are package-level identifiers every generated package
 // declares; schema names that become one of them are collisions.
-var generatedNames = []string{"SchemaFingerprint", "Producer", "NewProducer", "Consumer", "NewConsumer", "Tx"}
+var generatedNames = []string{"SchemaFingerprint", "Sender", "Producer", "NewProducer", "Consumer", "NewConsumer", "Tx", txImpl}
 
 // declare records a package-level Go identifier and reports a collision;
 // it returns false on a collision. what describes the declaration, e.g.
@@ -449,15 +449,15 @@ func pickBool(own, def boolValue) boolValue {
 	return def
 }
 
-var guarantees = map[string]Guarantee{
-	"at-most-once":  AtMostOnce,
-	"at-least-once": AtLeastOnce,
-	"exactly-once":  ExactlyOnce,
+var guarantees = map[string]event.Guarantee{
+	"at-most-once":  event.AtMostOnce,
+	"at-least-once": event.AtLeastOnce,
+	"exactly-once":  event.ExactlyOnce,
 }
 
 var guaranteeNames = []string{"at-most-once", "at-least-once", "exactly-once"}
 
-func (c *compiler) guarantee(s scalar) (Guarantee, bool) {
+func (c *compiler) guarantee(s scalar) (event.Guarantee, bool) {
 	g, ok := guarantees[s.val]
 	if !ok {
 		c.r.errorf(s.line, s.col, CodeBadValue, "unknown guarantee %q: want at-most-once, at-least-once or exactly-once%s", s.val, didYouMean(s.val, guaranteeNames))
@@ -572,11 +572,11 @@ func (c *compiler) event(s *Schema, e *eventDecl) *Event {
 	c.dedup(ev, dedup, n, noIdem, pick(set.retention, def.retention))
 
 	switch ev.Guarantee {
-	case AtMostOnce:
+	case event.AtMostOnce:
 		if ev.Outbox {
 			c.r.errorf(outbox.line, outbox.col, CodeAtMostOnceOutbox, "event %s is at-most-once but asks for the outbox: the outbox exists to never lose an event; use at-least-once or drop outbox", n.val)
 		}
-	case ExactlyOnce:
+	case event.ExactlyOnce:
 		switch {
 		case noIdem && idemSet.set:
 			c.r.errorf(idemSet.line, idemSet.col, CodeExactlyOnceIdemKey, "event %s is exactly-once but its idempotency_key is empty: name the fields that identify one logical event", n.val)
@@ -584,12 +584,12 @@ func (c *compiler) event(s *Schema, e *eventDecl) *Event {
 			c.r.errorf(n.line, n.col, CodeExactlyOnceIdemKey, "event %s is exactly-once but has no idempotency_key: name the fields that identify one logical event", n.val)
 		}
 	}
-	if unique && (ev.Guarantee == AtMostOnce || ev.Guarantee == AtLeastOnce) {
+	if unique && (ev.Guarantee == event.AtMostOnce || ev.Guarantee == event.AtLeastOnce) {
 		// The generated Producer has a Send method per event, and a
 		// SendAsync per at-least-once event: OrderPlaced's
 		// SendOrderPlacedAsync must not be event OrderPlacedAsync's Send.
 		c.declare("Producer.Send"+ev.GoName, n, "event "+n.val+" (its generated Producer.Send"+ev.GoName+")")
-		if ev.Guarantee == AtLeastOnce {
+		if ev.Guarantee == event.AtLeastOnce {
 			c.declare("Producer.Send"+ev.GoName+"Async", n, "event "+n.val+" (its generated Producer.Send"+ev.GoName+"Async)")
 		}
 	}
@@ -654,13 +654,13 @@ func (c *compiler) keyField(ev *Event, e *eventDecl, k scalar, what string) *Fie
 	return f
 }
 
-var dedupStores = map[string]DedupStore{
-	"postgres": DedupPostgres, "redis": DedupRedis, "none": DedupNone,
+var dedupStores = map[string]event.DedupStore{
+	"postgres": event.DedupPostgres, "redis": event.DedupRedis, "none": event.DedupNone,
 }
 
 func (c *compiler) dedup(ev *Event, d *dedupDecl, n scalar, noIdem bool, retention scalar) {
 	if d == nil {
-		if ev.Guarantee == AtLeastOnce {
+		if ev.Guarantee == event.AtLeastOnce {
 			c.r.errorf(n.line, n.col, CodeDedupRequired, "event %s is at-least-once and needs dedup: {store: postgres|redis, ttl: ...} or {store: none, reason: ...} for a naturally idempotent handler", n.val)
 		}
 		return
@@ -682,7 +682,7 @@ func (c *compiler) dedup(ev *Event, d *dedupDecl, n scalar, noIdem bool, retenti
 		ev.DedupTTL = c.duration(d.ttl, "dedup.ttl")
 	}
 	switch store {
-	case DedupNone:
+	case event.DedupNone:
 		if !d.reason.set || strings.TrimSpace(d.reason.val) == "" {
 			c.r.errorf(d.store.line, d.store.col, CodeDedupSettings, "dedup store none needs a reason: say why the handler is naturally idempotent")
 		}
@@ -691,21 +691,21 @@ func (c *compiler) dedup(ev *Event, d *dedupDecl, n scalar, noIdem bool, retenti
 		if !d.ttl.given() {
 			c.r.errorf(d.store.line, d.store.col, CodeDedupSettings, "dedup store %s needs a ttl: how long processed events are remembered", d.store.val)
 		}
-		if noIdem && ev.Guarantee == AtLeastOnce {
+		if noIdem && ev.Guarantee == event.AtLeastOnce {
 			c.r.errorf(d.store.line, d.store.col, CodeDedupIdemKey, "dedup store %s on event %s needs idempotency_key: the fields that identify one logical event", d.store.val, ev.Name)
 		}
 	}
 	switch ev.Guarantee {
-	case AtMostOnce:
-		if store != DedupNone {
+	case event.AtMostOnce:
+		if store != event.DedupNone {
 			c.r.warnf(d.store.line, d.store.col, CodeAtMostOnceDedup, "event %s is at-most-once: nothing is redelivered, so the %s dedup store only costs time", ev.Name, d.store.val)
 		}
-	case ExactlyOnce:
-		if store == DedupRedis {
+	case event.ExactlyOnce:
+		if store == event.DedupRedis {
 			c.r.errorf(d.store.line, d.store.col, CodeExactlyOnceRedis, "event %s is exactly-once but dedups in redis: a Redis marker lives outside the handler's transaction, so a crash between them repeats or loses the effect; use postgres", ev.Name)
 		}
 	}
-	if ev.DedupTTL > 0 && ev.Retention > 0 && ev.DedupTTL < ev.Retention && store != DedupNone {
+	if ev.DedupTTL > 0 && ev.Retention > 0 && ev.DedupTTL < ev.Retention && store != event.DedupNone {
 		c.r.warnf(d.ttl.line, d.ttl.col, CodeTTLBelowRetention, "dedup.ttl %s is shorter than retention %s: a redelivery older than the ttl passes the dedup store", d.ttl.val, retention.val)
 	}
 }
@@ -747,7 +747,7 @@ func (c *compiler) pipeline(p *pipelineDecl) *Pipeline {
 		// unreadable: reported by the loader
 	} else if g, ok := c.guarantee(p.guarantee); ok {
 		pl.Guarantee = g
-		if g != ExactlyOnce {
+		if g != event.ExactlyOnce {
 			c.r.errorf(p.guarantee.line, p.guarantee.col, CodePipelineUnsupported, "pipeline %s is %s: version 1 generates exactly-once pipelines only; consume with a consumer and produce with a producer instead", n.val, g)
 		}
 	}

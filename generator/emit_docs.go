@@ -8,6 +8,7 @@ import (
 
 	"text/template"
 
+	"github.com/eventgen/eventgen/runtime/event"
 	"github.com/eventgen/eventgen/templates"
 )
 
@@ -26,9 +27,9 @@ var docFuncs = template.FuncMap{
 	},
 	"dedup": func(ev *Event) string {
 		switch {
-		case ev.Guarantee == AtMostOnce && ev.Dedup == DedupNone:
+		case ev.Guarantee == event.AtMostOnce && ev.Dedup == event.DedupNone:
 			return "not needed (never redelivered)"
-		case ev.Dedup == DedupNone:
+		case ev.Dedup == event.DedupNone:
 			return "none"
 		}
 		return ev.Dedup.String() + ", ttl " + formatDuration(ev.DedupTTL)

@@ -6,11 +6,18 @@ import (
 	"time"
 
 	"github.com/dave/jennifer/jen"
+	"github.com/eventgen/eventgen/runtime/event"
 )
 
-const rtPath = "github.com/eventgen/eventgen/runtime"
+// The runtime packages generated code imports: event (standard library
+// only) from every file, kafka (sarama) from the Kafka file only.
+const (
+	eventPkg = "github.com/eventgen/eventgen/runtime/event"
+	kafkaPkg = "github.com/eventgen/eventgen/runtime/kafka"
+)
 
-func rt(name string) *jen.Statement { return jen.Qual(rtPath, name) }
+func rtEvent(name string) *jen.Statement { return jen.Qual(eventPkg, name) }
+func rtKafka(name string) *jen.Statement { return jen.Qual(kafkaPkg, name) }
 
 // emitTypes writes the event types file: one Go type per named type and
 // event, with validation, JSON wire encoding, keys and metadata.
@@ -19,8 +26,8 @@ func emitTypes(s *Schema, f *jen.File) {
 	f.Comment("if a line below fails to compile, regenerate with the eventgen that matches")
 	f.Comment("the github.com/eventgen/eventgen module in go.mod.")
 	f.Const().Defs(
-		jen.Id("_").Op("=").Add(rt("EnforceVersion")).Call(jen.Lit(GenVersion).Op("-").Add(rt("MinVersion"))),
-		jen.Id("_").Op("=").Add(rt("EnforceVersion")).Call(rt("MaxVersion").Op("-").Lit(GenVersion)),
+		jen.Id("_").Op("=").Add(rtEvent("EnforceVersion")).Call(jen.Lit(event.GenVersion).Op("-").Add(rtEvent("MinVersion"))),
+		jen.Id("_").Op("=").Add(rtEvent("EnforceVersion")).Call(rtEvent("MaxVersion").Op("-").Lit(event.GenVersion)),
 	)
 	f.Line()
 	f.Comment("SchemaFingerprint identifies the topics, guarantees and wire shapes of")
@@ -58,13 +65,16 @@ func commentCode(text string) []jen.Code {
 	return out
 }
 
+// docComment is a declaration's doc: the schema's doc first, verbatim (it
+// is the author's description and what godoc shows as the summary), then the
+// generated paragraph, then a Deprecated: paragraph linters recognise.
 func docComment(lead, doc string, deprecated bool, what string) string {
 	var b strings.Builder
-	b.WriteString(lead)
 	if doc = strings.TrimSpace(doc); doc != "" {
-		b.WriteString("\n\n")
 		b.WriteString(doc)
+		b.WriteString("\n\n")
 	}
+	b.WriteString(lead)
 	if deprecated {
 		b.WriteString("\n\nDeprecated: " + what + " is deprecated in the schema; stop producing it.")
 	}
@@ -116,12 +126,12 @@ func emitEnum(f *jen.File, t *NamedType) {
 	f.Line()
 	f.Commentf("AppendJSON appends v as a JSON string.")
 	f.Func().Params(jen.Id("v").Id(t.GoName)).Id("AppendJSON").Params(jen.Id("b").Index().Byte()).Index().Byte().Block(
-		jen.Return(rt("AppendString").Call(jen.Id("b"), jen.String().Call(jen.Id("v")))),
+		jen.Return(rtEvent("AppendString").Call(jen.Id("b"), jen.String().Call(jen.Id("v")))),
 	)
 	f.Line()
 	f.Commentf("UnmarshalJSON decodes a JSON string, rejecting undeclared values.")
 	f.Func().Params(jen.Id("v").Op("*").Id(t.GoName)).Id("UnmarshalJSON").Params(jen.Id("data").Index().Byte()).Error().Block(
-		jen.List(jen.Id("s"), jen.Err()).Op(":=").Add(rt("DecodeString")).Call(jen.Id("data")),
+		jen.List(jen.Id("s"), jen.Err()).Op(":=").Add(rtEvent("DecodeString")).Call(jen.Id("data")),
 		jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Err())),
 		jen.If(jen.Err().Op(":=").Id(t.GoName).Call(jen.Id("s")).Dot("Validate").Call(), jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Err())),
 		jen.Op("*").Id("v").Op("=").Id(t.GoName).Call(jen.Id("s")),
@@ -144,13 +154,13 @@ func emitEvent(f *jen.File, s *Schema, ev *Event) {
 	comment(f, docComment(lead, ev.Doc, ev.Deprecated, ev.GoName))
 	f.Type().Id(ev.GoName).Struct(structFields(ev.Fields)...)
 	f.Line()
-	f.Var().Id("_").Qual(rtPath, "Event").Op("=").Parens(jen.Op("*").Id(ev.GoName)).Parens(jen.Nil())
+	f.Var().Id("_").Add(rtEvent("Event")).Op("=").Parens(jen.Op("*").Id(ev.GoName)).Parens(jen.Nil())
 	f.Line()
-	f.Var().Id(ev.MetaVar).Op("=").Add(rt("EventType")).Values(eventMeta(s, ev))
+	f.Var().Id(ev.MetaVar).Op("=").Add(rtEvent("Type")).Values(eventMeta(s, ev)...)
 	recv := jen.Id("e").Op("*").Id(ev.GoName)
 	f.Line()
 	f.Commentf("EventType returns the metadata of %s: topic, guarantee, CloudEvents type.", ev.GoName)
-	f.Func().Params(recv.Clone()).Id("EventType").Params().Op("*").Add(rt("EventType")).Block(
+	f.Func().Params(recv.Clone()).Id("EventType").Params().Op("*").Add(rtEvent("Type")).Block(
 		jen.Return(jen.Op("&").Id(ev.MetaVar)),
 	)
 	f.Line()
@@ -176,7 +186,7 @@ func emitEvent(f *jen.File, s *Schema, ev *Event) {
 		}
 		f.Commentf("IdempotencyKey identifies one logical event: fields %s.", strings.Join(names, ", "))
 		f.Func().Params(recv.Clone()).Id("IdempotencyKey").Params().String().Block(
-			jen.Return(rt("JoinKey").CallFunc(func(g *jen.Group) {
+			jen.Return(rtEvent("JoinKey").CallFunc(func(g *jen.Group) {
 				for _, k := range ev.IdemKey {
 					g.Add(keyString(k))
 				}
@@ -189,34 +199,38 @@ func emitEvent(f *jen.File, s *Schema, ev *Event) {
 	emitJSON(f, ev.GoName, jen.Id("e"), recv.Clone(), recv.Clone(), ev.Fields)
 }
 
-func eventMeta(s *Schema, ev *Event) jen.Dict {
-	d := jen.Dict{
-		jen.Id("Name"):        jen.Lit(ev.Name),
-		jen.Id("Topic"):       jen.Lit(ev.Topic),
-		jen.Id("Guarantee"):   rt(guaranteeConst[ev.Guarantee]),
-		jen.Id("CEType"):      jen.Lit(ev.CEType),
-		jen.Id("Source"):      jen.Lit(s.Source),
-		jen.Id("Fingerprint"): jen.Lit(ev.Fingerprint),
-		jen.Id("Dedup"):       rt(dedupConst[ev.Dedup]),
+// eventMeta is the event.Type literal of ev, its fields in the order
+// event.Type declares them; zero values are left out.
+func eventMeta(s *Schema, ev *Event) []jen.Code {
+	// One field a line, as gofmt prints a keyed literal written by hand.
+	field := func(name string, v jen.Code) jen.Code { return jen.Line().Id(name).Op(":").Add(v) }
+	meta := []jen.Code{
+		field("Name", jen.Lit(ev.Name)),
+		field("Topic", jen.Lit(ev.Topic)),
+		field("Guarantee", rtEvent(guaranteeConst[ev.Guarantee])),
+		field("CEType", jen.Lit(ev.CEType)),
+		field("Source", jen.Lit(s.Source)),
+		field("Fingerprint", jen.Lit(ev.Fingerprint)),
+		field("Dedup", rtEvent(dedupConst[ev.Dedup])),
 	}
 	if ev.DedupTTL > 0 {
-		d[jen.Id("DedupTTL")] = durationCode(ev.DedupTTL)
+		meta = append(meta, field("DedupTTL", durationCode(ev.DedupTTL)))
 	}
 	if ev.Retention > 0 {
-		d[jen.Id("Retention")] = durationCode(ev.Retention)
+		meta = append(meta, field("Retention", durationCode(ev.Retention)))
 	}
 	if ev.Outbox {
-		d[jen.Id("Outbox")] = jen.True()
+		meta = append(meta, field("Outbox", jen.True()))
 	}
-	return d
+	return append(meta, jen.Line())
 }
 
-var guaranteeConst = map[Guarantee]string{
-	AtMostOnce: "AtMostOnce", AtLeastOnce: "AtLeastOnce", ExactlyOnce: "ExactlyOnce",
+var guaranteeConst = map[event.Guarantee]string{
+	event.AtMostOnce: "AtMostOnce", event.AtLeastOnce: "AtLeastOnce", event.ExactlyOnce: "ExactlyOnce",
 }
 
-var dedupConst = map[DedupStore]string{
-	DedupNone: "DedupNone", DedupPostgres: "DedupPostgres", DedupRedis: "DedupRedis",
+var dedupConst = map[event.DedupStore]string{
+	event.DedupNone: "DedupNone", event.DedupPostgres: "DedupPostgres", event.DedupRedis: "DedupRedis",
 }
 
 // durationCode writes d as a readable multiple of its largest exact unit: 168 * time.Hour.
@@ -291,13 +305,13 @@ func goType(t *Type) *jen.Statement {
 	case KindBytes:
 		return jen.Index().Byte()
 	case KindUUID:
-		return rt("UUID")
+		return rtEvent("UUID")
 	case KindTimestamp:
 		return jen.Qual("time", "Time")
 	case KindDuration:
 		return jen.Qual("time", "Duration")
 	case KindDecimal:
-		return rt("Decimal")
+		return rtEvent("Decimal")
 	case KindList:
 		return jen.Index().Add(goType(t.Elem))
 	case KindMap:
@@ -318,13 +332,13 @@ var scalarWire = map[Kind]string{
 func appendFunc(t *Type) jen.Code {
 	switch t.Kind {
 	case KindNamed:
-		return rt("AppendRecord").Index(jen.Id(t.Named.GoName))
+		return rtEvent("AppendRecord").Index(jen.Id(t.Named.GoName))
 	case KindList:
-		return rt("ListAppender").Call(appendFunc(t.Elem))
+		return rtEvent("ListAppender").Call(appendFunc(t.Elem))
 	case KindMap:
-		return rt("MapAppender").Call(appendFunc(t.Elem))
+		return rtEvent("MapAppender").Call(appendFunc(t.Elem))
 	}
-	return rt("Append" + scalarWire[t.Kind])
+	return rtEvent("Append" + scalarWire[t.Kind])
 }
 
 // appendCall appends value v of type t to b.
@@ -334,31 +348,31 @@ func appendCall(t *Type, v jen.Code) jen.Code {
 	case KindNamed:
 		return jen.Add(v).Dot("AppendJSON").Call(b)
 	case KindList:
-		return rt("AppendList").Call(b, v, appendFunc(t.Elem))
+		return rtEvent("AppendList").Call(b, v, appendFunc(t.Elem))
 	case KindMap:
-		return rt("AppendMap").Call(b, v, appendFunc(t.Elem))
+		return rtEvent("AppendMap").Call(b, v, appendFunc(t.Elem))
 	}
-	return rt("Append"+scalarWire[t.Kind]).Call(b, v)
+	return rtEvent("Append"+scalarWire[t.Kind]).Call(b, v)
 }
 
 // decodeFunc is a func([]byte) (T, error) value for t.
 func decodeFunc(t *Type) jen.Code {
 	switch t.Kind {
 	case KindNamed:
-		return rt("DecodeRecord").Index(jen.Id(t.Named.GoName))
+		return rtEvent("DecodeRecord").Index(jen.Id(t.Named.GoName))
 	case KindList:
-		return rt("ListOf").Call(decodeFunc(t.Elem))
+		return rtEvent("ListOf").Call(decodeFunc(t.Elem))
 	case KindMap:
-		return rt("MapOf").Call(decodeFunc(t.Elem))
+		return rtEvent("MapOf").Call(decodeFunc(t.Elem))
 	}
-	return rt("Decode" + scalarWire[t.Kind])
+	return rtEvent("Decode" + scalarWire[t.Kind])
 }
 
 // checkFunc is a func(*runtime.Validator, string, T) value for t, or nil
 // when no value of t can be invalid.
 func checkFunc(t *Type) jen.Code {
 	method := func(name string) jen.Code {
-		return jen.Parens(jen.Op("*").Add(rt("Validator"))).Dot(name)
+		return jen.Parens(jen.Op("*").Add(rtEvent("Validator"))).Dot(name)
 	}
 	switch t.Kind {
 	case KindUUID:
@@ -370,14 +384,14 @@ func checkFunc(t *Type) jen.Code {
 	case KindDecimal:
 		return method("Decimal")
 	case KindNamed:
-		return rt("Nested").Index(jen.Id(t.Named.GoName))
+		return rtEvent("Nested").Index(jen.Id(t.Named.GoName))
 	case KindList:
 		if elem := checkFunc(t.Elem); elem != nil {
-			return rt("ListChecker").Call(elem)
+			return rtEvent("ListChecker").Call(elem)
 		}
 	case KindMap:
 		if elem := checkFunc(t.Elem); elem != nil {
-			return rt("MapChecker").Call(elem)
+			return rtEvent("MapChecker").Call(elem)
 		}
 	}
 	return nil
@@ -403,14 +417,14 @@ func checkStmt(fl *Field, v jen.Code) jen.Code {
 	case KindDecimal:
 		return chk.Dot("Decimal").Call(path, v)
 	case KindNamed:
-		return rt("Nested").Call(jen.Op("&").Id("chk"), path, v)
+		return rtEvent("Nested").Call(jen.Op("&").Id("chk"), path, v)
 	case KindList:
 		if elem := checkFunc(t.Elem); elem != nil {
-			return rt("List").Call(jen.Op("&").Id("chk"), path, v, elem)
+			return rtEvent("List").Call(jen.Op("&").Id("chk"), path, v, elem)
 		}
 	case KindMap:
 		if elem := checkFunc(t.Elem); elem != nil {
-			return rt("Map").Call(jen.Op("&").Id("chk"), path, v, elem)
+			return rtEvent("Map").Call(jen.Op("&").Id("chk"), path, v, elem)
 		}
 	}
 	return nil
@@ -433,7 +447,7 @@ func validateBody(recv *jen.Statement, fields []*Field) []jen.Code {
 	if len(body) == 0 {
 		return []jen.Code{jen.Return(jen.Nil())}
 	}
-	return append([]jen.Code{jen.Var().Id("chk").Add(rt("Validator"))}, append(body, jen.Return(jen.Id("chk").Dot("Err").Call()))...)
+	return append([]jen.Code{jen.Var().Id("chk").Add(rtEvent("Validator"))}, append(body, jen.Return(jen.Id("chk").Dot("Err").Call()))...)
 }
 
 // emitJSON writes AppendJSON, MarshalJSON and UnmarshalJSON.
@@ -458,7 +472,7 @@ func emitJSON(f *jen.File, name string, recv *jen.Statement, valRecv, ptrRecv *j
 				g.Id("b").Op("=").Add(appendCall(fl.Type, field.Clone()))
 			}
 		}
-		g.Return(rt("CloseObject").Call(jen.Id("b"), jen.Id("start")))
+		g.Return(rtEvent("CloseObject").Call(jen.Id("b"), jen.Id("start")))
 	})
 	f.Line()
 	f.Commentf("MarshalJSON implements json.Marshaler with the wire form.")
@@ -468,20 +482,20 @@ func emitJSON(f *jen.File, name string, recv *jen.Statement, valRecv, ptrRecv *j
 	f.Line()
 	f.Commentf("UnmarshalJSON decodes the wire form, reporting every missing required field.")
 	f.Func().Params(ptrRecv).Id("UnmarshalJSON").Params(jen.Id("data").Index().Byte()).Error().BlockFunc(func(g *jen.Group) {
-		g.List(jen.Id("obj"), jen.Err()).Op(":=").Add(rt("DecodeObject")).Call(jen.Id("data"))
+		g.List(jen.Id("obj"), jen.Err()).Op(":=").Add(rtEvent("DecodeObject")).Call(jen.Id("data"))
 		g.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Err()))
 		for _, fl := range fields {
 			var call jen.Code
 			args := []jen.Code{jen.Id("obj"), jen.Lit(fl.Name), decodeFunc(fl.Type)}
 			switch {
 			case !fl.Optional:
-				call = rt("Field").Call(args...)
+				call = rtEvent("Field").Call(args...)
 			case fl.Type.Kind == KindMap:
-				call = rt("OptionalMap").Call(args...)
+				call = rtEvent("OptionalMap").Call(args...)
 			case byReference(fl.Type):
-				call = rt("OptionalList").Call(args...)
+				call = rtEvent("OptionalList").Call(args...)
 			default:
-				call = rt("OptionalField").Call(args...)
+				call = rtEvent("OptionalField").Call(args...)
 			}
 			g.Add(recv.Clone().Dot(fl.GoName)).Op("=").Add(call)
 		}

@@ -150,7 +150,8 @@ func newGoFile(s *Schema, source string) *jen.File {
 	f := jen.NewFile(s.Package)
 	f.HeaderComment(Header)
 	f.HeaderComment("source: " + source)
-	f.ImportName(rtPath, "runtime")
+	f.ImportName(eventPkg, "event")
+	f.ImportName(kafkaPkg, "kafka")
 	return f
 }
 

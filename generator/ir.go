@@ -1,53 +1,10 @@
 package generator
 
-import "time"
+import (
+	"time"
 
-// GenVersion is the version of the code this generator emits; the runtime
-// accepts a range of versions (runtime.MinVersion..runtime.MaxVersion), and
-// generated code checks it at compile time.
-const GenVersion = 1
-
-// Guarantee is an event's delivery guarantee, ordered by strength. It
-// mirrors Guarantee; the generator does not import the runtime, so
-// that the CLI does not link the Kafka client.
-type Guarantee int
-
-const (
-	AtMostOnce Guarantee = iota + 1
-	AtLeastOnce
-	ExactlyOnce
+	"github.com/eventgen/eventgen/runtime/event"
 )
-
-func (g Guarantee) String() string {
-	switch g {
-	case AtMostOnce:
-		return "at-most-once"
-	case AtLeastOnce:
-		return "at-least-once"
-	case ExactlyOnce:
-		return "exactly-once"
-	}
-	return "unknown"
-}
-
-// DedupStore mirrors DedupStore.
-type DedupStore int
-
-const (
-	DedupNone DedupStore = iota
-	DedupPostgres
-	DedupRedis
-)
-
-func (s DedupStore) String() string {
-	switch s {
-	case DedupPostgres:
-		return "postgres"
-	case DedupRedis:
-		return "redis"
-	}
-	return "none"
-}
 
 // The IR is a validated schema with every Go name resolved. Emitters read
 // it and never compute names or check rules themselves.
@@ -91,10 +48,10 @@ type Event struct {
 	GoName     string
 	Doc        string
 	Topic      string
-	Guarantee  Guarantee
+	Guarantee  event.Guarantee
 	Key        *Field   // nil: records carry no key
 	IdemKey    []*Field // empty: no idempotency key
-	Dedup      DedupStore
+	Dedup      event.DedupStore
 	DedupTTL   time.Duration
 	DedupWhy   string // the reason given for dedup: none
 	Outbox     bool
@@ -176,5 +133,5 @@ type Pipeline struct {
 	Doc       string
 	Consumes  *Event
 	Produces  []*Event
-	Guarantee Guarantee
+	Guarantee event.Guarantee
 }

@@ -14,7 +14,7 @@ import (
 	"strings"
 
 	"github.com/eventgen/eventgen/generator"
-	rt "github.com/eventgen/eventgen/runtime"
+	"github.com/eventgen/eventgen/runtime/event"
 )
 
 const (
@@ -40,7 +40,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "generate", "diff", "check":
 		return runSchemas(cmd, args, stdout, stderr)
 	case "version", "-version", "--version":
-		fmt.Fprintf(stdout, "eventgen %s (generated code version %d)\n", version(), rt.GenVersion)
+		fmt.Fprintf(stdout, "eventgen %s (generated code version %d)\n", version(), event.GenVersion)
 		return exitOK
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)

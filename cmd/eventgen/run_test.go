@@ -2,11 +2,14 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/eventgen/eventgen/runtime/event"
 )
 
 const validSchema = `version: 1
@@ -82,7 +85,7 @@ func TestDiffDetectsDriftAndOrphans(t *testing.T) {
 	if code != 1 {
 		t.Fatalf("diff on stale output: exit %d, want 1; stderr %q", code, stderr)
 	}
-	for _, want := range []string{"--- " + filepath.Join(dir, "pings_events.gen.go"), "+\tNote string", "-\tID runtime.UUID", "@@ -"} {
+	for _, want := range []string{"--- " + filepath.Join(dir, "pings_events.gen.go"), "+\tNote string", "-\tID event.UUID", "@@ -"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("diff output lacks %q:\n%s", want, stdout)
 		}
@@ -145,7 +148,7 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 
 func TestVersion(t *testing.T) {
 	code, stdout, _ := runCLI(t, "version")
-	if code != 0 || !strings.HasPrefix(stdout, "eventgen ") || !strings.Contains(stdout, "generated code version 1") {
+	if code != 0 || !strings.HasPrefix(stdout, "eventgen ") || !strings.Contains(stdout, fmt.Sprintf("generated code version %d", event.GenVersion)) {
 		t.Errorf("version: exit %d, %q", code, stdout)
 	}
 }

@@ -24,8 +24,9 @@ import (
 
 	"github.com/IBM/sarama"
 
-	"github.com/eventgen/eventgen/runtime"
-	"github.com/eventgen/eventgen/runtime/kafkatest"
+	"github.com/eventgen/eventgen/runtime/event"
+	"github.com/eventgen/eventgen/runtime/kafka"
+	"github.com/eventgen/eventgen/runtime/kafka/kafkatest"
 	"github.com/eventgen/eventgen/schemas/examples/shop"
 )
 
@@ -79,19 +80,19 @@ func run(args []string, out io.Writer) error {
 // demo holds what the producers, consumer and pipeline report.
 type demo struct {
 	opts    options
-	cfg     runtime.Config
-	metrics *runtime.Counters
+	cfg     kafka.Config
+	metrics *kafka.Counters
 
 	viewsReceived  atomic.Int64
 	ordersHandled  sync.Map // order ID → times handled
 	ordersReceived atomic.Int64
 	receipts       receiptReader
-	poisonOrder    runtime.UUID
-	abortedPayment runtime.UUID
+	poisonOrder    event.UUID
+	abortedPayment event.UUID
 }
 
 func newDemo(brokers []string, o options) *demo {
-	metrics := &runtime.Counters{}
+	metrics := &kafka.Counters{}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if o.verbose {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -99,15 +100,15 @@ func newDemo(brokers []string, o options) *demo {
 	return &demo{
 		opts:    o,
 		metrics: metrics,
-		cfg: runtime.Config{
+		cfg: kafka.Config{
 			Brokers: brokers, ClientID: "shop-demo", Logger: logger, Metrics: metrics,
 			Tune: func(c *sarama.Config) {
 				c.Consumer.Offsets.Initial = sarama.OffsetOldest
 				c.Consumer.Retry.Backoff = 100 * time.Millisecond
 			},
 		},
-		poisonOrder:    runtime.NewUUID(),
-		abortedPayment: runtime.NewUUID(),
+		poisonOrder:    event.NewUUID(),
+		abortedPayment: event.NewUUID(),
 	}
 }
 
@@ -115,24 +116,24 @@ func (d *demo) run(ctx context.Context, out io.Writer) error {
 	if err := createTopics(d.cfg.Brokers, 3); err != nil {
 		return err
 	}
-	producer, err := shop.NewProducer(d.cfg, "shop-demo-producer")
+	producer, err := shop.NewProducer(kafka.ProducerConfig{Config: d.cfg, TransactionalID: "shop-demo-producer"})
 	if err != nil {
 		return fmt.Errorf("producer: %w", err)
 	}
 	defer producer.Close()
 
-	consumer, err := shop.NewConsumer(runtime.ConsumerConfig{
+	consumer, err := shop.NewConsumer(kafka.ConsumerConfig{
 		Config: d.cfg, GroupID: "shop-demo",
-		Retry: runtime.RetryPolicy{MaxAttempts: 3, Backoff: 10 * time.Millisecond},
+		Retry: kafka.RetryPolicy{MaxAttempts: 3, Backoff: 10 * time.Millisecond},
 	})
 	if err != nil {
 		return fmt.Errorf("consumer: %w", err)
 	}
-	consumer.HandlePageViewed(func(ctx context.Context, e *shop.PageViewed, rec runtime.AtMostOnceRecord) error {
+	consumer.HandlePageViewed(func(ctx context.Context, e *shop.PageViewed, rec kafka.AtMostOnceRecord) error {
 		d.viewsReceived.Add(1)
 		return nil
 	})
-	consumer.HandleOrderPlaced(func(ctx context.Context, e *shop.OrderPlaced, rec runtime.AtLeastOnceRecord) error {
+	consumer.HandleOrderPlaced(func(ctx context.Context, e *shop.OrderPlaced, rec kafka.AtLeastOnceRecord) error {
 		if e.OrderID == d.poisonOrder {
 			return errors.New("warehouse rejects order: no such SKU")
 		}
@@ -153,7 +154,7 @@ func (d *demo) run(ctx context.Context, out io.Writer) error {
 	go func() { defer wg.Done(); errs <- consumer.Run(runCtx) }()
 	go func() {
 		defer wg.Done()
-		errs <- shop.RunIssueReceipts(runCtx, runtime.PipelineConfig{
+		errs <- shop.RunIssueReceipts(runCtx, kafka.PipelineConfig{
 			Config: d.cfg, GroupID: "shop-receipts", TransactionalID: "shop-receipts-1", BatchSize: 50,
 		}, d.issueReceipt)
 	}()
@@ -200,7 +201,7 @@ func (d *demo) produce(ctx context.Context, p *shop.Producer) error {
 		}
 	}
 	for i := range d.opts.orders {
-		id := runtime.NewUUID()
+		id := event.NewUUID()
 		if i == 0 {
 			id = d.poisonOrder
 		}
@@ -214,9 +215,9 @@ func (d *demo) produce(ctx context.Context, p *shop.Producer) error {
 	}
 	// Exactly-once: payments in transactions of 10; one transaction is aborted.
 	for start := 0; start < d.opts.payments; start += 10 {
-		err := p.InTx(ctx, func(tx *shop.Tx) error {
+		err := p.InTx(ctx, func(tx shop.Tx) error {
 			for i := start; i < min(start+10, d.opts.payments); i++ {
-				e := &shop.PaymentCaptured{PaymentID: runtime.NewUUID(), OrderID: runtime.NewUUID(), Amount: shop.Money{Cents: int64(500 + i), Currency: "EUR"}, CapturedAt: now}
+				e := &shop.PaymentCaptured{PaymentID: event.NewUUID(), OrderID: event.NewUUID(), Amount: shop.Money{Cents: int64(500 + i), Currency: "EUR"}, CapturedAt: now}
 				if err := tx.SendPaymentCaptured(e); err != nil {
 					return err
 				}
@@ -231,7 +232,7 @@ func (d *demo) produce(ctx context.Context, p *shop.Producer) error {
 	if err != nil {
 		return err
 	}
-	if err := tx.SendPaymentCaptured(&shop.PaymentCaptured{PaymentID: d.abortedPayment, OrderID: runtime.NewUUID(), Amount: shop.Money{Cents: 1, Currency: "EUR"}, CapturedAt: now}); err != nil {
+	if err := tx.SendPaymentCaptured(&shop.PaymentCaptured{PaymentID: d.abortedPayment, OrderID: event.NewUUID(), Amount: shop.Money{Cents: 1, Currency: "EUR"}, CapturedAt: now}); err != nil {
 		return err
 	}
 	return tx.Abort(ctx)
@@ -243,7 +244,7 @@ func (d *demo) waitUntilDone(ctx context.Context) error {
 	defer tick.Stop()
 	for {
 		orders := d.ordersReceived.Load()
-		deadLettered := d.metrics.Get("OrderPlaced", runtime.DeadLettered)
+		deadLettered := d.metrics.Get("OrderPlaced", kafka.DeadLettered)
 		if orders == int64(d.opts.orders-1) && deadLettered == 1 && d.receipts.unique.Load() == int64(d.opts.payments) {
 			return nil
 		}
@@ -261,9 +262,9 @@ func (d *demo) report(out io.Writer) {
 	m := d.metrics
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "event\tguarantee\tsent\tacked\treceived\tdropped\tdead-lettered\t")
-	fmt.Fprintf(w, "PageViewed\tat-most-once\t%d\t-\t%d\t%d\t-\t\n", m.Get("PageViewed", runtime.Sent), d.viewsReceived.Load(), m.Get("PageViewed", runtime.Dropped))
-	fmt.Fprintf(w, "OrderPlaced\tat-least-once\t%d\t%d\t%d\t-\t%d\t\n", m.Get("OrderPlaced", runtime.Sent), m.Get("OrderPlaced", runtime.Acked), d.ordersReceived.Load(), m.Get("OrderPlaced", runtime.DeadLettered))
-	fmt.Fprintf(w, "PaymentCaptured\texactly-once\t%d\t%d\t-\t-\t-\t\n", m.Get("PaymentCaptured", runtime.Sent), m.Get("PaymentCaptured", runtime.Acked))
+	fmt.Fprintf(w, "PageViewed\tat-most-once\t%d\t-\t%d\t%d\t-\t\n", m.Get("PageViewed", kafka.Sent), d.viewsReceived.Load(), m.Get("PageViewed", kafka.Dropped))
+	fmt.Fprintf(w, "OrderPlaced\tat-least-once\t%d\t%d\t%d\t-\t%d\t\n", m.Get("OrderPlaced", kafka.Sent), m.Get("OrderPlaced", kafka.Acked), d.ordersReceived.Load(), m.Get("OrderPlaced", kafka.DeadLettered))
+	fmt.Fprintf(w, "PaymentCaptured\texactly-once\t%d\t%d\t-\t-\t-\t\n", m.Get("PaymentCaptured", kafka.Sent), m.Get("PaymentCaptured", kafka.Acked))
 	fmt.Fprintf(w, "ReceiptIssued\texactly-once\t-\t-\t%d\t-\t-\t\n", receipts)
 	w.Flush()
 	fmt.Fprintf(out, "\npipeline IssueReceipts: %d committed payments → %d receipts, %d duplicates, %d from the aborted transaction\n",

@@ -9,7 +9,8 @@ import (
 
 	"github.com/IBM/sarama"
 
-	"github.com/eventgen/eventgen/runtime"
+	"github.com/eventgen/eventgen/runtime/event"
+	"github.com/eventgen/eventgen/runtime/kafka"
 	"github.com/eventgen/eventgen/schemas/examples/shop"
 )
 
@@ -22,7 +23,7 @@ var topics = []string{
 
 func createTopics(brokers []string, partitions int32) error {
 	cfg := sarama.NewConfig()
-	cfg.Version = runtime.KafkaVersion
+	cfg.Version = kafka.ProtocolVersion()
 	admin, err := sarama.NewClusterAdmin(brokers, cfg)
 	if err != nil {
 		return fmt.Errorf("connect admin: %w", err)
@@ -46,9 +47,9 @@ type receiptReader struct {
 	aborted    atomic.Int64 // receipts for the aborted payment (must stay 0)
 }
 
-func (r *receiptReader) start(ctx context.Context, brokers []string, abortedPayment runtime.UUID, wg *sync.WaitGroup) error {
+func (r *receiptReader) start(ctx context.Context, brokers []string, abortedPayment event.UUID, wg *sync.WaitGroup) error {
 	cfg := sarama.NewConfig()
-	cfg.Version = runtime.KafkaVersion
+	cfg.Version = kafka.ProtocolVersion()
 	cfg.Consumer.IsolationLevel = sarama.ReadCommitted
 	consumer, err := sarama.NewConsumer(brokers, cfg)
 	if err != nil {

@@ -1,4 +1,4 @@
-// Package testevent holds hand-written events implementing runtime.Event, in
+// Package testevent holds hand-written events implementing event.Event, in
 // the shape generated code will have, for the runtime's own tests and
 // benchmarks.
 package testevent
@@ -6,7 +6,7 @@ package testevent
 import (
 	"errors"
 
-	"github.com/eventgen/eventgen/runtime"
+	"github.com/eventgen/eventgen/runtime/event"
 )
 
 // Order is a small event of about 200 bytes on the wire.
@@ -15,12 +15,12 @@ type Order struct {
 	Customer string
 	Amount   int64
 	Note     string
-	et       *runtime.EventType
+	et       *event.Type
 }
 
 // Type returns an EventType for topic with the given guarantee.
-func Type(topic string, g runtime.Guarantee) *runtime.EventType {
-	return &runtime.EventType{
+func Type(topic string, g event.Guarantee) *event.Type {
+	return &event.Type{
 		Name:      "Order",
 		Topic:     topic,
 		Guarantee: g,
@@ -30,60 +30,60 @@ func Type(topic string, g runtime.Guarantee) *runtime.EventType {
 }
 
 // New returns an Order of type et.
-func New(et *runtime.EventType, id, customer string, amount int64) *Order {
+func New(et *event.Type, id, customer string, amount int64) *Order {
 	return &Order{ID: id, Customer: customer, Amount: amount,
 		Note: "padding to make the record about two hundred bytes long, like a typical small business event payload.",
 		et:   et}
 }
 
-// EventType implements runtime.Event.
-func (o *Order) EventType() *runtime.EventType { return o.et }
+// EventType implements event.Event.
+func (o *Order) EventType() *event.Type { return o.et }
 
-// Key implements runtime.Event: orders of a customer keep their order.
+// Key implements event.Event: orders of a customer keep their order.
 func (o *Order) Key() string { return o.Customer }
 
-// IdempotencyKey implements runtime.Event.
+// IdempotencyKey implements event.Event.
 func (o *Order) IdempotencyKey() string { return o.ID }
 
-// Validate implements runtime.Event.
+// Validate implements event.Event.
 func (o *Order) Validate() error {
-	var v runtime.Validator
+	var v event.Validator
 	v.NonEmpty("id", o.ID)
 	v.NonEmpty("customer", o.Customer)
 	return v.Err()
 }
 
-// AppendJSON implements runtime.Event.
+// AppendJSON implements event.Event.
 func (o *Order) AppendJSON(b []byte) []byte {
 	start := len(b)
 	b = append(b, `,"id":`...)
-	b = runtime.AppendString(b, o.ID)
+	b = event.AppendString(b, o.ID)
 	b = append(b, `,"customer":`...)
-	b = runtime.AppendString(b, o.Customer)
+	b = event.AppendString(b, o.Customer)
 	b = append(b, `,"amount":`...)
-	b = runtime.AppendInt64(b, o.Amount)
+	b = event.AppendInt64(b, o.Amount)
 	b = append(b, `,"note":`...)
-	b = runtime.AppendString(b, o.Note)
-	return runtime.CloseObject(b, start)
+	b = event.AppendString(b, o.Note)
+	return event.CloseObject(b, start)
 }
 
-// UnmarshalJSON implements runtime.Event.
+// UnmarshalJSON implements event.Event.
 func (o *Order) UnmarshalJSON(data []byte) error {
-	obj, err := runtime.DecodeObject(data)
+	obj, err := event.DecodeObject(data)
 	if err != nil {
 		return err
 	}
-	o.ID = runtime.Field(obj, "id", runtime.DecodeString)
-	o.Customer = runtime.Field(obj, "customer", runtime.DecodeString)
-	o.Amount = runtime.Field(obj, "amount", runtime.DecodeInt64)
-	if n := runtime.OptionalField(obj, "note", runtime.DecodeString); n != nil {
+	o.ID = event.Field(obj, "id", event.DecodeString)
+	o.Customer = event.Field(obj, "customer", event.DecodeString)
+	o.Amount = event.Field(obj, "amount", event.DecodeInt64)
+	if n := event.OptionalField(obj, "note", event.DecodeString); n != nil {
 		o.Note = *n
 	}
 	return obj.Err()
 }
 
 // Decode decodes an Order of type et.
-func Decode(et *runtime.EventType, data []byte) (*Order, error) {
+func Decode(et *event.Type, data []byte) (*Order, error) {
 	o := &Order{et: et}
 	if err := o.UnmarshalJSON(data); err != nil {
 		return nil, err

@@ -12,8 +12,9 @@ import (
 
 	"github.com/IBM/sarama"
 
-	"github.com/eventgen/eventgen/runtime"
-	"github.com/eventgen/eventgen/runtime/kafkatest"
+	"github.com/eventgen/eventgen/runtime/event"
+	"github.com/eventgen/eventgen/runtime/kafka"
+	"github.com/eventgen/eventgen/runtime/kafka/kafkatest"
 	"github.com/eventgen/eventgen/schemas/examples/shop"
 )
 
@@ -37,12 +38,12 @@ func TestGeneratedConsumerReadsKcatRecords(t *testing.T) {
 	c.CreateTopic(t, topic+".dlq", 1)
 
 	const n = 60
-	want := map[runtime.UUID]bool{}
+	want := map[event.UUID]bool{}
 	var lines strings.Builder
 	placed := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 	for i := range n {
 		e := &shop.OrderPlaced{
-			OrderID: runtime.NewUUID(), CustomerID: fmt.Sprintf("c%d", i), Total: shop.Money{Cents: int64(i), Currency: "EUR"},
+			OrderID: event.NewUUID(), CustomerID: fmt.Sprintf("c%d", i), Total: shop.Money{Cents: int64(i), Currency: "EUR"},
 			Status: shop.OrderStatusPaid, Items: []string{"a", "b"}, PlacedAt: placed,
 		}
 		want[e.OrderID] = true
@@ -62,11 +63,11 @@ func TestGeneratedConsumerReadsKcatRecords(t *testing.T) {
 
 	partitioner := sarama.NewMurmur2Partitioner(topic)
 	var mu sync.Mutex
-	got := map[runtime.UUID]int{}
+	got := map[event.UUID]int{}
 	var problems []string
-	metrics := &runtime.Counters{}
-	consumer, err := shop.NewConsumer(runtime.ConsumerConfig{
-		Config: runtime.Config{Brokers: c.Brokers(), Metrics: metrics, Tune: func(sc *sarama.Config) {
+	metrics := &kafka.Counters{}
+	consumer, err := shop.NewConsumer(kafka.ConsumerConfig{
+		Config: kafka.Config{Brokers: c.Brokers(), Metrics: metrics, Tune: func(sc *sarama.Config) {
 			sc.Consumer.Offsets.Initial = sarama.OffsetOldest
 		}},
 		GroupID: "kcat-interop",
@@ -75,7 +76,7 @@ func TestGeneratedConsumerReadsKcatRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
-	consumer.HandleOrderPlaced(func(ctx context.Context, e *shop.OrderPlaced, rec runtime.AtLeastOnceRecord) error {
+	consumer.HandleOrderPlaced(func(ctx context.Context, e *shop.OrderPlaced, rec kafka.AtLeastOnceRecord) error {
 		mu.Lock()
 		defer mu.Unlock()
 		p, err := partitioner.Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder(e.Key())}, 4)
@@ -104,7 +105,7 @@ func TestGeneratedConsumerReadsKcatRecords(t *testing.T) {
 		t.Fatalf("only %d of %d records handled", len(got), n)
 	}
 	// The poison record is in some partition; wait until it is dead-lettered.
-	for metrics.Get("OrderPlaced", runtime.DeadLettered) == 0 {
+	for metrics.Get("OrderPlaced", kafka.DeadLettered) == 0 {
 		select {
 		case <-ctx.Done():
 			t.Fatal("the malformed kcat record was not dead-lettered")

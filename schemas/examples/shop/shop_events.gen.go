@@ -7,24 +7,24 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/eventgen/eventgen/runtime"
+	"github.com/eventgen/eventgen/runtime/event"
 )
 
 // Checks, at compile time, that this file and the runtime it imports agree;
 // if a line below fails to compile, regenerate with the eventgen that matches
 // the github.com/eventgen/eventgen module in go.mod.
 const (
-	_ = runtime.EnforceVersion(1 - runtime.MinVersion)
-	_ = runtime.EnforceVersion(runtime.MaxVersion - 1)
+	_ = event.EnforceVersion(2 - event.MinVersion)
+	_ = event.EnforceVersion(event.MaxVersion - 2)
 )
 
 // SchemaFingerprint identifies the topics, guarantees and wire shapes of
 // every event in the schema: it changes when any of them does.
 const SchemaFingerprint = "sha256:e3616187e2ecabb502dea4e4daa5f8d4"
 
-// Money is a record type.
-//
 // An amount in minor units of a currency.
+//
+// Money is a record type.
 type Money struct {
 	Cents    int64  `json:"cents"`
 	Currency string `json:"currency"`
@@ -39,10 +39,10 @@ func (r Money) Validate() error {
 func (r Money) AppendJSON(b []byte) []byte {
 	start := len(b)
 	b = append(b, ",\"cents\":"...)
-	b = runtime.AppendInt64(b, r.Cents)
+	b = event.AppendInt64(b, r.Cents)
 	b = append(b, ",\"currency\":"...)
-	b = runtime.AppendString(b, r.Currency)
-	return runtime.CloseObject(b, start)
+	b = event.AppendString(b, r.Currency)
+	return event.CloseObject(b, start)
 }
 
 // MarshalJSON implements json.Marshaler with the wire form.
@@ -52,18 +52,18 @@ func (r Money) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON decodes the wire form, reporting every missing required field.
 func (r *Money) UnmarshalJSON(data []byte) error {
-	obj, err := runtime.DecodeObject(data)
+	obj, err := event.DecodeObject(data)
 	if err != nil {
 		return err
 	}
-	r.Cents = runtime.Field(obj, "cents", runtime.DecodeInt64)
-	r.Currency = runtime.Field(obj, "currency", runtime.DecodeString)
+	r.Cents = event.Field(obj, "cents", event.DecodeInt64)
+	r.Currency = event.Field(obj, "currency", event.DecodeString)
 	return obj.Err()
 }
 
-// OrderStatus is an enum; its wire values are pending, paid, shipped.
-//
 // Where an order is in its life.
+//
+// OrderStatus is an enum; its wire values are pending, paid, shipped.
 type OrderStatus string
 
 const (
@@ -96,12 +96,12 @@ func (v OrderStatus) Validate() error {
 
 // AppendJSON appends v as a JSON string.
 func (v OrderStatus) AppendJSON(b []byte) []byte {
-	return runtime.AppendString(b, string(v))
+	return event.AppendString(b, string(v))
 }
 
 // UnmarshalJSON decodes a JSON string, rejecting undeclared values.
 func (v *OrderStatus) UnmarshalJSON(data []byte) error {
-	s, err := runtime.DecodeString(data)
+	s, err := event.DecodeString(data)
 	if err != nil {
 		return err
 	}
@@ -112,31 +112,31 @@ func (v *OrderStatus) UnmarshalJSON(data []byte) error {
 	return nil
 }
 
-// PageViewed is published to topic shop.pages.viewed with the at-most-once guarantee.
-//
 // A visitor looked at a page. Losing a few is fine: the counters they feed
 // are statistics.
+//
+// PageViewed is published to topic shop.pages.viewed with the at-most-once guarantee.
 type PageViewed struct {
 	SessionID string    `json:"session_id"`
 	Path      string    `json:"path"`
 	ViewedAt  time.Time `json:"viewed_at"`
 }
 
-var _ runtime.Event = (*PageViewed)(nil)
+var _ event.Event = (*PageViewed)(nil)
 
-var pageViewedMeta = runtime.EventType{
-	CEType:      "shop.PageViewed.v1",
-	Dedup:       runtime.DedupNone,
-	Fingerprint: "sha256:e90ac8f63c61f998699d82daf23bcac6",
-	Guarantee:   runtime.AtMostOnce,
+var pageViewedMeta = event.Type{
 	Name:        "PageViewed",
-	Retention:   168 * time.Hour,
-	Source:      "example.com/shop",
 	Topic:       "shop.pages.viewed",
+	Guarantee:   event.AtMostOnce,
+	CEType:      "shop.PageViewed.v1",
+	Source:      "example.com/shop",
+	Fingerprint: "sha256:e90ac8f63c61f998699d82daf23bcac6",
+	Dedup:       event.DedupNone,
+	Retention:   168 * time.Hour,
 }
 
 // EventType returns the metadata of PageViewed: topic, guarantee, CloudEvents type.
-func (e *PageViewed) EventType() *runtime.EventType {
+func (e *PageViewed) EventType() *event.Type {
 	return &pageViewedMeta
 }
 
@@ -152,7 +152,7 @@ func (e *PageViewed) IdempotencyKey() string {
 
 // Validate reports every missing required value and invalid enum value.
 func (e *PageViewed) Validate() error {
-	var chk runtime.Validator
+	var chk event.Validator
 	chk.NonEmpty("session_id", e.SessionID)
 	chk.Time("viewed_at", e.ViewedAt)
 	return chk.Err()
@@ -162,12 +162,12 @@ func (e *PageViewed) Validate() error {
 func (e *PageViewed) AppendJSON(b []byte) []byte {
 	start := len(b)
 	b = append(b, ",\"session_id\":"...)
-	b = runtime.AppendString(b, e.SessionID)
+	b = event.AppendString(b, e.SessionID)
 	b = append(b, ",\"path\":"...)
-	b = runtime.AppendString(b, e.Path)
+	b = event.AppendString(b, e.Path)
 	b = append(b, ",\"viewed_at\":"...)
-	b = runtime.AppendTime(b, e.ViewedAt)
-	return runtime.CloseObject(b, start)
+	b = event.AppendTime(b, e.ViewedAt)
+	return event.CloseObject(b, start)
 }
 
 // MarshalJSON implements json.Marshaler with the wire form.
@@ -177,47 +177,47 @@ func (e *PageViewed) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON decodes the wire form, reporting every missing required field.
 func (e *PageViewed) UnmarshalJSON(data []byte) error {
-	obj, err := runtime.DecodeObject(data)
+	obj, err := event.DecodeObject(data)
 	if err != nil {
 		return err
 	}
-	e.SessionID = runtime.Field(obj, "session_id", runtime.DecodeString)
-	e.Path = runtime.Field(obj, "path", runtime.DecodeString)
-	e.ViewedAt = runtime.Field(obj, "viewed_at", runtime.DecodeTime)
+	e.SessionID = event.Field(obj, "session_id", event.DecodeString)
+	e.Path = event.Field(obj, "path", event.DecodeString)
+	e.ViewedAt = event.Field(obj, "viewed_at", event.DecodeTime)
 	return obj.Err()
 }
 
-// OrderPlaced is published to topic shop.orders.placed with the at-least-once guarantee.
-//
 // A customer placed an order.
+//
+// OrderPlaced is published to topic shop.orders.placed with the at-least-once guarantee.
 type OrderPlaced struct {
-	OrderID    runtime.UUID `json:"order_id"`
-	CustomerID string       `json:"customer_id"`
-	Total      Money        `json:"total"`
-	Status     OrderStatus  `json:"status"`
-	Items      []string     `json:"items"`
-	PlacedAt   time.Time    `json:"placed_at"`
+	OrderID    event.UUID  `json:"order_id"`
+	CustomerID string      `json:"customer_id"`
+	Total      Money       `json:"total"`
+	Status     OrderStatus `json:"status"`
+	Items      []string    `json:"items"`
+	PlacedAt   time.Time   `json:"placed_at"`
 	// Free text from the customer.
 	// Optional: a nil pointer means absent.
 	Note *string `json:"note,omitempty"`
 }
 
-var _ runtime.Event = (*OrderPlaced)(nil)
+var _ event.Event = (*OrderPlaced)(nil)
 
-var orderPlacedMeta = runtime.EventType{
-	CEType:      "shop.OrderPlaced.v1",
-	Dedup:       runtime.DedupPostgres,
-	DedupTTL:    336 * time.Hour,
-	Fingerprint: "sha256:9af10819f0ffa0484db0170b1db9c5b9",
-	Guarantee:   runtime.AtLeastOnce,
+var orderPlacedMeta = event.Type{
 	Name:        "OrderPlaced",
-	Retention:   168 * time.Hour,
-	Source:      "example.com/shop",
 	Topic:       "shop.orders.placed",
+	Guarantee:   event.AtLeastOnce,
+	CEType:      "shop.OrderPlaced.v1",
+	Source:      "example.com/shop",
+	Fingerprint: "sha256:9af10819f0ffa0484db0170b1db9c5b9",
+	Dedup:       event.DedupPostgres,
+	DedupTTL:    336 * time.Hour,
+	Retention:   168 * time.Hour,
 }
 
 // EventType returns the metadata of OrderPlaced: topic, guarantee, CloudEvents type.
-func (e *OrderPlaced) EventType() *runtime.EventType {
+func (e *OrderPlaced) EventType() *event.Type {
 	return &orderPlacedMeta
 }
 
@@ -233,10 +233,10 @@ func (e *OrderPlaced) IdempotencyKey() string {
 
 // Validate reports every missing required value and invalid enum value.
 func (e *OrderPlaced) Validate() error {
-	var chk runtime.Validator
+	var chk event.Validator
 	chk.UUID("order_id", e.OrderID)
-	runtime.Nested(&chk, "total", e.Total)
-	runtime.Nested(&chk, "status", e.Status)
+	event.Nested(&chk, "total", e.Total)
+	event.Nested(&chk, "status", e.Status)
 	chk.Time("placed_at", e.PlacedAt)
 	return chk.Err()
 }
@@ -245,22 +245,22 @@ func (e *OrderPlaced) Validate() error {
 func (e *OrderPlaced) AppendJSON(b []byte) []byte {
 	start := len(b)
 	b = append(b, ",\"order_id\":"...)
-	b = runtime.AppendUUID(b, e.OrderID)
+	b = event.AppendUUID(b, e.OrderID)
 	b = append(b, ",\"customer_id\":"...)
-	b = runtime.AppendString(b, e.CustomerID)
+	b = event.AppendString(b, e.CustomerID)
 	b = append(b, ",\"total\":"...)
 	b = e.Total.AppendJSON(b)
 	b = append(b, ",\"status\":"...)
 	b = e.Status.AppendJSON(b)
 	b = append(b, ",\"items\":"...)
-	b = runtime.AppendList(b, e.Items, runtime.AppendString)
+	b = event.AppendList(b, e.Items, event.AppendString)
 	b = append(b, ",\"placed_at\":"...)
-	b = runtime.AppendTime(b, e.PlacedAt)
+	b = event.AppendTime(b, e.PlacedAt)
 	if e.Note != nil {
 		b = append(b, ",\"note\":"...)
-		b = runtime.AppendString(b, *e.Note)
+		b = event.AppendString(b, *e.Note)
 	}
-	return runtime.CloseObject(b, start)
+	return event.CloseObject(b, start)
 }
 
 // MarshalJSON implements json.Marshaler with the wire form.
@@ -270,46 +270,46 @@ func (e *OrderPlaced) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON decodes the wire form, reporting every missing required field.
 func (e *OrderPlaced) UnmarshalJSON(data []byte) error {
-	obj, err := runtime.DecodeObject(data)
+	obj, err := event.DecodeObject(data)
 	if err != nil {
 		return err
 	}
-	e.OrderID = runtime.Field(obj, "order_id", runtime.DecodeUUID)
-	e.CustomerID = runtime.Field(obj, "customer_id", runtime.DecodeString)
-	e.Total = runtime.Field(obj, "total", runtime.DecodeRecord[Money])
-	e.Status = runtime.Field(obj, "status", runtime.DecodeRecord[OrderStatus])
-	e.Items = runtime.Field(obj, "items", runtime.ListOf(runtime.DecodeString))
-	e.PlacedAt = runtime.Field(obj, "placed_at", runtime.DecodeTime)
-	e.Note = runtime.OptionalField(obj, "note", runtime.DecodeString)
+	e.OrderID = event.Field(obj, "order_id", event.DecodeUUID)
+	e.CustomerID = event.Field(obj, "customer_id", event.DecodeString)
+	e.Total = event.Field(obj, "total", event.DecodeRecord[Money])
+	e.Status = event.Field(obj, "status", event.DecodeRecord[OrderStatus])
+	e.Items = event.Field(obj, "items", event.ListOf(event.DecodeString))
+	e.PlacedAt = event.Field(obj, "placed_at", event.DecodeTime)
+	e.Note = event.OptionalField(obj, "note", event.DecodeString)
 	return obj.Err()
 }
 
-// PaymentCaptured is published to topic shop.payments.captured with the exactly-once guarantee.
-//
 // The payment provider captured the money for an order.
+//
+// PaymentCaptured is published to topic shop.payments.captured with the exactly-once guarantee.
 type PaymentCaptured struct {
-	PaymentID  runtime.UUID `json:"payment_id"`
-	OrderID    runtime.UUID `json:"order_id"`
-	Amount     Money        `json:"amount"`
-	CapturedAt time.Time    `json:"captured_at"`
+	PaymentID  event.UUID `json:"payment_id"`
+	OrderID    event.UUID `json:"order_id"`
+	Amount     Money      `json:"amount"`
+	CapturedAt time.Time  `json:"captured_at"`
 }
 
-var _ runtime.Event = (*PaymentCaptured)(nil)
+var _ event.Event = (*PaymentCaptured)(nil)
 
-var paymentCapturedMeta = runtime.EventType{
-	CEType:      "shop.PaymentCaptured.v1",
-	Dedup:       runtime.DedupPostgres,
-	DedupTTL:    336 * time.Hour,
-	Fingerprint: "sha256:3edf95d999759010904a439f528981b8",
-	Guarantee:   runtime.ExactlyOnce,
+var paymentCapturedMeta = event.Type{
 	Name:        "PaymentCaptured",
-	Retention:   168 * time.Hour,
-	Source:      "example.com/shop",
 	Topic:       "shop.payments.captured",
+	Guarantee:   event.ExactlyOnce,
+	CEType:      "shop.PaymentCaptured.v1",
+	Source:      "example.com/shop",
+	Fingerprint: "sha256:3edf95d999759010904a439f528981b8",
+	Dedup:       event.DedupPostgres,
+	DedupTTL:    336 * time.Hour,
+	Retention:   168 * time.Hour,
 }
 
 // EventType returns the metadata of PaymentCaptured: topic, guarantee, CloudEvents type.
-func (e *PaymentCaptured) EventType() *runtime.EventType {
+func (e *PaymentCaptured) EventType() *event.Type {
 	return &paymentCapturedMeta
 }
 
@@ -325,10 +325,10 @@ func (e *PaymentCaptured) IdempotencyKey() string {
 
 // Validate reports every missing required value and invalid enum value.
 func (e *PaymentCaptured) Validate() error {
-	var chk runtime.Validator
+	var chk event.Validator
 	chk.UUID("payment_id", e.PaymentID)
 	chk.UUID("order_id", e.OrderID)
-	runtime.Nested(&chk, "amount", e.Amount)
+	event.Nested(&chk, "amount", e.Amount)
 	chk.Time("captured_at", e.CapturedAt)
 	return chk.Err()
 }
@@ -337,14 +337,14 @@ func (e *PaymentCaptured) Validate() error {
 func (e *PaymentCaptured) AppendJSON(b []byte) []byte {
 	start := len(b)
 	b = append(b, ",\"payment_id\":"...)
-	b = runtime.AppendUUID(b, e.PaymentID)
+	b = event.AppendUUID(b, e.PaymentID)
 	b = append(b, ",\"order_id\":"...)
-	b = runtime.AppendUUID(b, e.OrderID)
+	b = event.AppendUUID(b, e.OrderID)
 	b = append(b, ",\"amount\":"...)
 	b = e.Amount.AppendJSON(b)
 	b = append(b, ",\"captured_at\":"...)
-	b = runtime.AppendTime(b, e.CapturedAt)
-	return runtime.CloseObject(b, start)
+	b = event.AppendTime(b, e.CapturedAt)
+	return event.CloseObject(b, start)
 }
 
 // MarshalJSON implements json.Marshaler with the wire form.
@@ -354,42 +354,42 @@ func (e *PaymentCaptured) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON decodes the wire form, reporting every missing required field.
 func (e *PaymentCaptured) UnmarshalJSON(data []byte) error {
-	obj, err := runtime.DecodeObject(data)
+	obj, err := event.DecodeObject(data)
 	if err != nil {
 		return err
 	}
-	e.PaymentID = runtime.Field(obj, "payment_id", runtime.DecodeUUID)
-	e.OrderID = runtime.Field(obj, "order_id", runtime.DecodeUUID)
-	e.Amount = runtime.Field(obj, "amount", runtime.DecodeRecord[Money])
-	e.CapturedAt = runtime.Field(obj, "captured_at", runtime.DecodeTime)
+	e.PaymentID = event.Field(obj, "payment_id", event.DecodeUUID)
+	e.OrderID = event.Field(obj, "order_id", event.DecodeUUID)
+	e.Amount = event.Field(obj, "amount", event.DecodeRecord[Money])
+	e.CapturedAt = event.Field(obj, "captured_at", event.DecodeTime)
 	return obj.Err()
 }
 
-// ReceiptIssued is published to topic shop.receipts.issued with the exactly-once guarantee.
-//
 // A receipt was issued for a captured payment.
+//
+// ReceiptIssued is published to topic shop.receipts.issued with the exactly-once guarantee.
 type ReceiptIssued struct {
-	PaymentID runtime.UUID `json:"payment_id"`
-	OrderID   runtime.UUID `json:"order_id"`
-	Amount    Money        `json:"amount"`
-	Lines     []string     `json:"lines"`
+	PaymentID event.UUID `json:"payment_id"`
+	OrderID   event.UUID `json:"order_id"`
+	Amount    Money      `json:"amount"`
+	Lines     []string   `json:"lines"`
 }
 
-var _ runtime.Event = (*ReceiptIssued)(nil)
+var _ event.Event = (*ReceiptIssued)(nil)
 
-var receiptIssuedMeta = runtime.EventType{
-	CEType:      "shop.ReceiptIssued.v1",
-	Dedup:       runtime.DedupNone,
-	Fingerprint: "sha256:882fe809fdd2f59448bd8146e18a52d9",
-	Guarantee:   runtime.ExactlyOnce,
+var receiptIssuedMeta = event.Type{
 	Name:        "ReceiptIssued",
-	Retention:   168 * time.Hour,
-	Source:      "example.com/shop",
 	Topic:       "shop.receipts.issued",
+	Guarantee:   event.ExactlyOnce,
+	CEType:      "shop.ReceiptIssued.v1",
+	Source:      "example.com/shop",
+	Fingerprint: "sha256:882fe809fdd2f59448bd8146e18a52d9",
+	Dedup:       event.DedupNone,
+	Retention:   168 * time.Hour,
 }
 
 // EventType returns the metadata of ReceiptIssued: topic, guarantee, CloudEvents type.
-func (e *ReceiptIssued) EventType() *runtime.EventType {
+func (e *ReceiptIssued) EventType() *event.Type {
 	return &receiptIssuedMeta
 }
 
@@ -405,10 +405,10 @@ func (e *ReceiptIssued) IdempotencyKey() string {
 
 // Validate reports every missing required value and invalid enum value.
 func (e *ReceiptIssued) Validate() error {
-	var chk runtime.Validator
+	var chk event.Validator
 	chk.UUID("payment_id", e.PaymentID)
 	chk.UUID("order_id", e.OrderID)
-	runtime.Nested(&chk, "amount", e.Amount)
+	event.Nested(&chk, "amount", e.Amount)
 	return chk.Err()
 }
 
@@ -416,14 +416,14 @@ func (e *ReceiptIssued) Validate() error {
 func (e *ReceiptIssued) AppendJSON(b []byte) []byte {
 	start := len(b)
 	b = append(b, ",\"payment_id\":"...)
-	b = runtime.AppendUUID(b, e.PaymentID)
+	b = event.AppendUUID(b, e.PaymentID)
 	b = append(b, ",\"order_id\":"...)
-	b = runtime.AppendUUID(b, e.OrderID)
+	b = event.AppendUUID(b, e.OrderID)
 	b = append(b, ",\"amount\":"...)
 	b = e.Amount.AppendJSON(b)
 	b = append(b, ",\"lines\":"...)
-	b = runtime.AppendList(b, e.Lines, runtime.AppendString)
-	return runtime.CloseObject(b, start)
+	b = event.AppendList(b, e.Lines, event.AppendString)
+	return event.CloseObject(b, start)
 }
 
 // MarshalJSON implements json.Marshaler with the wire form.
@@ -433,13 +433,13 @@ func (e *ReceiptIssued) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON decodes the wire form, reporting every missing required field.
 func (e *ReceiptIssued) UnmarshalJSON(data []byte) error {
-	obj, err := runtime.DecodeObject(data)
+	obj, err := event.DecodeObject(data)
 	if err != nil {
 		return err
 	}
-	e.PaymentID = runtime.Field(obj, "payment_id", runtime.DecodeUUID)
-	e.OrderID = runtime.Field(obj, "order_id", runtime.DecodeUUID)
-	e.Amount = runtime.Field(obj, "amount", runtime.DecodeRecord[Money])
-	e.Lines = runtime.Field(obj, "lines", runtime.ListOf(runtime.DecodeString))
+	e.PaymentID = event.Field(obj, "payment_id", event.DecodeUUID)
+	e.OrderID = event.Field(obj, "order_id", event.DecodeUUID)
+	e.Amount = event.Field(obj, "amount", event.DecodeRecord[Money])
+	e.Lines = event.Field(obj, "lines", event.ListOf(event.DecodeString))
 	return obj.Err()
 }

@@ -7,35 +7,73 @@ import (
 	"context"
 	"errors"
 
-	"github.com/eventgen/eventgen/runtime"
+	"github.com/eventgen/eventgen/runtime/event"
+	"github.com/eventgen/eventgen/runtime/kafka"
 )
+
+// Sender is what Producer does, as an interface: code that sends the events
+// of package shop can take a Sender, and its tests a fake.
+type Sender interface {
+	// SendPageViewed sends one PageViewed; see Producer.SendPageViewed.
+	SendPageViewed(ctx context.Context, e *PageViewed) error
+
+	// SendOrderPlaced sends one OrderPlaced; see Producer.SendOrderPlaced.
+	SendOrderPlaced(ctx context.Context, e *OrderPlaced) error
+
+	// SendOrderPlacedAsync queues one OrderPlaced; see Producer.SendOrderPlacedAsync.
+	SendOrderPlacedAsync(ctx context.Context, e *OrderPlaced, done func(error)) error
+
+	// Begin opens a transaction; see Producer.Begin.
+	Begin(ctx context.Context) (Tx, error)
+
+	// InTx runs fn in a transaction; see Producer.InTx.
+	InTx(ctx context.Context, fn func(tx Tx) error) error
+}
+
+var _ Sender = (*Producer)(nil)
+
+// Tx is an open Kafka transaction: the events sent through it become visible
+// to read_committed consumers together on Commit, or not at all. It is an
+// interface for the same reason as Sender.
+type Tx interface {
+	// SendPaymentCaptured adds e to the transaction.
+	SendPaymentCaptured(e *PaymentCaptured) error
+
+	// SendReceiptIssued adds e to the transaction.
+	SendReceiptIssued(e *ReceiptIssued) error
+
+	// Commit makes every event of the transaction visible at once.
+	Commit(ctx context.Context) error
+
+	// Abort discards every event of the transaction.
+	Abort(ctx context.Context) error
+}
 
 // Producer sends the events of package shop, each through the producer its
 // guarantee requires: at-most-once events fire and forget (acks=0),
 // at-least-once events wait for an idempotent acks=all write, exactly-once
 // events go through transactions (Begin, InTx). It is safe for concurrent use.
 type Producer struct {
-	atMostOnce    *runtime.AtMostOnceProducer
-	atLeastOnce   *runtime.AtLeastOnceProducer
-	transactional *runtime.TransactionalProducer
+	atMostOnce    *kafka.AtMostOnceProducer
+	atLeastOnce   *kafka.AtLeastOnceProducer
+	transactional *kafka.TransactionalProducer
 }
 
 // NewProducer connects the producers this schema's guarantees need.
-// transactionalID names this instance's transactional producer: keep it
-// stable across restarts of one instance and unique among instances, so
-// that a restarted instance fences its zombie predecessor.
-func NewProducer(cfg runtime.Config, transactionalID string) (*Producer, error) {
+// cfg.TransactionalID is required: it names this instance's transactional
+// producer (see kafka.ProducerConfig).
+func NewProducer(cfg kafka.ProducerConfig) (*Producer, error) {
 	p := &Producer{}
 	var err error
-	if p.atMostOnce, err = runtime.NewAtMostOnceProducer(cfg); err != nil {
+	if p.atMostOnce, err = kafka.NewAtMostOnceProducer(cfg.Config); err != nil {
 		p.Close()
 		return nil, err
 	}
-	if p.atLeastOnce, err = runtime.NewAtLeastOnceProducer(cfg); err != nil {
+	if p.atLeastOnce, err = kafka.NewAtLeastOnceProducer(cfg.Config); err != nil {
 		p.Close()
 		return nil, err
 	}
-	if p.transactional, err = runtime.NewTransactionalProducer(cfg, transactionalID); err != nil {
+	if p.transactional, err = kafka.NewTransactionalProducer(cfg); err != nil {
 		p.Close()
 		return nil, err
 	}
@@ -78,48 +116,43 @@ func (p *Producer) SendOrderPlacedAsync(ctx context.Context, e *OrderPlaced, don
 	return p.atLeastOnce.SendAsync(ctx, e, done)
 }
 
-// Tx is an open Kafka transaction: the events sent through it become visible
-// to read_committed consumers together on Commit, or not at all.
-type Tx struct {
-	txn *runtime.Txn
-}
-
 // Begin opens a transaction. One transaction is open at a time per Producer;
 // end it with Commit or Abort.
-func (p *Producer) Begin(ctx context.Context) (*Tx, error) {
-	txn, err := p.transactional.Begin(ctx)
+func (p *Producer) Begin(ctx context.Context) (Tx, error) {
+	tx, err := p.transactional.Begin(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &Tx{txn}, nil
+	return producerTx{tx}, nil
 }
 
 // InTx runs fn in a transaction: it commits if fn returns nil and aborts
 // otherwise, so that nothing fn sent is ever partly visible.
-func (p *Producer) InTx(ctx context.Context, fn func(tx *Tx) error) error {
-	return p.transactional.InTxn(ctx, func(txn *runtime.Txn) error {
-		return fn(&Tx{txn})
+func (p *Producer) InTx(ctx context.Context, fn func(tx Tx) error) error {
+	return p.transactional.InTx(ctx, func(tx *kafka.Tx) error {
+		return fn(producerTx{tx})
 	})
 }
 
-// SendPaymentCaptured adds e to the transaction.
-func (tx *Tx) SendPaymentCaptured(e *PaymentCaptured) error {
-	return tx.txn.Send(e)
+// producerTx implements Tx with the runtime's transaction.
+type producerTx struct {
+	tx *kafka.Tx
 }
 
-// SendReceiptIssued adds e to the transaction.
-func (tx *Tx) SendReceiptIssued(e *ReceiptIssued) error {
-	return tx.txn.Send(e)
+func (t producerTx) SendPaymentCaptured(e *PaymentCaptured) error {
+	return t.tx.Send(e)
 }
 
-// Commit makes every event of the transaction visible at once.
-func (tx *Tx) Commit(ctx context.Context) error {
-	return tx.txn.Commit(ctx)
+func (t producerTx) SendReceiptIssued(e *ReceiptIssued) error {
+	return t.tx.Send(e)
 }
 
-// Abort discards every event of the transaction.
-func (tx *Tx) Abort(ctx context.Context) error {
-	return tx.txn.Abort(ctx)
+func (t producerTx) Commit(ctx context.Context) error {
+	return t.tx.Commit(ctx)
+}
+
+func (t producerTx) Abort(ctx context.Context) error {
+	return t.tx.Abort(ctx)
 }
 
 // Consumer reads the events of package shop and dispatches them to typed
@@ -127,12 +160,12 @@ func (tx *Tx) Abort(ctx context.Context) error {
 // handlers, then call Run. Exactly-once events are consumed through the
 // generated pipeline functions.
 type Consumer struct {
-	c *runtime.Consumer
+	c *kafka.Consumer
 }
 
 // NewConsumer creates a consumer in the group cfg.GroupID.
-func NewConsumer(cfg runtime.ConsumerConfig) (*Consumer, error) {
-	c, err := runtime.NewConsumer(cfg)
+func NewConsumer(cfg kafka.ConsumerConfig) (*Consumer, error) {
+	c, err := kafka.NewConsumer(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -148,28 +181,28 @@ func (c *Consumer) Run(ctx context.Context) error {
 // PageViewedHandler handles PageViewed, an at-most-once event.
 // The record's offset is committed before the handler runs: a crash or an
 // error loses the event (errors are counted as dropped), it is never redelivered.
-type PageViewedHandler func(ctx context.Context, e *PageViewed, rec runtime.AtMostOnceRecord) error
+type PageViewedHandler func(ctx context.Context, e *PageViewed, rec kafka.AtMostOnceRecord) error
 
 // HandlePageViewed registers the handler for PageViewed events (topic shop.pages.viewed).
 func (c *Consumer) HandlePageViewed(h PageViewedHandler) {
-	runtime.HandleAtMostOnce(c.c, &pageViewedMeta, runtime.DecodeEvent[PageViewed], h)
+	kafka.HandleAtMostOnce(c.c, &pageViewedMeta, event.DecodeEvent[PageViewed], h)
 }
 
 // OrderPlacedHandler handles OrderPlaced, an at-least-once event.
 // The offset is committed after the handler returns nil: a crash redelivers
 // the event, so the handler must tolerate duplicates. An error is retried
 // with backoff, then the record goes to the dead-letter topic.
-type OrderPlacedHandler func(ctx context.Context, e *OrderPlaced, rec runtime.AtLeastOnceRecord) error
+type OrderPlacedHandler func(ctx context.Context, e *OrderPlaced, rec kafka.AtLeastOnceRecord) error
 
 // HandleOrderPlaced registers the handler for OrderPlaced events (topic shop.orders.placed).
 func (c *Consumer) HandleOrderPlaced(h OrderPlacedHandler) {
-	runtime.HandleAtLeastOnce(c.c, &orderPlacedMeta, runtime.DecodeEvent[OrderPlaced], h)
+	kafka.HandleAtLeastOnce(c.c, &orderPlacedMeta, event.DecodeEvent[OrderPlaced], h)
 }
 
 // IssueReceiptsEmitter sends the events pipeline IssueReceipts produces. What it emits is
 // committed in one Kafka transaction with the consumed offset.
 type IssueReceiptsEmitter struct {
-	em *runtime.Emitter
+	em *kafka.Emitter
 }
 
 // EmitReceiptIssued adds e to the pipeline's current transaction.
@@ -182,14 +215,14 @@ func (o IssueReceiptsEmitter) EmitReceiptIssued(e *ReceiptIssued) error {
 // output is ever committed; side effects outside Kafka are not covered.
 type IssueReceiptsHandler func(ctx context.Context, in *PaymentCaptured, out IssueReceiptsEmitter) error
 
+// Turns every captured payment into exactly one receipt.
+//
 // RunIssueReceipts runs pipeline IssueReceipts exactly-once until ctx is done: it reads
 // shop.payments.captured read_committed and commits each batch's output and consumed
 // offsets in one transaction.
-//
-// Turns every captured payment into exactly one receipt.
-func RunIssueReceipts(ctx context.Context, cfg runtime.PipelineConfig, h IssueReceiptsHandler) error {
-	produces := []*runtime.EventType{&receiptIssuedMeta}
-	return runtime.RunPipeline(ctx, cfg, &paymentCapturedMeta, produces, runtime.DecodeEvent[PaymentCaptured], func(ctx context.Context, in *PaymentCaptured, em *runtime.Emitter) error {
+func RunIssueReceipts(ctx context.Context, cfg kafka.PipelineConfig, h IssueReceiptsHandler) error {
+	produces := []*event.Type{&receiptIssuedMeta}
+	return kafka.RunPipeline(ctx, cfg, &paymentCapturedMeta, produces, event.DecodeEvent[PaymentCaptured], func(ctx context.Context, in *PaymentCaptured, em *kafka.Emitter) error {
 		return h(ctx, in, IssueReceiptsEmitter{em})
 	})
 }

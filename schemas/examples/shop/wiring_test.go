@@ -2,11 +2,14 @@ package shop_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/eventgen/eventgen/runtime/event"
 )
 
 // TestWrongGuaranteeDoesNotCompile builds a program that registers an
@@ -29,7 +32,7 @@ func TestWrongGuaranteeDoesNotCompile(t *testing.T) {
 	if err == nil {
 		t.Fatal("an at-most-once handler was accepted for an at-least-once event")
 	}
-	if !strings.Contains(out, "cannot use func(ctx context.Context, e *shop.OrderPlaced, rec runtime.AtMostOnceRecord) error") ||
+	if !strings.Contains(out, "cannot use func(ctx context.Context, e *shop.OrderPlaced, rec kafka.AtMostOnceRecord) error") ||
 		!strings.Contains(out, "as shop.OrderPlacedHandler value") {
 		t.Errorf("unexpected compiler error:\n%s", out)
 	}
@@ -50,9 +53,10 @@ func TestVersionHandshake(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	v := event.GenVersion
 	for _, tc := range []struct{ name, old, new string }{
-		{"older than the runtime supports", "runtime.EnforceVersion(1 - runtime.MinVersion)", "runtime.EnforceVersion(0 - runtime.MinVersion)"},
-		{"newer than the runtime supports", "runtime.EnforceVersion(runtime.MaxVersion - 1)", "runtime.EnforceVersion(runtime.MaxVersion - 2)"},
+		{"older than the runtime supports", fmt.Sprintf("event.EnforceVersion(%d - event.MinVersion)", v), fmt.Sprintf("event.EnforceVersion(%d - event.MinVersion)", event.MinVersion-1)},
+		{"newer than the runtime supports", fmt.Sprintf("event.EnforceVersion(event.MaxVersion - %d)", v), fmt.Sprintf("event.EnforceVersion(event.MaxVersion - %d)", event.MaxVersion+1)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if !strings.Contains(string(src), tc.old) {
@@ -72,7 +76,7 @@ func TestVersionHandshake(t *testing.T) {
 			if err == nil {
 				t.Fatal("a generated file with a mismatched version compiled")
 			}
-			if !strings.Contains(string(out), "overflows \"github.com/eventgen/eventgen/runtime\".EnforceVersion") {
+			if !strings.Contains(string(out), "overflows event.EnforceVersion") {
 				t.Errorf("the build failed elsewhere than on the handshake lines:\n%s", out)
 			}
 		})

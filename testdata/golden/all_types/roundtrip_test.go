@@ -13,7 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/eventgen/eventgen/runtime"
+	"github.com/eventgen/eventgen/runtime/event"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -28,7 +28,7 @@ func full() *Everything {
 	at := time.Date(2024, 5, 1, 12, 30, 0, 120_000_000, time.UTC)
 	label := "café"
 	return &Everything{
-		ID:     runtime.MustParseUUID("5f3c9a2e-8b1d-4c6e-9a7f-0e2d4b6c8a10"),
+		ID:     event.MustParseUUID("5f3c9a2e-8b1d-4c6e-9a7f-0e2d4b6c8a10"),
 		Seq:    math.MinInt32,
 		Big:    1<<53 + 1,
 		Flag:   true,
@@ -41,12 +41,12 @@ func full() *Everything {
 		Level:  LevelMidRange,
 		Where:  Point{Lat: 52.52, Lng: -13.405, Label: &label},
 		Box:    Box{Corners: []Point{{Lat: 1}, {Lng: 2}}, Tags: map[string]Level{"b": LevelLow, "a": LevelV12}},
-		IDs:    []runtime.UUID{runtime.MustParseUUID("00000000-0000-4000-8000-000000000001"), runtime.NewUUID()},
+		IDs:    []event.UUID{event.MustParseUUID("00000000-0000-4000-8000-000000000001"), event.NewUUID()},
 		Grid:   [][]int64{{1, 2}, {}, {math.MaxInt64}},
-		Prices: map[string]runtime.Decimal{"eur": "9.99", "usd": "+10", "": "0"},
+		Prices: map[string]event.Decimal{"eur": "9.99", "usd": "+10", "": "0"},
 		Nested: map[string][]Point{"x": {{Lat: 3, Lng: 4}}, "empty": {}},
 
-		MaybeID:    ptr(runtime.MustParseUUID("ffffffff-ffff-4fff-bfff-ffffffffffff")),
+		MaybeID:    ptr(event.MustParseUUID("ffffffff-ffff-4fff-bfff-ffffffffffff")),
 		MaybeAt:    ptr(at.Add(time.Nanosecond)),
 		MaybeLevel: ptr(LevelHIGH),
 		MaybePoint: &Point{Lat: -1, Lng: 1e-300},
@@ -78,7 +78,7 @@ func paths(err error) []string {
 			}
 			return
 		}
-		var fe *runtime.FieldError
+		var fe *event.FieldError
 		if errors.As(err, &fe) {
 			out = append(out, fe.Path)
 			return
@@ -180,7 +180,7 @@ func TestEncodingJSONUsesTheWireForm(t *testing.T) {
 	}
 	// encoding/json reports the generated decoder's errors.
 	var bad envelope
-	if err := json.Unmarshal([]byte(`{"event":{},"where":{"lat":1,"lng":2},"level":"v1.2"}`), &bad); !errors.Is(err, runtime.ErrMissingField) {
+	if err := json.Unmarshal([]byte(`{"event":{},"where":{"lat":1,"lng":2},"level":"v1.2"}`), &bad); !errors.Is(err, event.ErrMissingField) {
 		t.Errorf("json.Unmarshal of an empty event: %v", err)
 	}
 	if err := json.Unmarshal([]byte(`{"level":"v2"}`), &bad); err == nil {
@@ -269,7 +269,7 @@ func TestMissingRequiredFieldsAllReported(t *testing.T) {
 	if got := paths(err); !slices.Equal(got, want) {
 		t.Errorf("paths:\n got %q\nwant %q", got, want)
 	}
-	if !errors.Is(err, runtime.ErrMissingField) {
+	if !errors.Is(err, event.ErrMissingField) {
 		t.Error("not ErrMissingField")
 	}
 	// null is missing, too; nested records report their own fields.
@@ -338,14 +338,14 @@ func TestValidateZeroValue(t *testing.T) {
 	f := full()
 	f.Ratio = math.Inf(1)
 	f.Price = "1e3"
-	f.IDs[1] = runtime.UUID{}
+	f.IDs[1] = event.UUID{}
 	f.MaybeList[1] = time.Time{}
-	f.MaybeID = &runtime.UUID{}
+	f.MaybeID = &event.UUID{}
 	want = []string{"ratio", "price", "ids[1]", "maybe_id", "maybe_list[1]"}
 	if got := paths(f.Validate()); !slices.Equal(got, want) {
 		t.Errorf("bad values: %q, want %q", got, want)
 	}
-	if !errors.Is(f.Validate(), runtime.ErrRequired) {
+	if !errors.Is(f.Validate(), event.ErrRequired) {
 		t.Error("not ErrRequired")
 	}
 }
@@ -438,7 +438,7 @@ func TestKeys(t *testing.T) {
 	if e.Key() != "5f3c9a2e-8b1d-4c6e-9a7f-0e2d4b6c8a10" {
 		t.Errorf("Key = %q", e.Key())
 	}
-	if want := runtime.JoinKey("5f3c9a2e-8b1d-4c6e-9a7f-0e2d4b6c8a10", "-2147483648", "mid-range"); e.IdempotencyKey() != want {
+	if want := event.JoinKey("5f3c9a2e-8b1d-4c6e-9a7f-0e2d4b6c8a10", "-2147483648", "mid-range"); e.IdempotencyKey() != want {
 		t.Errorf("IdempotencyKey = %q, want %q", e.IdempotencyKey(), want)
 	}
 	// A redelivery decodes to the same keys.
@@ -447,12 +447,12 @@ func TestKeys(t *testing.T) {
 		t.Error("keys changed in a round trip")
 	}
 	et := e.EventType()
-	if et.Topic != "test.everything" || et.Guarantee != runtime.AtLeastOnce || et.CEType != "alltypes.Everything.v1" ||
-		et.Source != "urn:eventgen:test" || et.Dedup != runtime.DedupRedis || et.DedupTTL != 24*time.Hour || et.Retention != 12*time.Hour {
+	if et.Topic != "test.everything" || et.Guarantee != event.AtLeastOnce || et.CEType != "alltypes.Everything.v1" ||
+		et.Source != "urn:eventgen:test" || et.Dedup != event.DedupRedis || et.DedupTTL != 24*time.Hour || et.Retention != 12*time.Hour {
 		t.Errorf("EventType = %+v", et)
 	}
 	var l Legacy
-	if l.Key() != "" || l.IdempotencyKey() != "" || l.EventType().Dedup != runtime.DedupNone {
+	if l.Key() != "" || l.IdempotencyKey() != "" || l.EventType().Dedup != event.DedupNone {
 		t.Errorf("Legacy keys: %q %q", l.Key(), l.IdempotencyKey())
 	}
 }
@@ -495,7 +495,7 @@ func TestStringsStayValidJSON(t *testing.T) {
 		e := minimal()
 		e.Name, e.Key_ = s, s
 		e.Where.Label = &s
-		e.Prices = map[string]runtime.Decimal{s: "1"}
+		e.Prices = map[string]event.Decimal{s: "1"}
 		e.MaybeMap = map[string]string{s: s}
 		data := e.AppendJSON(nil)
 		if !json.Valid(data) {

@@ -8,24 +8,24 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/eventgen/eventgen/runtime"
+	"github.com/eventgen/eventgen/runtime/event"
 )
 
 // Checks, at compile time, that this file and the runtime it imports agree;
 // if a line below fails to compile, regenerate with the eventgen that matches
 // the github.com/eventgen/eventgen module in go.mod.
 const (
-	_ = runtime.EnforceVersion(1 - runtime.MinVersion)
-	_ = runtime.EnforceVersion(runtime.MaxVersion - 1)
+	_ = event.EnforceVersion(2 - event.MinVersion)
+	_ = event.EnforceVersion(event.MaxVersion - 2)
 )
 
 // SchemaFingerprint identifies the topics, guarantees and wire shapes of
 // every event in the schema: it changes when any of them does.
 const SchemaFingerprint = "sha256:68ee369f842e11bceebec4ad99c78ee9"
 
-// Point is a record type.
-//
 // A point on a map.
+//
+// Point is a record type.
 type Point struct {
 	Lat float64 `json:"lat"`
 	Lng float64 `json:"lng"`
@@ -35,7 +35,7 @@ type Point struct {
 
 // Validate reports every missing required value and invalid enum value.
 func (r Point) Validate() error {
-	var chk runtime.Validator
+	var chk event.Validator
 	chk.Finite("lat", r.Lat)
 	chk.Finite("lng", r.Lng)
 	return chk.Err()
@@ -45,14 +45,14 @@ func (r Point) Validate() error {
 func (r Point) AppendJSON(b []byte) []byte {
 	start := len(b)
 	b = append(b, ",\"lat\":"...)
-	b = runtime.AppendFloat64(b, r.Lat)
+	b = event.AppendFloat64(b, r.Lat)
 	b = append(b, ",\"lng\":"...)
-	b = runtime.AppendFloat64(b, r.Lng)
+	b = event.AppendFloat64(b, r.Lng)
 	if r.Label != nil {
 		b = append(b, ",\"label\":"...)
-		b = runtime.AppendString(b, *r.Label)
+		b = event.AppendString(b, *r.Label)
 	}
-	return runtime.CloseObject(b, start)
+	return event.CloseObject(b, start)
 }
 
 // MarshalJSON implements json.Marshaler with the wire form.
@@ -62,13 +62,13 @@ func (r Point) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON decodes the wire form, reporting every missing required field.
 func (r *Point) UnmarshalJSON(data []byte) error {
-	obj, err := runtime.DecodeObject(data)
+	obj, err := event.DecodeObject(data)
 	if err != nil {
 		return err
 	}
-	r.Lat = runtime.Field(obj, "lat", runtime.DecodeFloat64)
-	r.Lng = runtime.Field(obj, "lng", runtime.DecodeFloat64)
-	r.Label = runtime.OptionalField(obj, "label", runtime.DecodeString)
+	r.Lat = event.Field(obj, "lat", event.DecodeFloat64)
+	r.Lng = event.Field(obj, "lng", event.DecodeFloat64)
+	r.Label = event.OptionalField(obj, "label", event.DecodeString)
 	return obj.Err()
 }
 
@@ -106,12 +106,12 @@ func (v Level) Validate() error {
 
 // AppendJSON appends v as a JSON string.
 func (v Level) AppendJSON(b []byte) []byte {
-	return runtime.AppendString(b, string(v))
+	return event.AppendString(b, string(v))
 }
 
 // UnmarshalJSON decodes a JSON string, rejecting undeclared values.
 func (v *Level) UnmarshalJSON(data []byte) error {
-	s, err := runtime.DecodeString(data)
+	s, err := event.DecodeString(data)
 	if err != nil {
 		return err
 	}
@@ -130,9 +130,9 @@ type Box struct {
 
 // Validate reports every missing required value and invalid enum value.
 func (r Box) Validate() error {
-	var chk runtime.Validator
-	runtime.List(&chk, "corners", r.Corners, runtime.Nested[Point])
-	runtime.Map(&chk, "tags", r.Tags, runtime.Nested[Level])
+	var chk event.Validator
+	event.List(&chk, "corners", r.Corners, event.Nested[Point])
+	event.Map(&chk, "tags", r.Tags, event.Nested[Level])
 	return chk.Err()
 }
 
@@ -140,10 +140,10 @@ func (r Box) Validate() error {
 func (r Box) AppendJSON(b []byte) []byte {
 	start := len(b)
 	b = append(b, ",\"corners\":"...)
-	b = runtime.AppendList(b, r.Corners, runtime.AppendRecord[Point])
+	b = event.AppendList(b, r.Corners, event.AppendRecord[Point])
 	b = append(b, ",\"tags\":"...)
-	b = runtime.AppendMap(b, r.Tags, runtime.AppendRecord[Level])
-	return runtime.CloseObject(b, start)
+	b = event.AppendMap(b, r.Tags, event.AppendRecord[Level])
+	return event.CloseObject(b, start)
 }
 
 // MarshalJSON implements json.Marshaler with the wire form.
@@ -153,40 +153,40 @@ func (r Box) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON decodes the wire form, reporting every missing required field.
 func (r *Box) UnmarshalJSON(data []byte) error {
-	obj, err := runtime.DecodeObject(data)
+	obj, err := event.DecodeObject(data)
 	if err != nil {
 		return err
 	}
-	r.Corners = runtime.Field(obj, "corners", runtime.ListOf(runtime.DecodeRecord[Point]))
-	r.Tags = runtime.Field(obj, "tags", runtime.MapOf(runtime.DecodeRecord[Level]))
+	r.Corners = event.Field(obj, "corners", event.ListOf(event.DecodeRecord[Point]))
+	r.Tags = event.Field(obj, "tags", event.MapOf(event.DecodeRecord[Level]))
 	return obj.Err()
 }
 
-// Everything is published to topic test.everything with the at-least-once guarantee.
-//
 // Carries one field of every type.
 // Second line of the doc.
+//
+// Everything is published to topic test.everything with the at-least-once guarantee.
 type Everything struct {
-	ID     runtime.UUID               `json:"id"`
-	Seq    int32                      `json:"seq"`
-	Big    int64                      `json:"big"`
-	Flag   bool                       `json:"flag"`
-	Ratio  float64                    `json:"ratio"`
-	Name   string                     `json:"name"`
-	Blob   []byte                     `json:"blob"`
-	At     time.Time                  `json:"at"`
-	Took   time.Duration              `json:"took"`
-	Price  runtime.Decimal            `json:"price"`
-	Level  Level                      `json:"level"`
-	Where  Point                      `json:"where"`
-	Box    Box                        `json:"box"`
-	IDs    []runtime.UUID             `json:"ids"`
-	Grid   [][]int64                  `json:"grid"`
-	Prices map[string]runtime.Decimal `json:"prices"`
-	Nested map[string][]Point         `json:"nested"`
+	ID     event.UUID               `json:"id"`
+	Seq    int32                    `json:"seq"`
+	Big    int64                    `json:"big"`
+	Flag   bool                     `json:"flag"`
+	Ratio  float64                  `json:"ratio"`
+	Name   string                   `json:"name"`
+	Blob   []byte                   `json:"blob"`
+	At     time.Time                `json:"at"`
+	Took   time.Duration            `json:"took"`
+	Price  event.Decimal            `json:"price"`
+	Level  Level                    `json:"level"`
+	Where  Point                    `json:"where"`
+	Box    Box                      `json:"box"`
+	IDs    []event.UUID             `json:"ids"`
+	Grid   [][]int64                `json:"grid"`
+	Prices map[string]event.Decimal `json:"prices"`
+	Nested map[string][]Point       `json:"nested"`
 	// Set when known.
 	// Optional: a nil pointer means absent.
-	MaybeID *runtime.UUID `json:"maybe_id,omitempty"`
+	MaybeID *event.UUID `json:"maybe_id,omitempty"`
 	// Optional: a nil pointer means absent.
 	MaybeAt *time.Time `json:"maybe_at,omitempty"`
 	// Optional: a nil pointer means absent.
@@ -203,22 +203,22 @@ type Everything struct {
 	HTTPURL   string `json:"http_url"`
 }
 
-var _ runtime.Event = (*Everything)(nil)
+var _ event.Event = (*Everything)(nil)
 
-var everythingMeta = runtime.EventType{
-	CEType:      "alltypes.Everything.v1",
-	Dedup:       runtime.DedupRedis,
-	DedupTTL:    24 * time.Hour,
-	Fingerprint: "sha256:25a694b424854144c32ae5b59f6ccabe",
-	Guarantee:   runtime.AtLeastOnce,
+var everythingMeta = event.Type{
 	Name:        "Everything",
-	Retention:   12 * time.Hour,
-	Source:      "urn:eventgen:test",
 	Topic:       "test.everything",
+	Guarantee:   event.AtLeastOnce,
+	CEType:      "alltypes.Everything.v1",
+	Source:      "urn:eventgen:test",
+	Fingerprint: "sha256:25a694b424854144c32ae5b59f6ccabe",
+	Dedup:       event.DedupRedis,
+	DedupTTL:    24 * time.Hour,
+	Retention:   12 * time.Hour,
 }
 
 // EventType returns the metadata of Everything: topic, guarantee, CloudEvents type.
-func (e *Everything) EventType() *runtime.EventType {
+func (e *Everything) EventType() *event.Type {
 	return &everythingMeta
 }
 
@@ -229,22 +229,22 @@ func (e *Everything) Key() string {
 
 // IdempotencyKey identifies one logical event: fields id, seq, level.
 func (e *Everything) IdempotencyKey() string {
-	return runtime.JoinKey(e.ID.String(), strconv.FormatInt(int64(e.Seq), 10), string(e.Level))
+	return event.JoinKey(e.ID.String(), strconv.FormatInt(int64(e.Seq), 10), string(e.Level))
 }
 
 // Validate reports every missing required value and invalid enum value.
 func (e *Everything) Validate() error {
-	var chk runtime.Validator
+	var chk event.Validator
 	chk.UUID("id", e.ID)
 	chk.Finite("ratio", e.Ratio)
 	chk.Time("at", e.At)
 	chk.Decimal("price", e.Price)
-	runtime.Nested(&chk, "level", e.Level)
-	runtime.Nested(&chk, "where", e.Where)
-	runtime.Nested(&chk, "box", e.Box)
-	runtime.List(&chk, "ids", e.IDs, (*runtime.Validator).UUID)
-	runtime.Map(&chk, "prices", e.Prices, (*runtime.Validator).Decimal)
-	runtime.Map(&chk, "nested", e.Nested, runtime.ListChecker(runtime.Nested[Point]))
+	event.Nested(&chk, "level", e.Level)
+	event.Nested(&chk, "where", e.Where)
+	event.Nested(&chk, "box", e.Box)
+	event.List(&chk, "ids", e.IDs, (*event.Validator).UUID)
+	event.Map(&chk, "prices", e.Prices, (*event.Validator).Decimal)
+	event.Map(&chk, "nested", e.Nested, event.ListChecker(event.Nested[Point]))
 	if e.MaybeID != nil {
 		chk.UUID("maybe_id", *e.MaybeID)
 	}
@@ -252,12 +252,12 @@ func (e *Everything) Validate() error {
 		chk.Time("maybe_at", *e.MaybeAt)
 	}
 	if e.MaybeLevel != nil {
-		runtime.Nested(&chk, "maybe_level", *e.MaybeLevel)
+		event.Nested(&chk, "maybe_level", *e.MaybeLevel)
 	}
 	if e.MaybePoint != nil {
-		runtime.Nested(&chk, "maybe_point", *e.MaybePoint)
+		event.Nested(&chk, "maybe_point", *e.MaybePoint)
 	}
-	runtime.List(&chk, "maybe_list", e.MaybeList, (*runtime.Validator).Time)
+	event.List(&chk, "maybe_list", e.MaybeList, (*event.Validator).Time)
 	return chk.Err()
 }
 
@@ -265,25 +265,25 @@ func (e *Everything) Validate() error {
 func (e *Everything) AppendJSON(b []byte) []byte {
 	start := len(b)
 	b = append(b, ",\"id\":"...)
-	b = runtime.AppendUUID(b, e.ID)
+	b = event.AppendUUID(b, e.ID)
 	b = append(b, ",\"seq\":"...)
-	b = runtime.AppendInt32(b, e.Seq)
+	b = event.AppendInt32(b, e.Seq)
 	b = append(b, ",\"big\":"...)
-	b = runtime.AppendInt64(b, e.Big)
+	b = event.AppendInt64(b, e.Big)
 	b = append(b, ",\"flag\":"...)
-	b = runtime.AppendBool(b, e.Flag)
+	b = event.AppendBool(b, e.Flag)
 	b = append(b, ",\"ratio\":"...)
-	b = runtime.AppendFloat64(b, e.Ratio)
+	b = event.AppendFloat64(b, e.Ratio)
 	b = append(b, ",\"name\":"...)
-	b = runtime.AppendString(b, e.Name)
+	b = event.AppendString(b, e.Name)
 	b = append(b, ",\"blob\":"...)
-	b = runtime.AppendBytes(b, e.Blob)
+	b = event.AppendBytes(b, e.Blob)
 	b = append(b, ",\"at\":"...)
-	b = runtime.AppendTime(b, e.At)
+	b = event.AppendTime(b, e.At)
 	b = append(b, ",\"took\":"...)
-	b = runtime.AppendDuration(b, e.Took)
+	b = event.AppendDuration(b, e.Took)
 	b = append(b, ",\"price\":"...)
-	b = runtime.AppendDecimal(b, e.Price)
+	b = event.AppendDecimal(b, e.Price)
 	b = append(b, ",\"level\":"...)
 	b = e.Level.AppendJSON(b)
 	b = append(b, ",\"where\":"...)
@@ -291,20 +291,20 @@ func (e *Everything) AppendJSON(b []byte) []byte {
 	b = append(b, ",\"box\":"...)
 	b = e.Box.AppendJSON(b)
 	b = append(b, ",\"ids\":"...)
-	b = runtime.AppendList(b, e.IDs, runtime.AppendUUID)
+	b = event.AppendList(b, e.IDs, event.AppendUUID)
 	b = append(b, ",\"grid\":"...)
-	b = runtime.AppendList(b, e.Grid, runtime.ListAppender(runtime.AppendInt64))
+	b = event.AppendList(b, e.Grid, event.ListAppender(event.AppendInt64))
 	b = append(b, ",\"prices\":"...)
-	b = runtime.AppendMap(b, e.Prices, runtime.AppendDecimal)
+	b = event.AppendMap(b, e.Prices, event.AppendDecimal)
 	b = append(b, ",\"nested\":"...)
-	b = runtime.AppendMap(b, e.Nested, runtime.ListAppender(runtime.AppendRecord[Point]))
+	b = event.AppendMap(b, e.Nested, event.ListAppender(event.AppendRecord[Point]))
 	if e.MaybeID != nil {
 		b = append(b, ",\"maybe_id\":"...)
-		b = runtime.AppendUUID(b, *e.MaybeID)
+		b = event.AppendUUID(b, *e.MaybeID)
 	}
 	if e.MaybeAt != nil {
 		b = append(b, ",\"maybe_at\":"...)
-		b = runtime.AppendTime(b, *e.MaybeAt)
+		b = event.AppendTime(b, *e.MaybeAt)
 	}
 	if e.MaybeLevel != nil {
 		b = append(b, ",\"maybe_level\":"...)
@@ -316,21 +316,21 @@ func (e *Everything) AppendJSON(b []byte) []byte {
 	}
 	if e.MaybeList != nil {
 		b = append(b, ",\"maybe_list\":"...)
-		b = runtime.AppendList(b, e.MaybeList, runtime.AppendTime)
+		b = event.AppendList(b, e.MaybeList, event.AppendTime)
 	}
 	if e.MaybeMap != nil {
 		b = append(b, ",\"maybe_map\":"...)
-		b = runtime.AppendMap(b, e.MaybeMap, runtime.AppendString)
+		b = event.AppendMap(b, e.MaybeMap, event.AppendString)
 	}
 	if e.MaybeBlob != nil {
 		b = append(b, ",\"maybe_blob\":"...)
-		b = runtime.AppendBytes(b, e.MaybeBlob)
+		b = event.AppendBytes(b, e.MaybeBlob)
 	}
 	b = append(b, ",\"key\":"...)
-	b = runtime.AppendString(b, e.Key_)
+	b = event.AppendString(b, e.Key_)
 	b = append(b, ",\"http_url\":"...)
-	b = runtime.AppendString(b, e.HTTPURL)
-	return runtime.CloseObject(b, start)
+	b = event.AppendString(b, e.HTTPURL)
+	return event.CloseObject(b, start)
 }
 
 // MarshalJSON implements json.Marshaler with the wire form.
@@ -340,63 +340,63 @@ func (e *Everything) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON decodes the wire form, reporting every missing required field.
 func (e *Everything) UnmarshalJSON(data []byte) error {
-	obj, err := runtime.DecodeObject(data)
+	obj, err := event.DecodeObject(data)
 	if err != nil {
 		return err
 	}
-	e.ID = runtime.Field(obj, "id", runtime.DecodeUUID)
-	e.Seq = runtime.Field(obj, "seq", runtime.DecodeInt32)
-	e.Big = runtime.Field(obj, "big", runtime.DecodeInt64)
-	e.Flag = runtime.Field(obj, "flag", runtime.DecodeBool)
-	e.Ratio = runtime.Field(obj, "ratio", runtime.DecodeFloat64)
-	e.Name = runtime.Field(obj, "name", runtime.DecodeString)
-	e.Blob = runtime.Field(obj, "blob", runtime.DecodeBytes)
-	e.At = runtime.Field(obj, "at", runtime.DecodeTime)
-	e.Took = runtime.Field(obj, "took", runtime.DecodeDuration)
-	e.Price = runtime.Field(obj, "price", runtime.DecodeDecimal)
-	e.Level = runtime.Field(obj, "level", runtime.DecodeRecord[Level])
-	e.Where = runtime.Field(obj, "where", runtime.DecodeRecord[Point])
-	e.Box = runtime.Field(obj, "box", runtime.DecodeRecord[Box])
-	e.IDs = runtime.Field(obj, "ids", runtime.ListOf(runtime.DecodeUUID))
-	e.Grid = runtime.Field(obj, "grid", runtime.ListOf(runtime.ListOf(runtime.DecodeInt64)))
-	e.Prices = runtime.Field(obj, "prices", runtime.MapOf(runtime.DecodeDecimal))
-	e.Nested = runtime.Field(obj, "nested", runtime.MapOf(runtime.ListOf(runtime.DecodeRecord[Point])))
-	e.MaybeID = runtime.OptionalField(obj, "maybe_id", runtime.DecodeUUID)
-	e.MaybeAt = runtime.OptionalField(obj, "maybe_at", runtime.DecodeTime)
-	e.MaybeLevel = runtime.OptionalField(obj, "maybe_level", runtime.DecodeRecord[Level])
-	e.MaybePoint = runtime.OptionalField(obj, "maybe_point", runtime.DecodeRecord[Point])
-	e.MaybeList = runtime.OptionalList(obj, "maybe_list", runtime.ListOf(runtime.DecodeTime))
-	e.MaybeMap = runtime.OptionalMap(obj, "maybe_map", runtime.MapOf(runtime.DecodeString))
-	e.MaybeBlob = runtime.OptionalList(obj, "maybe_blob", runtime.DecodeBytes)
-	e.Key_ = runtime.Field(obj, "key", runtime.DecodeString)
-	e.HTTPURL = runtime.Field(obj, "http_url", runtime.DecodeString)
+	e.ID = event.Field(obj, "id", event.DecodeUUID)
+	e.Seq = event.Field(obj, "seq", event.DecodeInt32)
+	e.Big = event.Field(obj, "big", event.DecodeInt64)
+	e.Flag = event.Field(obj, "flag", event.DecodeBool)
+	e.Ratio = event.Field(obj, "ratio", event.DecodeFloat64)
+	e.Name = event.Field(obj, "name", event.DecodeString)
+	e.Blob = event.Field(obj, "blob", event.DecodeBytes)
+	e.At = event.Field(obj, "at", event.DecodeTime)
+	e.Took = event.Field(obj, "took", event.DecodeDuration)
+	e.Price = event.Field(obj, "price", event.DecodeDecimal)
+	e.Level = event.Field(obj, "level", event.DecodeRecord[Level])
+	e.Where = event.Field(obj, "where", event.DecodeRecord[Point])
+	e.Box = event.Field(obj, "box", event.DecodeRecord[Box])
+	e.IDs = event.Field(obj, "ids", event.ListOf(event.DecodeUUID))
+	e.Grid = event.Field(obj, "grid", event.ListOf(event.ListOf(event.DecodeInt64)))
+	e.Prices = event.Field(obj, "prices", event.MapOf(event.DecodeDecimal))
+	e.Nested = event.Field(obj, "nested", event.MapOf(event.ListOf(event.DecodeRecord[Point])))
+	e.MaybeID = event.OptionalField(obj, "maybe_id", event.DecodeUUID)
+	e.MaybeAt = event.OptionalField(obj, "maybe_at", event.DecodeTime)
+	e.MaybeLevel = event.OptionalField(obj, "maybe_level", event.DecodeRecord[Level])
+	e.MaybePoint = event.OptionalField(obj, "maybe_point", event.DecodeRecord[Point])
+	e.MaybeList = event.OptionalList(obj, "maybe_list", event.ListOf(event.DecodeTime))
+	e.MaybeMap = event.OptionalMap(obj, "maybe_map", event.MapOf(event.DecodeString))
+	e.MaybeBlob = event.OptionalList(obj, "maybe_blob", event.DecodeBytes)
+	e.Key_ = event.Field(obj, "key", event.DecodeString)
+	e.HTTPURL = event.Field(obj, "http_url", event.DecodeString)
 	return obj.Err()
 }
 
-// Legacy is published to topic test.legacy with the at-least-once guarantee.
-//
 // The old shape.
+//
+// Legacy is published to topic test.legacy with the at-least-once guarantee.
 //
 // Deprecated: Legacy is deprecated in the schema; stop producing it.
 type Legacy struct {
 	Name string `json:"name"`
 }
 
-var _ runtime.Event = (*Legacy)(nil)
+var _ event.Event = (*Legacy)(nil)
 
-var legacyMeta = runtime.EventType{
-	CEType:      "alltypes.Legacy.v1",
-	Dedup:       runtime.DedupNone,
-	Fingerprint: "sha256:2496f5048c0bfaec65c4766ea11af8a3",
-	Guarantee:   runtime.AtLeastOnce,
+var legacyMeta = event.Type{
 	Name:        "Legacy",
-	Retention:   12 * time.Hour,
-	Source:      "urn:eventgen:test",
 	Topic:       "test.legacy",
+	Guarantee:   event.AtLeastOnce,
+	CEType:      "alltypes.Legacy.v1",
+	Source:      "urn:eventgen:test",
+	Fingerprint: "sha256:2496f5048c0bfaec65c4766ea11af8a3",
+	Dedup:       event.DedupNone,
+	Retention:   12 * time.Hour,
 }
 
 // EventType returns the metadata of Legacy: topic, guarantee, CloudEvents type.
-func (e *Legacy) EventType() *runtime.EventType {
+func (e *Legacy) EventType() *event.Type {
 	return &legacyMeta
 }
 
@@ -419,8 +419,8 @@ func (e *Legacy) Validate() error {
 func (e *Legacy) AppendJSON(b []byte) []byte {
 	start := len(b)
 	b = append(b, ",\"name\":"...)
-	b = runtime.AppendString(b, e.Name)
-	return runtime.CloseObject(b, start)
+	b = event.AppendString(b, e.Name)
+	return event.CloseObject(b, start)
 }
 
 // MarshalJSON implements json.Marshaler with the wire form.
@@ -430,10 +430,10 @@ func (e *Legacy) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON decodes the wire form, reporting every missing required field.
 func (e *Legacy) UnmarshalJSON(data []byte) error {
-	obj, err := runtime.DecodeObject(data)
+	obj, err := event.DecodeObject(data)
 	if err != nil {
 		return err
 	}
-	e.Name = runtime.Field(obj, "name", runtime.DecodeString)
+	e.Name = event.Field(obj, "name", event.DecodeString)
 	return obj.Err()
 }

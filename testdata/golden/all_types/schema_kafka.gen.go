@@ -7,22 +7,45 @@ import (
 	"context"
 	"errors"
 
-	"github.com/eventgen/eventgen/runtime"
+	"github.com/eventgen/eventgen/runtime/event"
+	"github.com/eventgen/eventgen/runtime/kafka"
 )
+
+// Sender is what Producer does, as an interface: code that sends the events
+// of package alltypes can take a Sender, and its tests a fake.
+type Sender interface {
+	// SendEverything sends one Everything; see Producer.SendEverything.
+	SendEverything(ctx context.Context, e *Everything) error
+
+	// SendEverythingAsync queues one Everything; see Producer.SendEverythingAsync.
+	SendEverythingAsync(ctx context.Context, e *Everything, done func(error)) error
+
+	// SendLegacy sends one Legacy; see Producer.SendLegacy.
+	//
+	// Deprecated: Legacy is deprecated in the schema; stop producing it.
+	SendLegacy(ctx context.Context, e *Legacy) error
+
+	// SendLegacyAsync queues one Legacy; see Producer.SendLegacyAsync.
+	//
+	// Deprecated: Legacy is deprecated in the schema; stop producing it.
+	SendLegacyAsync(ctx context.Context, e *Legacy, done func(error)) error
+}
+
+var _ Sender = (*Producer)(nil)
 
 // Producer sends the events of package alltypes, each through the producer its
 // guarantee requires: at-most-once events fire and forget (acks=0),
-// at-least-once events wait for an idempotent acks=all write, exactly-once
-// events go through transactions (Begin, InTx). It is safe for concurrent use.
+// at-least-once events wait for an idempotent acks=all write. It is safe for concurrent use.
 type Producer struct {
-	atLeastOnce *runtime.AtLeastOnceProducer
+	atLeastOnce *kafka.AtLeastOnceProducer
 }
 
 // NewProducer connects the producers this schema's guarantees need.
-func NewProducer(cfg runtime.Config) (*Producer, error) {
+// The schema has no exactly-once events, so cfg.TransactionalID is unused.
+func NewProducer(cfg kafka.ProducerConfig) (*Producer, error) {
 	p := &Producer{}
 	var err error
-	if p.atLeastOnce, err = runtime.NewAtLeastOnceProducer(cfg); err != nil {
+	if p.atLeastOnce, err = kafka.NewAtLeastOnceProducer(cfg.Config); err != nil {
 		p.Close()
 		return nil, err
 	}
@@ -77,12 +100,12 @@ func (p *Producer) SendLegacyAsync(ctx context.Context, e *Legacy, done func(err
 // handlers, then call Run. Exactly-once events are consumed through the
 // generated pipeline functions.
 type Consumer struct {
-	c *runtime.Consumer
+	c *kafka.Consumer
 }
 
 // NewConsumer creates a consumer in the group cfg.GroupID.
-func NewConsumer(cfg runtime.ConsumerConfig) (*Consumer, error) {
-	c, err := runtime.NewConsumer(cfg)
+func NewConsumer(cfg kafka.ConsumerConfig) (*Consumer, error) {
+	c, err := kafka.NewConsumer(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -99,20 +122,20 @@ func (c *Consumer) Run(ctx context.Context) error {
 // The offset is committed after the handler returns nil: a crash redelivers
 // the event, so the handler must tolerate duplicates. An error is retried
 // with backoff, then the record goes to the dead-letter topic.
-type EverythingHandler func(ctx context.Context, e *Everything, rec runtime.AtLeastOnceRecord) error
+type EverythingHandler func(ctx context.Context, e *Everything, rec kafka.AtLeastOnceRecord) error
 
 // HandleEverything registers the handler for Everything events (topic test.everything).
 func (c *Consumer) HandleEverything(h EverythingHandler) {
-	runtime.HandleAtLeastOnce(c.c, &everythingMeta, runtime.DecodeEvent[Everything], h)
+	kafka.HandleAtLeastOnce(c.c, &everythingMeta, event.DecodeEvent[Everything], h)
 }
 
 // LegacyHandler handles Legacy, an at-least-once event.
 // The offset is committed after the handler returns nil: a crash redelivers
 // the event, so the handler must tolerate duplicates. An error is retried
 // with backoff, then the record goes to the dead-letter topic.
-type LegacyHandler func(ctx context.Context, e *Legacy, rec runtime.AtLeastOnceRecord) error
+type LegacyHandler func(ctx context.Context, e *Legacy, rec kafka.AtLeastOnceRecord) error
 
 // HandleLegacy registers the handler for Legacy events (topic test.legacy).
 func (c *Consumer) HandleLegacy(h LegacyHandler) {
-	runtime.HandleAtLeastOnce(c.c, &legacyMeta, runtime.DecodeEvent[Legacy], h)
+	kafka.HandleAtLeastOnce(c.c, &legacyMeta, event.DecodeEvent[Legacy], h)
 }

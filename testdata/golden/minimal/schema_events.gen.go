@@ -3,14 +3,14 @@
 
 package minimal
 
-import "github.com/eventgen/eventgen/runtime"
+import "github.com/eventgen/eventgen/runtime/event"
 
 // Checks, at compile time, that this file and the runtime it imports agree;
 // if a line below fails to compile, regenerate with the eventgen that matches
 // the github.com/eventgen/eventgen module in go.mod.
 const (
-	_ = runtime.EnforceVersion(1 - runtime.MinVersion)
-	_ = runtime.EnforceVersion(runtime.MaxVersion - 1)
+	_ = event.EnforceVersion(2 - event.MinVersion)
+	_ = event.EnforceVersion(event.MaxVersion - 2)
 )
 
 // SchemaFingerprint identifies the topics, guarantees and wire shapes of
@@ -22,20 +22,20 @@ type Ping struct {
 	Seq int64 `json:"seq"`
 }
 
-var _ runtime.Event = (*Ping)(nil)
+var _ event.Event = (*Ping)(nil)
 
-var pingMeta = runtime.EventType{
-	CEType:      "minimal.Ping.v1",
-	Dedup:       runtime.DedupNone,
-	Fingerprint: "sha256:02237492f2aa0d62dc178254ee47c8a4",
-	Guarantee:   runtime.AtMostOnce,
+var pingMeta = event.Type{
 	Name:        "Ping",
-	Source:      "minimal",
 	Topic:       "pings",
+	Guarantee:   event.AtMostOnce,
+	CEType:      "minimal.Ping.v1",
+	Source:      "minimal",
+	Fingerprint: "sha256:02237492f2aa0d62dc178254ee47c8a4",
+	Dedup:       event.DedupNone,
 }
 
 // EventType returns the metadata of Ping: topic, guarantee, CloudEvents type.
-func (e *Ping) EventType() *runtime.EventType {
+func (e *Ping) EventType() *event.Type {
 	return &pingMeta
 }
 
@@ -58,8 +58,8 @@ func (e *Ping) Validate() error {
 func (e *Ping) AppendJSON(b []byte) []byte {
 	start := len(b)
 	b = append(b, ",\"seq\":"...)
-	b = runtime.AppendInt64(b, e.Seq)
-	return runtime.CloseObject(b, start)
+	b = event.AppendInt64(b, e.Seq)
+	return event.CloseObject(b, start)
 }
 
 // MarshalJSON implements json.Marshaler with the wire form.
@@ -69,10 +69,10 @@ func (e *Ping) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON decodes the wire form, reporting every missing required field.
 func (e *Ping) UnmarshalJSON(data []byte) error {
-	obj, err := runtime.DecodeObject(data)
+	obj, err := event.DecodeObject(data)
 	if err != nil {
 		return err
 	}
-	e.Seq = runtime.Field(obj, "seq", runtime.DecodeInt64)
+	e.Seq = event.Field(obj, "seq", event.DecodeInt64)
 	return obj.Err()
 }

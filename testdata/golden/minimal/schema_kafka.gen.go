@@ -7,22 +7,32 @@ import (
 	"context"
 	"errors"
 
-	"github.com/eventgen/eventgen/runtime"
+	"github.com/eventgen/eventgen/runtime/event"
+	"github.com/eventgen/eventgen/runtime/kafka"
 )
+
+// Sender is what Producer does, as an interface: code that sends the events
+// of package minimal can take a Sender, and its tests a fake.
+type Sender interface {
+	// SendPing sends one Ping; see Producer.SendPing.
+	SendPing(ctx context.Context, e *Ping) error
+}
+
+var _ Sender = (*Producer)(nil)
 
 // Producer sends the events of package minimal, each through the producer its
 // guarantee requires: at-most-once events fire and forget (acks=0),
-// at-least-once events wait for an idempotent acks=all write, exactly-once
-// events go through transactions (Begin, InTx). It is safe for concurrent use.
+// at-least-once events wait for an idempotent acks=all write. It is safe for concurrent use.
 type Producer struct {
-	atMostOnce *runtime.AtMostOnceProducer
+	atMostOnce *kafka.AtMostOnceProducer
 }
 
 // NewProducer connects the producers this schema's guarantees need.
-func NewProducer(cfg runtime.Config) (*Producer, error) {
+// The schema has no exactly-once events, so cfg.TransactionalID is unused.
+func NewProducer(cfg kafka.ProducerConfig) (*Producer, error) {
 	p := &Producer{}
 	var err error
-	if p.atMostOnce, err = runtime.NewAtMostOnceProducer(cfg); err != nil {
+	if p.atMostOnce, err = kafka.NewAtMostOnceProducer(cfg.Config); err != nil {
 		p.Close()
 		return nil, err
 	}
@@ -49,12 +59,12 @@ func (p *Producer) SendPing(ctx context.Context, e *Ping) error {
 // handlers, then call Run. Exactly-once events are consumed through the
 // generated pipeline functions.
 type Consumer struct {
-	c *runtime.Consumer
+	c *kafka.Consumer
 }
 
 // NewConsumer creates a consumer in the group cfg.GroupID.
-func NewConsumer(cfg runtime.ConsumerConfig) (*Consumer, error) {
-	c, err := runtime.NewConsumer(cfg)
+func NewConsumer(cfg kafka.ConsumerConfig) (*Consumer, error) {
+	c, err := kafka.NewConsumer(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -70,9 +80,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 // PingHandler handles Ping, an at-most-once event.
 // The record's offset is committed before the handler runs: a crash or an
 // error loses the event (errors are counted as dropped), it is never redelivered.
-type PingHandler func(ctx context.Context, e *Ping, rec runtime.AtMostOnceRecord) error
+type PingHandler func(ctx context.Context, e *Ping, rec kafka.AtMostOnceRecord) error
 
 // HandlePing registers the handler for Ping events (topic pings).
 func (c *Consumer) HandlePing(h PingHandler) {
-	runtime.HandleAtMostOnce(c.c, &pingMeta, runtime.DecodeEvent[Ping], h)
+	kafka.HandleAtMostOnce(c.c, &pingMeta, event.DecodeEvent[Ping], h)
 }

@@ -6,15 +6,15 @@ package metrics
 import (
 	"time"
 
-	"github.com/eventgen/eventgen/runtime"
+	"github.com/eventgen/eventgen/runtime/event"
 )
 
 // Checks, at compile time, that this file and the runtime it imports agree;
 // if a line below fails to compile, regenerate with the eventgen that matches
 // the github.com/eventgen/eventgen module in go.mod.
 const (
-	_ = runtime.EnforceVersion(1 - runtime.MinVersion)
-	_ = runtime.EnforceVersion(runtime.MaxVersion - 1)
+	_ = event.EnforceVersion(2 - event.MinVersion)
+	_ = event.EnforceVersion(event.MaxVersion - 2)
 )
 
 // SchemaFingerprint identifies the topics, guarantees and wire shapes of
@@ -23,26 +23,26 @@ const SchemaFingerprint = "sha256:b9a88b3bc98a87440a13c0681f0291a4"
 
 // PageViewed is published to topic metrics.page-views with the at-most-once guarantee.
 type PageViewed struct {
-	ViewID    runtime.UUID `json:"view_id"`
-	SessionID string       `json:"session_id"`
-	Path      string       `json:"path"`
+	ViewID    event.UUID `json:"view_id"`
+	SessionID string     `json:"session_id"`
+	Path      string     `json:"path"`
 }
 
-var _ runtime.Event = (*PageViewed)(nil)
+var _ event.Event = (*PageViewed)(nil)
 
-var pageViewedMeta = runtime.EventType{
-	CEType:      "metrics.PageViewed.v1",
-	Dedup:       runtime.DedupRedis,
-	DedupTTL:    1 * time.Hour,
-	Fingerprint: "sha256:035874e24c86817d454ccab89d036c76",
-	Guarantee:   runtime.AtMostOnce,
+var pageViewedMeta = event.Type{
 	Name:        "PageViewed",
-	Source:      "metrics",
 	Topic:       "metrics.page-views",
+	Guarantee:   event.AtMostOnce,
+	CEType:      "metrics.PageViewed.v1",
+	Source:      "metrics",
+	Fingerprint: "sha256:035874e24c86817d454ccab89d036c76",
+	Dedup:       event.DedupRedis,
+	DedupTTL:    1 * time.Hour,
 }
 
 // EventType returns the metadata of PageViewed: topic, guarantee, CloudEvents type.
-func (e *PageViewed) EventType() *runtime.EventType {
+func (e *PageViewed) EventType() *event.Type {
 	return &pageViewedMeta
 }
 
@@ -58,7 +58,7 @@ func (e *PageViewed) IdempotencyKey() string {
 
 // Validate reports every missing required value and invalid enum value.
 func (e *PageViewed) Validate() error {
-	var chk runtime.Validator
+	var chk event.Validator
 	chk.UUID("view_id", e.ViewID)
 	chk.NonEmpty("session_id", e.SessionID)
 	return chk.Err()
@@ -68,12 +68,12 @@ func (e *PageViewed) Validate() error {
 func (e *PageViewed) AppendJSON(b []byte) []byte {
 	start := len(b)
 	b = append(b, ",\"view_id\":"...)
-	b = runtime.AppendUUID(b, e.ViewID)
+	b = event.AppendUUID(b, e.ViewID)
 	b = append(b, ",\"session_id\":"...)
-	b = runtime.AppendString(b, e.SessionID)
+	b = event.AppendString(b, e.SessionID)
 	b = append(b, ",\"path\":"...)
-	b = runtime.AppendString(b, e.Path)
-	return runtime.CloseObject(b, start)
+	b = event.AppendString(b, e.Path)
+	return event.CloseObject(b, start)
 }
 
 // MarshalJSON implements json.Marshaler with the wire form.
@@ -83,13 +83,13 @@ func (e *PageViewed) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON decodes the wire form, reporting every missing required field.
 func (e *PageViewed) UnmarshalJSON(data []byte) error {
-	obj, err := runtime.DecodeObject(data)
+	obj, err := event.DecodeObject(data)
 	if err != nil {
 		return err
 	}
-	e.ViewID = runtime.Field(obj, "view_id", runtime.DecodeUUID)
-	e.SessionID = runtime.Field(obj, "session_id", runtime.DecodeString)
-	e.Path = runtime.Field(obj, "path", runtime.DecodeString)
+	e.ViewID = event.Field(obj, "view_id", event.DecodeUUID)
+	e.SessionID = event.Field(obj, "session_id", event.DecodeString)
+	e.Path = event.Field(obj, "path", event.DecodeString)
 	return obj.Err()
 }
 
@@ -98,20 +98,20 @@ type ButtonClicked struct {
 	Button string `json:"button"`
 }
 
-var _ runtime.Event = (*ButtonClicked)(nil)
+var _ event.Event = (*ButtonClicked)(nil)
 
-var buttonClickedMeta = runtime.EventType{
-	CEType:      "metrics.ButtonClicked.v1",
-	Dedup:       runtime.DedupNone,
-	Fingerprint: "sha256:1fef40c4354ceb2028e4b5ff655932d4",
-	Guarantee:   runtime.AtMostOnce,
+var buttonClickedMeta = event.Type{
 	Name:        "ButtonClicked",
-	Source:      "metrics",
 	Topic:       "metrics.clicks",
+	Guarantee:   event.AtMostOnce,
+	CEType:      "metrics.ButtonClicked.v1",
+	Source:      "metrics",
+	Fingerprint: "sha256:1fef40c4354ceb2028e4b5ff655932d4",
+	Dedup:       event.DedupNone,
 }
 
 // EventType returns the metadata of ButtonClicked: topic, guarantee, CloudEvents type.
-func (e *ButtonClicked) EventType() *runtime.EventType {
+func (e *ButtonClicked) EventType() *event.Type {
 	return &buttonClickedMeta
 }
 
@@ -134,8 +134,8 @@ func (e *ButtonClicked) Validate() error {
 func (e *ButtonClicked) AppendJSON(b []byte) []byte {
 	start := len(b)
 	b = append(b, ",\"button\":"...)
-	b = runtime.AppendString(b, e.Button)
-	return runtime.CloseObject(b, start)
+	b = event.AppendString(b, e.Button)
+	return event.CloseObject(b, start)
 }
 
 // MarshalJSON implements json.Marshaler with the wire form.
@@ -145,10 +145,10 @@ func (e *ButtonClicked) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON decodes the wire form, reporting every missing required field.
 func (e *ButtonClicked) UnmarshalJSON(data []byte) error {
-	obj, err := runtime.DecodeObject(data)
+	obj, err := event.DecodeObject(data)
 	if err != nil {
 		return err
 	}
-	e.Button = runtime.Field(obj, "button", runtime.DecodeString)
+	e.Button = event.Field(obj, "button", event.DecodeString)
 	return obj.Err()
 }

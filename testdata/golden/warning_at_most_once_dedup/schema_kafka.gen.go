@@ -7,22 +7,35 @@ import (
 	"context"
 	"errors"
 
-	"github.com/eventgen/eventgen/runtime"
+	"github.com/eventgen/eventgen/runtime/event"
+	"github.com/eventgen/eventgen/runtime/kafka"
 )
+
+// Sender is what Producer does, as an interface: code that sends the events
+// of package metrics can take a Sender, and its tests a fake.
+type Sender interface {
+	// SendPageViewed sends one PageViewed; see Producer.SendPageViewed.
+	SendPageViewed(ctx context.Context, e *PageViewed) error
+
+	// SendButtonClicked sends one ButtonClicked; see Producer.SendButtonClicked.
+	SendButtonClicked(ctx context.Context, e *ButtonClicked) error
+}
+
+var _ Sender = (*Producer)(nil)
 
 // Producer sends the events of package metrics, each through the producer its
 // guarantee requires: at-most-once events fire and forget (acks=0),
-// at-least-once events wait for an idempotent acks=all write, exactly-once
-// events go through transactions (Begin, InTx). It is safe for concurrent use.
+// at-least-once events wait for an idempotent acks=all write. It is safe for concurrent use.
 type Producer struct {
-	atMostOnce *runtime.AtMostOnceProducer
+	atMostOnce *kafka.AtMostOnceProducer
 }
 
 // NewProducer connects the producers this schema's guarantees need.
-func NewProducer(cfg runtime.Config) (*Producer, error) {
+// The schema has no exactly-once events, so cfg.TransactionalID is unused.
+func NewProducer(cfg kafka.ProducerConfig) (*Producer, error) {
 	p := &Producer{}
 	var err error
-	if p.atMostOnce, err = runtime.NewAtMostOnceProducer(cfg); err != nil {
+	if p.atMostOnce, err = kafka.NewAtMostOnceProducer(cfg.Config); err != nil {
 		p.Close()
 		return nil, err
 	}
@@ -55,12 +68,12 @@ func (p *Producer) SendButtonClicked(ctx context.Context, e *ButtonClicked) erro
 // handlers, then call Run. Exactly-once events are consumed through the
 // generated pipeline functions.
 type Consumer struct {
-	c *runtime.Consumer
+	c *kafka.Consumer
 }
 
 // NewConsumer creates a consumer in the group cfg.GroupID.
-func NewConsumer(cfg runtime.ConsumerConfig) (*Consumer, error) {
-	c, err := runtime.NewConsumer(cfg)
+func NewConsumer(cfg kafka.ConsumerConfig) (*Consumer, error) {
+	c, err := kafka.NewConsumer(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -76,19 +89,19 @@ func (c *Consumer) Run(ctx context.Context) error {
 // PageViewedHandler handles PageViewed, an at-most-once event.
 // The record's offset is committed before the handler runs: a crash or an
 // error loses the event (errors are counted as dropped), it is never redelivered.
-type PageViewedHandler func(ctx context.Context, e *PageViewed, rec runtime.AtMostOnceRecord) error
+type PageViewedHandler func(ctx context.Context, e *PageViewed, rec kafka.AtMostOnceRecord) error
 
 // HandlePageViewed registers the handler for PageViewed events (topic metrics.page-views).
 func (c *Consumer) HandlePageViewed(h PageViewedHandler) {
-	runtime.HandleAtMostOnce(c.c, &pageViewedMeta, runtime.DecodeEvent[PageViewed], h)
+	kafka.HandleAtMostOnce(c.c, &pageViewedMeta, event.DecodeEvent[PageViewed], h)
 }
 
 // ButtonClickedHandler handles ButtonClicked, an at-most-once event.
 // The record's offset is committed before the handler runs: a crash or an
 // error loses the event (errors are counted as dropped), it is never redelivered.
-type ButtonClickedHandler func(ctx context.Context, e *ButtonClicked, rec runtime.AtMostOnceRecord) error
+type ButtonClickedHandler func(ctx context.Context, e *ButtonClicked, rec kafka.AtMostOnceRecord) error
 
 // HandleButtonClicked registers the handler for ButtonClicked events (topic metrics.clicks).
 func (c *Consumer) HandleButtonClicked(h ButtonClickedHandler) {
-	runtime.HandleAtMostOnce(c.c, &buttonClickedMeta, runtime.DecodeEvent[ButtonClicked], h)
+	kafka.HandleAtMostOnce(c.c, &buttonClickedMeta, event.DecodeEvent[ButtonClicked], h)
 }

@@ -6,15 +6,15 @@ package orders
 import (
 	"time"
 
-	"github.com/eventgen/eventgen/runtime"
+	"github.com/eventgen/eventgen/runtime/event"
 )
 
 // Checks, at compile time, that this file and the runtime it imports agree;
 // if a line below fails to compile, regenerate with the eventgen that matches
 // the github.com/eventgen/eventgen module in go.mod.
 const (
-	_ = runtime.EnforceVersion(1 - runtime.MinVersion)
-	_ = runtime.EnforceVersion(runtime.MaxVersion - 1)
+	_ = event.EnforceVersion(2 - event.MinVersion)
+	_ = event.EnforceVersion(event.MaxVersion - 2)
 )
 
 // SchemaFingerprint identifies the topics, guarantees and wire shapes of
@@ -23,25 +23,25 @@ const SchemaFingerprint = "sha256:aea761b4f3e9cdd319f95777f102d453"
 
 // OrderPlaced is published to topic shop.orders.placed with the at-least-once guarantee.
 type OrderPlaced struct {
-	OrderID runtime.UUID `json:"order_id"`
+	OrderID event.UUID `json:"order_id"`
 }
 
-var _ runtime.Event = (*OrderPlaced)(nil)
+var _ event.Event = (*OrderPlaced)(nil)
 
-var orderPlacedMeta = runtime.EventType{
-	CEType:      "orders.OrderPlaced.v1",
-	Dedup:       runtime.DedupPostgres,
-	DedupTTL:    24 * time.Hour,
-	Fingerprint: "sha256:74f5d8ddb8c0c9da1e1294cc9c0f3ba2",
-	Guarantee:   runtime.AtLeastOnce,
+var orderPlacedMeta = event.Type{
 	Name:        "OrderPlaced",
-	Retention:   168 * time.Hour,
-	Source:      "orders",
 	Topic:       "shop.orders.placed",
+	Guarantee:   event.AtLeastOnce,
+	CEType:      "orders.OrderPlaced.v1",
+	Source:      "orders",
+	Fingerprint: "sha256:74f5d8ddb8c0c9da1e1294cc9c0f3ba2",
+	Dedup:       event.DedupPostgres,
+	DedupTTL:    24 * time.Hour,
+	Retention:   168 * time.Hour,
 }
 
 // EventType returns the metadata of OrderPlaced: topic, guarantee, CloudEvents type.
-func (e *OrderPlaced) EventType() *runtime.EventType {
+func (e *OrderPlaced) EventType() *event.Type {
 	return &orderPlacedMeta
 }
 
@@ -57,7 +57,7 @@ func (e *OrderPlaced) IdempotencyKey() string {
 
 // Validate reports every missing required value and invalid enum value.
 func (e *OrderPlaced) Validate() error {
-	var chk runtime.Validator
+	var chk event.Validator
 	chk.UUID("order_id", e.OrderID)
 	return chk.Err()
 }
@@ -66,8 +66,8 @@ func (e *OrderPlaced) Validate() error {
 func (e *OrderPlaced) AppendJSON(b []byte) []byte {
 	start := len(b)
 	b = append(b, ",\"order_id\":"...)
-	b = runtime.AppendUUID(b, e.OrderID)
-	return runtime.CloseObject(b, start)
+	b = event.AppendUUID(b, e.OrderID)
+	return event.CloseObject(b, start)
 }
 
 // MarshalJSON implements json.Marshaler with the wire form.
@@ -77,35 +77,35 @@ func (e *OrderPlaced) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON decodes the wire form, reporting every missing required field.
 func (e *OrderPlaced) UnmarshalJSON(data []byte) error {
-	obj, err := runtime.DecodeObject(data)
+	obj, err := event.DecodeObject(data)
 	if err != nil {
 		return err
 	}
-	e.OrderID = runtime.Field(obj, "order_id", runtime.DecodeUUID)
+	e.OrderID = event.Field(obj, "order_id", event.DecodeUUID)
 	return obj.Err()
 }
 
 // OrderPaid is published to topic shop.orders.paid with the at-least-once guarantee.
 type OrderPaid struct {
-	OrderID runtime.UUID `json:"order_id"`
+	OrderID event.UUID `json:"order_id"`
 }
 
-var _ runtime.Event = (*OrderPaid)(nil)
+var _ event.Event = (*OrderPaid)(nil)
 
-var orderPaidMeta = runtime.EventType{
-	CEType:      "orders.OrderPaid.v1",
-	Dedup:       runtime.DedupPostgres,
-	DedupTTL:    24 * time.Hour,
-	Fingerprint: "sha256:5083bf496ec24a83fee4f1140f0d018a",
-	Guarantee:   runtime.AtLeastOnce,
+var orderPaidMeta = event.Type{
 	Name:        "OrderPaid",
-	Retention:   168 * time.Hour,
-	Source:      "orders",
 	Topic:       "shop.orders.paid",
+	Guarantee:   event.AtLeastOnce,
+	CEType:      "orders.OrderPaid.v1",
+	Source:      "orders",
+	Fingerprint: "sha256:5083bf496ec24a83fee4f1140f0d018a",
+	Dedup:       event.DedupPostgres,
+	DedupTTL:    24 * time.Hour,
+	Retention:   168 * time.Hour,
 }
 
 // EventType returns the metadata of OrderPaid: topic, guarantee, CloudEvents type.
-func (e *OrderPaid) EventType() *runtime.EventType {
+func (e *OrderPaid) EventType() *event.Type {
 	return &orderPaidMeta
 }
 
@@ -121,7 +121,7 @@ func (e *OrderPaid) IdempotencyKey() string {
 
 // Validate reports every missing required value and invalid enum value.
 func (e *OrderPaid) Validate() error {
-	var chk runtime.Validator
+	var chk event.Validator
 	chk.UUID("order_id", e.OrderID)
 	return chk.Err()
 }
@@ -130,8 +130,8 @@ func (e *OrderPaid) Validate() error {
 func (e *OrderPaid) AppendJSON(b []byte) []byte {
 	start := len(b)
 	b = append(b, ",\"order_id\":"...)
-	b = runtime.AppendUUID(b, e.OrderID)
-	return runtime.CloseObject(b, start)
+	b = event.AppendUUID(b, e.OrderID)
+	return event.CloseObject(b, start)
 }
 
 // MarshalJSON implements json.Marshaler with the wire form.
@@ -141,35 +141,35 @@ func (e *OrderPaid) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON decodes the wire form, reporting every missing required field.
 func (e *OrderPaid) UnmarshalJSON(data []byte) error {
-	obj, err := runtime.DecodeObject(data)
+	obj, err := event.DecodeObject(data)
 	if err != nil {
 		return err
 	}
-	e.OrderID = runtime.Field(obj, "order_id", runtime.DecodeUUID)
+	e.OrderID = event.Field(obj, "order_id", event.DecodeUUID)
 	return obj.Err()
 }
 
 // OrderShipped is published to topic shop.orders.shipped with the at-least-once guarantee.
 type OrderShipped struct {
-	OrderID runtime.UUID `json:"order_id"`
+	OrderID event.UUID `json:"order_id"`
 }
 
-var _ runtime.Event = (*OrderShipped)(nil)
+var _ event.Event = (*OrderShipped)(nil)
 
-var orderShippedMeta = runtime.EventType{
-	CEType:      "orders.OrderShipped.v1",
-	Dedup:       runtime.DedupRedis,
-	DedupTTL:    30 * time.Minute,
-	Fingerprint: "sha256:5d3b78f08a881ee26a5c5685b963fa0b",
-	Guarantee:   runtime.AtLeastOnce,
+var orderShippedMeta = event.Type{
 	Name:        "OrderShipped",
-	Retention:   90 * time.Minute,
-	Source:      "orders",
 	Topic:       "shop.orders.shipped",
+	Guarantee:   event.AtLeastOnce,
+	CEType:      "orders.OrderShipped.v1",
+	Source:      "orders",
+	Fingerprint: "sha256:5d3b78f08a881ee26a5c5685b963fa0b",
+	Dedup:       event.DedupRedis,
+	DedupTTL:    30 * time.Minute,
+	Retention:   90 * time.Minute,
 }
 
 // EventType returns the metadata of OrderShipped: topic, guarantee, CloudEvents type.
-func (e *OrderShipped) EventType() *runtime.EventType {
+func (e *OrderShipped) EventType() *event.Type {
 	return &orderShippedMeta
 }
 
@@ -185,7 +185,7 @@ func (e *OrderShipped) IdempotencyKey() string {
 
 // Validate reports every missing required value and invalid enum value.
 func (e *OrderShipped) Validate() error {
-	var chk runtime.Validator
+	var chk event.Validator
 	chk.UUID("order_id", e.OrderID)
 	return chk.Err()
 }
@@ -194,8 +194,8 @@ func (e *OrderShipped) Validate() error {
 func (e *OrderShipped) AppendJSON(b []byte) []byte {
 	start := len(b)
 	b = append(b, ",\"order_id\":"...)
-	b = runtime.AppendUUID(b, e.OrderID)
-	return runtime.CloseObject(b, start)
+	b = event.AppendUUID(b, e.OrderID)
+	return event.CloseObject(b, start)
 }
 
 // MarshalJSON implements json.Marshaler with the wire form.
@@ -205,35 +205,35 @@ func (e *OrderShipped) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON decodes the wire form, reporting every missing required field.
 func (e *OrderShipped) UnmarshalJSON(data []byte) error {
-	obj, err := runtime.DecodeObject(data)
+	obj, err := event.DecodeObject(data)
 	if err != nil {
 		return err
 	}
-	e.OrderID = runtime.Field(obj, "order_id", runtime.DecodeUUID)
+	e.OrderID = event.Field(obj, "order_id", event.DecodeUUID)
 	return obj.Err()
 }
 
 // OrderReturned is published to topic shop.orders.returned with the at-least-once guarantee.
 type OrderReturned struct {
-	OrderID runtime.UUID `json:"order_id"`
+	OrderID event.UUID `json:"order_id"`
 }
 
-var _ runtime.Event = (*OrderReturned)(nil)
+var _ event.Event = (*OrderReturned)(nil)
 
-var orderReturnedMeta = runtime.EventType{
-	CEType:      "orders.OrderReturned.v1",
-	Dedup:       runtime.DedupRedis,
-	DedupTTL:    336 * time.Hour,
-	Fingerprint: "sha256:38114d62e9074e152b4bd6d6e49e3d59",
-	Guarantee:   runtime.AtLeastOnce,
+var orderReturnedMeta = event.Type{
 	Name:        "OrderReturned",
-	Retention:   168 * time.Hour,
-	Source:      "orders",
 	Topic:       "shop.orders.returned",
+	Guarantee:   event.AtLeastOnce,
+	CEType:      "orders.OrderReturned.v1",
+	Source:      "orders",
+	Fingerprint: "sha256:38114d62e9074e152b4bd6d6e49e3d59",
+	Dedup:       event.DedupRedis,
+	DedupTTL:    336 * time.Hour,
+	Retention:   168 * time.Hour,
 }
 
 // EventType returns the metadata of OrderReturned: topic, guarantee, CloudEvents type.
-func (e *OrderReturned) EventType() *runtime.EventType {
+func (e *OrderReturned) EventType() *event.Type {
 	return &orderReturnedMeta
 }
 
@@ -249,7 +249,7 @@ func (e *OrderReturned) IdempotencyKey() string {
 
 // Validate reports every missing required value and invalid enum value.
 func (e *OrderReturned) Validate() error {
-	var chk runtime.Validator
+	var chk event.Validator
 	chk.UUID("order_id", e.OrderID)
 	return chk.Err()
 }
@@ -258,8 +258,8 @@ func (e *OrderReturned) Validate() error {
 func (e *OrderReturned) AppendJSON(b []byte) []byte {
 	start := len(b)
 	b = append(b, ",\"order_id\":"...)
-	b = runtime.AppendUUID(b, e.OrderID)
-	return runtime.CloseObject(b, start)
+	b = event.AppendUUID(b, e.OrderID)
+	return event.CloseObject(b, start)
 }
 
 // MarshalJSON implements json.Marshaler with the wire form.
@@ -269,10 +269,10 @@ func (e *OrderReturned) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON decodes the wire form, reporting every missing required field.
 func (e *OrderReturned) UnmarshalJSON(data []byte) error {
-	obj, err := runtime.DecodeObject(data)
+	obj, err := event.DecodeObject(data)
 	if err != nil {
 		return err
 	}
-	e.OrderID = runtime.Field(obj, "order_id", runtime.DecodeUUID)
+	e.OrderID = event.Field(obj, "order_id", event.DecodeUUID)
 	return obj.Err()
 }

@@ -7,22 +7,53 @@ import (
 	"context"
 	"errors"
 
-	"github.com/eventgen/eventgen/runtime"
+	"github.com/eventgen/eventgen/runtime/event"
+	"github.com/eventgen/eventgen/runtime/kafka"
 )
+
+// Sender is what Producer does, as an interface: code that sends the events
+// of package orders can take a Sender, and its tests a fake.
+type Sender interface {
+	// SendOrderPlaced sends one OrderPlaced; see Producer.SendOrderPlaced.
+	SendOrderPlaced(ctx context.Context, e *OrderPlaced) error
+
+	// SendOrderPlacedAsync queues one OrderPlaced; see Producer.SendOrderPlacedAsync.
+	SendOrderPlacedAsync(ctx context.Context, e *OrderPlaced, done func(error)) error
+
+	// SendOrderPaid sends one OrderPaid; see Producer.SendOrderPaid.
+	SendOrderPaid(ctx context.Context, e *OrderPaid) error
+
+	// SendOrderPaidAsync queues one OrderPaid; see Producer.SendOrderPaidAsync.
+	SendOrderPaidAsync(ctx context.Context, e *OrderPaid, done func(error)) error
+
+	// SendOrderShipped sends one OrderShipped; see Producer.SendOrderShipped.
+	SendOrderShipped(ctx context.Context, e *OrderShipped) error
+
+	// SendOrderShippedAsync queues one OrderShipped; see Producer.SendOrderShippedAsync.
+	SendOrderShippedAsync(ctx context.Context, e *OrderShipped, done func(error)) error
+
+	// SendOrderReturned sends one OrderReturned; see Producer.SendOrderReturned.
+	SendOrderReturned(ctx context.Context, e *OrderReturned) error
+
+	// SendOrderReturnedAsync queues one OrderReturned; see Producer.SendOrderReturnedAsync.
+	SendOrderReturnedAsync(ctx context.Context, e *OrderReturned, done func(error)) error
+}
+
+var _ Sender = (*Producer)(nil)
 
 // Producer sends the events of package orders, each through the producer its
 // guarantee requires: at-most-once events fire and forget (acks=0),
-// at-least-once events wait for an idempotent acks=all write, exactly-once
-// events go through transactions (Begin, InTx). It is safe for concurrent use.
+// at-least-once events wait for an idempotent acks=all write. It is safe for concurrent use.
 type Producer struct {
-	atLeastOnce *runtime.AtLeastOnceProducer
+	atLeastOnce *kafka.AtLeastOnceProducer
 }
 
 // NewProducer connects the producers this schema's guarantees need.
-func NewProducer(cfg runtime.Config) (*Producer, error) {
+// The schema has no exactly-once events, so cfg.TransactionalID is unused.
+func NewProducer(cfg kafka.ProducerConfig) (*Producer, error) {
 	p := &Producer{}
 	var err error
-	if p.atLeastOnce, err = runtime.NewAtLeastOnceProducer(cfg); err != nil {
+	if p.atLeastOnce, err = kafka.NewAtLeastOnceProducer(cfg.Config); err != nil {
 		p.Close()
 		return nil, err
 	}
@@ -103,12 +134,12 @@ func (p *Producer) SendOrderReturnedAsync(ctx context.Context, e *OrderReturned,
 // handlers, then call Run. Exactly-once events are consumed through the
 // generated pipeline functions.
 type Consumer struct {
-	c *runtime.Consumer
+	c *kafka.Consumer
 }
 
 // NewConsumer creates a consumer in the group cfg.GroupID.
-func NewConsumer(cfg runtime.ConsumerConfig) (*Consumer, error) {
-	c, err := runtime.NewConsumer(cfg)
+func NewConsumer(cfg kafka.ConsumerConfig) (*Consumer, error) {
+	c, err := kafka.NewConsumer(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -125,42 +156,42 @@ func (c *Consumer) Run(ctx context.Context) error {
 // The offset is committed after the handler returns nil: a crash redelivers
 // the event, so the handler must tolerate duplicates. An error is retried
 // with backoff, then the record goes to the dead-letter topic.
-type OrderPlacedHandler func(ctx context.Context, e *OrderPlaced, rec runtime.AtLeastOnceRecord) error
+type OrderPlacedHandler func(ctx context.Context, e *OrderPlaced, rec kafka.AtLeastOnceRecord) error
 
 // HandleOrderPlaced registers the handler for OrderPlaced events (topic shop.orders.placed).
 func (c *Consumer) HandleOrderPlaced(h OrderPlacedHandler) {
-	runtime.HandleAtLeastOnce(c.c, &orderPlacedMeta, runtime.DecodeEvent[OrderPlaced], h)
+	kafka.HandleAtLeastOnce(c.c, &orderPlacedMeta, event.DecodeEvent[OrderPlaced], h)
 }
 
 // OrderPaidHandler handles OrderPaid, an at-least-once event.
 // The offset is committed after the handler returns nil: a crash redelivers
 // the event, so the handler must tolerate duplicates. An error is retried
 // with backoff, then the record goes to the dead-letter topic.
-type OrderPaidHandler func(ctx context.Context, e *OrderPaid, rec runtime.AtLeastOnceRecord) error
+type OrderPaidHandler func(ctx context.Context, e *OrderPaid, rec kafka.AtLeastOnceRecord) error
 
 // HandleOrderPaid registers the handler for OrderPaid events (topic shop.orders.paid).
 func (c *Consumer) HandleOrderPaid(h OrderPaidHandler) {
-	runtime.HandleAtLeastOnce(c.c, &orderPaidMeta, runtime.DecodeEvent[OrderPaid], h)
+	kafka.HandleAtLeastOnce(c.c, &orderPaidMeta, event.DecodeEvent[OrderPaid], h)
 }
 
 // OrderShippedHandler handles OrderShipped, an at-least-once event.
 // The offset is committed after the handler returns nil: a crash redelivers
 // the event, so the handler must tolerate duplicates. An error is retried
 // with backoff, then the record goes to the dead-letter topic.
-type OrderShippedHandler func(ctx context.Context, e *OrderShipped, rec runtime.AtLeastOnceRecord) error
+type OrderShippedHandler func(ctx context.Context, e *OrderShipped, rec kafka.AtLeastOnceRecord) error
 
 // HandleOrderShipped registers the handler for OrderShipped events (topic shop.orders.shipped).
 func (c *Consumer) HandleOrderShipped(h OrderShippedHandler) {
-	runtime.HandleAtLeastOnce(c.c, &orderShippedMeta, runtime.DecodeEvent[OrderShipped], h)
+	kafka.HandleAtLeastOnce(c.c, &orderShippedMeta, event.DecodeEvent[OrderShipped], h)
 }
 
 // OrderReturnedHandler handles OrderReturned, an at-least-once event.
 // The offset is committed after the handler returns nil: a crash redelivers
 // the event, so the handler must tolerate duplicates. An error is retried
 // with backoff, then the record goes to the dead-letter topic.
-type OrderReturnedHandler func(ctx context.Context, e *OrderReturned, rec runtime.AtLeastOnceRecord) error
+type OrderReturnedHandler func(ctx context.Context, e *OrderReturned, rec kafka.AtLeastOnceRecord) error
 
 // HandleOrderReturned registers the handler for OrderReturned events (topic shop.orders.returned).
 func (c *Consumer) HandleOrderReturned(h OrderReturnedHandler) {
-	runtime.HandleAtLeastOnce(c.c, &orderReturnedMeta, runtime.DecodeEvent[OrderReturned], h)
+	kafka.HandleAtLeastOnce(c.c, &orderReturnedMeta, event.DecodeEvent[OrderReturned], h)
 }

@@ -5,13 +5,13 @@ package main
 import (
 	"context"
 
-	"github.com/eventgen/eventgen/runtime"
+	"github.com/eventgen/eventgen/runtime/kafka"
 	"github.com/eventgen/eventgen/schemas/examples/shop"
 )
 
 func main() {
-	c, _ := shop.NewConsumer(runtime.ConsumerConfig{})
-	c.HandleOrderPlaced(func(ctx context.Context, e *shop.OrderPlaced, rec runtime.AtMostOnceRecord) error {
+	c, _ := shop.NewConsumer(kafka.ConsumerConfig{})
+	c.HandleOrderPlaced(func(ctx context.Context, e *shop.OrderPlaced, rec kafka.AtMostOnceRecord) error {
 		return nil
 	})
 }

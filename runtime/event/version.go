@@ -1,0 +1,27 @@
+package event
+
+// EnforceVersion is used by generated code to check, at compile time, that
+// the generated code and this module are compatible, in the spirit of
+// protobuf-go's protoimpl.EnforceVersion. Generated files contain
+//
+//	const (
+//		_ = event.EnforceVersion(2 - event.MinVersion)
+//		_ = event.EnforceVersion(event.MaxVersion - 2)
+//	)
+//
+// A negative constant cannot be converted to an unsigned type, so a file
+// generated for a runtime that is too old or too new fails to compile on the
+// line that names the problem. The fix is to regenerate with the eventgen of
+// the github.com/eventgen/eventgen module that the service's go.mod names.
+type EnforceVersion uint
+
+const (
+	// GenVersion is the version of the code the generator in this module
+	// emits. Version 2 split the runtime into runtime/event and
+	// runtime/kafka and gave NewProducer one signature for every schema.
+	GenVersion = 2
+	// MinVersion is the oldest generated-code version this runtime supports.
+	MinVersion = 2
+	// MaxVersion is the newest generated-code version this runtime supports.
+	MaxVersion = 2
+)

@@ -1,0 +1,649 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/eventgen/eventgen/runtime/event"
+)
+
+// Deduper is the seam for dedup stores that absorb at-least-once
+// redeliveries (a PostgreSQL processed-events table, a Redis lease). The
+// consumer calls Process for every decoded record with the event's
+// idempotency key; an implementation runs handle unless key is already
+// recorded as processed, and records key when handle succeeds. It reports
+// whether handle ran; ran=false with a nil error counts as a Duplicate and
+// the record is committed without running the handler.
+//
+// For the guarantee to become effectively-once, recording the key must be
+// atomic with the handler's effects (PostgreSQL: insert the key in the same
+// transaction, relying on the primary key, not on SELECT ... FOR UPDATE) or
+// bounded by a lease longer than a handler run (Redis). An error from
+// Process is treated as a handler error: retried, then dead-lettered.
+type Deduper interface {
+	Process(ctx context.Context, et *event.Type, key string, handle func(context.Context) error) (ran bool, err error)
+}
+
+// ConsumerConfig configures a Consumer.
+type ConsumerConfig struct {
+	Config
+	// GroupID is the Kafka consumer group. Required.
+	GroupID string
+	// InstanceID, when set, makes this process a static member of the
+	// group (group.instance.id): a restart with the same InstanceID takes
+	// its partitions back without waiting for the session timeout, and an
+	// older process still running with the same InstanceID is fenced.
+	// Default "": dynamic membership.
+	InstanceID string
+	// Retry bounds at-least-once handler retries before dead-lettering.
+	// Default: see RetryPolicy.
+	Retry RetryPolicy
+	// DisableDeadLetter turns off the dead-letter topic for at-least-once
+	// handlers. A record that exhausts its retries (or fails to decode)
+	// then stops Run with an error and is not committed: nothing is
+	// skipped. Default false: dead-lettering is on.
+	DisableDeadLetter bool
+	// Dedup, when set, wraps every at-least-once handler call. Default nil.
+	Dedup Deduper
+	// MaxBatch caps how many buffered at-most-once records are committed
+	// together before their handlers run, and how many at-least-once
+	// records of one partition are handled between two commits (the most a
+	// crash makes a partition redeliver). Default 500.
+	MaxBatch int
+	// CommitInterval is how long an at-least-once partition under constant
+	// load goes between commits; a partition that has nothing buffered
+	// commits at once. Default 1s.
+	CommitInterval time.Duration
+}
+
+// Consumer errors.
+var (
+	// ErrGuaranteeMismatch is returned by Run when a handler was registered
+	// for an event type of another guarantee.
+	ErrGuaranteeMismatch = errors.New("eventgen: handler guarantee does not match the event type")
+	// ErrDeadLetter is returned by Run when a record could be neither
+	// handled nor dead-lettered; its offset was not committed.
+	ErrDeadLetter = errors.New("eventgen: record could not be dead-lettered")
+	// ErrFenced is returned by Run and RunPipeline when another process took
+	// over this one's identity (InstanceID or TransactionalID): the process
+	// is a zombie and has stopped writing.
+	ErrFenced = errors.New("eventgen: fenced by a newer instance")
+)
+
+// errStopped reports that processing of a record was interrupted because its
+// session ended (rebalance or shutdown); the record stays uncommitted.
+var errStopped = errors.New("eventgen: session ended")
+
+// Consumer reads events of one consumer group and runs the handlers
+// registered with HandleAtMostOnce and HandleAtLeastOnce. Records of one
+// partition are handled one at a time, in offset order; offsets are committed
+// only up to a record whose predecessors are all done.
+type Consumer struct {
+	cfg ConsumerConfig
+	log *slog.Logger
+	met Metrics
+
+	mu      sync.Mutex
+	routes  map[string][]*route // by topic
+	regErrs []error
+	running bool
+}
+
+// route is one registered handler.
+type route struct {
+	et *event.Type
+	g  event.Guarantee
+	// prepare decodes m and returns a function that runs the handler once
+	// (attempt is 1-based) and the idempotency key for a Deduper.
+	prepare func(m *sarama.ConsumerMessage) (run func(ctx context.Context, attempt int) error, key string, err error)
+}
+
+// NewConsumer checks cfg and returns a Consumer with no handlers.
+func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
+	if len(cfg.Brokers) == 0 {
+		return nil, errors.New("eventgen: ConsumerConfig.Brokers is empty")
+	}
+	if cfg.GroupID == "" {
+		return nil, errors.New("eventgen: ConsumerConfig.GroupID is required")
+	}
+	r, err := cfg.Retry.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	cfg.Retry = r
+	if cfg.MaxBatch < 0 || cfg.CommitInterval < 0 {
+		return nil, errors.New("eventgen: ConsumerConfig.MaxBatch and CommitInterval must not be negative")
+	}
+	if cfg.MaxBatch == 0 {
+		cfg.MaxBatch = 500
+	}
+	if cfg.CommitInterval == 0 {
+		cfg.CommitInterval = time.Second
+	}
+	return &Consumer{cfg: cfg, log: cfg.logger(), met: cfg.metrics(), routes: map[string][]*route{}}, nil
+}
+
+// HandleAtMostOnce registers h for events of type et, which must be an
+// at-most-once event. Buffered records are committed before their handlers
+// run: a crash or a handler error loses the record (counted as Dropped and
+// logged), it is never handled twice by this group.
+func HandleAtMostOnce[T any](c *Consumer, et *event.Type, decode func([]byte) (T, error), h func(context.Context, T, AtMostOnceRecord) error) {
+	handle(c, "HandleAtMostOnce", et, event.AtMostOnce, decode, h, func(m Record) AtMostOnceRecord { return AtMostOnceRecord{m} })
+}
+
+// HandleAtLeastOnce registers h for events of type et, which must be an
+// at-least-once event. A record is committed after h succeeds; a failing h
+// is retried per ConsumerConfig.Retry, then the record goes to the
+// dead-letter topic (DeadLetterTopic) before it is committed. Records are
+// redelivered after a crash or rebalance: h must be idempotent or the
+// consumer needs a Deduper.
+func HandleAtLeastOnce[T any](c *Consumer, et *event.Type, decode func([]byte) (T, error), h func(context.Context, T, AtLeastOnceRecord) error) {
+	handle(c, "HandleAtLeastOnce", et, event.AtLeastOnce, decode, h, func(m Record) AtLeastOnceRecord { return AtLeastOnceRecord{m} })
+}
+
+// handle registers a typed handler whose record type R carries guarantee g.
+func handle[T, R any](c *Consumer, caller string, et *event.Type, g event.Guarantee, decode func([]byte) (T, error), h func(context.Context, T, R) error, wrap func(Record) R) {
+	if decode == nil || h == nil {
+		c.addErr(fmt.Errorf("eventgen: %s(%s): decode and handler are required", caller, etName(et)))
+		return
+	}
+	c.register(et, g, func(m *sarama.ConsumerMessage) (func(context.Context, int) error, string, error) {
+		v, err := decode(m.Value)
+		if err != nil {
+			return nil, "", err
+		}
+		meta := newRecord(m)
+		return func(ctx context.Context, attempt int) error {
+			meta.Attempt = attempt
+			return h(meta.Context(ctx), v, wrap(meta))
+		}, idempotencyKey(&v, &meta), nil
+	})
+}
+
+func etName(et *event.Type) string {
+	if et == nil {
+		return "<nil EventType>"
+	}
+	return et.Name
+}
+
+// idempotencyKey returns the event's IdempotencyKey when the decoded value
+// has one, else the record's ce_id, else its coordinates.
+func idempotencyKey[T any](v *T, meta *Record) string {
+	if k, ok := any(v).(interface{ IdempotencyKey() string }); ok {
+		return k.IdempotencyKey()
+	}
+	if k, ok := any(*v).(interface{ IdempotencyKey() string }); ok {
+		return k.IdempotencyKey()
+	}
+	if meta.ID != "" {
+		return meta.ID
+	}
+	return fmt.Sprintf("%s/%d/%d", meta.Topic, meta.Partition, meta.Offset)
+}
+
+func (c *Consumer) addErr(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.regErrs = append(c.regErrs, err)
+}
+
+func (c *Consumer) register(et *event.Type, g event.Guarantee, prepare func(*sarama.ConsumerMessage) (func(context.Context, int) error, string, error)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.running:
+		c.regErrs = append(c.regErrs, fmt.Errorf("eventgen: handler for %s registered after Run", etName(et)))
+		return
+	case et == nil || et.Topic == "":
+		c.regErrs = append(c.regErrs, fmt.Errorf("eventgen: handler registered for %s without a topic", etName(et)))
+		return
+	case et.Guarantee != g:
+		c.regErrs = append(c.regErrs, fmt.Errorf("%w: %s is %s, handler is %s", ErrGuaranteeMismatch, et.Name, et.Guarantee, g))
+		return
+	}
+	for _, r := range c.routes[et.Topic] {
+		if r.et == et || r.et.Name == et.Name {
+			c.regErrs = append(c.regErrs, fmt.Errorf("eventgen: two handlers for %s", et.Name))
+			return
+		}
+		if r.g != g {
+			c.regErrs = append(c.regErrs, fmt.Errorf("eventgen: topic %q has %s (%s) and %s (%s) handlers; one topic needs one guarantee", et.Topic, r.et.Name, r.g, et.Name, g))
+			return
+		}
+	}
+	c.routes[et.Topic] = append(c.routes[et.Topic], &route{et: et, g: g, prepare: prepare})
+}
+
+// Run joins the group and handles records until ctx is done, then shuts down
+// gracefully: each partition finishes its in-flight handler (handlers get a
+// context that shutdown does not cancel), commits what was handled, and the
+// consumer leaves. Run returns nil after a shutdown caused by ctx, and an
+// error when it could not start or had to stop: registration errors
+// (ErrGuaranteeMismatch), ErrFenced, ErrDeadLetter.
+func (c *Consumer) Run(ctx context.Context) error {
+	c.mu.Lock()
+	if c.running {
+		c.mu.Unlock()
+		return errors.New("eventgen: Consumer.Run called twice")
+	}
+	c.running = true
+	regErrs := errors.Join(c.regErrs...)
+	routes := c.routes
+	c.mu.Unlock()
+	if regErrs != nil {
+		return regErrs
+	}
+	if len(routes) == 0 {
+		return errors.New("eventgen: Consumer.Run: no handlers registered")
+	}
+	topics := make([]string, 0, len(routes))
+	needDLQ := false
+	for t, rs := range routes {
+		topics = append(topics, t)
+		needDLQ = needDLQ || (rs[0].g == event.AtLeastOnce && !c.cfg.DisableDeadLetter)
+	}
+	sort.Strings(topics)
+
+	sc, err := c.consumerSaramaConfig()
+	if err != nil {
+		return err
+	}
+	client, err := sarama.NewClient(c.cfg.Brokers, sc)
+	if err != nil {
+		return fmt.Errorf("eventgen: consumer %s: %w", c.cfg.GroupID, err)
+	}
+	defer client.Close()
+	var dlq sarama.SyncProducer
+	if needDLQ {
+		pc, err := deadLetterSaramaConfig(c.cfg.Config)
+		if err != nil {
+			return err
+		}
+		dlq, err = sarama.NewSyncProducer(c.cfg.Brokers, pc)
+		if err != nil {
+			return fmt.Errorf("eventgen: consumer %s: dead-letter producer: %w", c.cfg.GroupID, err)
+		}
+		defer dlq.Close()
+	}
+	group, err := sarama.NewConsumerGroupFromClient(c.cfg.GroupID, client)
+	if err != nil {
+		return fmt.Errorf("eventgen: consumer %s: %w", c.cfg.GroupID, err)
+	}
+	runCtx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	h := &groupHandler{
+		c:        c,
+		client:   client,
+		dlq:      dlq,
+		routes:   routes,
+		stop:     stop,
+		handlerC: context.WithoutCancel(ctx),
+	}
+	errsDone := make(chan struct{})
+	go func() {
+		defer close(errsDone)
+		for err := range group.Errors() {
+			c.log.Warn("eventgen: consumer group error", "group", c.cfg.GroupID, "error", err)
+		}
+	}()
+	c.log.Info("eventgen: consumer starting", "group", c.cfg.GroupID, "instance", c.cfg.InstanceID, "topics", topics)
+	for runCtx.Err() == nil {
+		err := group.Consume(runCtx, topics, h)
+		switch {
+		case err == nil:
+		case errors.Is(err, sarama.ErrClosedConsumerGroup):
+			stop(err)
+		case errors.Is(err, sarama.ErrFencedInstancedId):
+			h.fail(fmt.Errorf("%w: consumer %s instance %q: %v", ErrFenced, c.cfg.GroupID, c.cfg.InstanceID, err))
+		default:
+			c.log.Warn("eventgen: consumer session failed; rejoining", "group", c.cfg.GroupID, "error", err)
+			_ = sleepCtx(runCtx, 250*time.Millisecond)
+		}
+	}
+	closeErr := group.Close()
+	<-errsDone
+	if err := h.err(); err != nil {
+		c.log.Error("eventgen: consumer stopped", "group", c.cfg.GroupID, "error", err)
+		return err
+	}
+	if closeErr != nil {
+		c.log.Warn("eventgen: closing consumer group", "group", c.cfg.GroupID, "error", closeErr)
+	}
+	c.log.Info("eventgen: consumer stopped", "group", c.cfg.GroupID)
+	return nil
+}
+
+// consumerSaramaConfig returns the group consumer's sarama configuration.
+func (c *Consumer) consumerSaramaConfig() (*sarama.Config, error) {
+	sc, err := c.cfg.saramaConfig()
+	if err != nil {
+		return nil, err
+	}
+	sc.Consumer.Offsets.AutoCommit.Enable = false
+	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
+	sc.Consumer.Return.Errors = true
+	sc.Consumer.Group.InstanceId = c.cfg.InstanceID
+	if err := c.cfg.tune(sc); err != nil {
+		return nil, err
+	}
+	if sc.Consumer.Offsets.AutoCommit.Enable {
+		return nil, fmt.Errorf("%w: consumers require Consumer.Offsets.AutoCommit.Enable=false: eventgen commits offsets itself, in order", ErrConflictingConfig)
+	}
+	if sc.Consumer.Group.InstanceId != c.cfg.InstanceID {
+		return nil, fmt.Errorf("%w: set static membership with ConsumerConfig.InstanceID, not Consumer.Group.InstanceId", ErrConflictingConfig)
+	}
+	return sc, nil
+}
+
+// deadLetterSaramaConfig returns the configuration of an idempotent,
+// acks=all sync producer for dead letters.
+func deadLetterSaramaConfig(cfg Config) (*sarama.Config, error) {
+	pc, err := cfg.saramaConfig()
+	if err != nil {
+		return nil, err
+	}
+	pc.ClientID += "-dlq"
+	pc.Producer.Idempotent = true
+	pc.Producer.RequiredAcks = sarama.WaitForAll
+	pc.Net.MaxOpenRequests = 1
+	pc.Producer.Retry.Max = 10
+	pc.Producer.Return.Successes = true
+	pc.Producer.Return.Errors = true
+	if err := cfg.tune(pc); err != nil {
+		return nil, err
+	}
+	if !pc.Producer.Idempotent || pc.Producer.RequiredAcks != sarama.WaitForAll {
+		return nil, fmt.Errorf("%w: the dead-letter producer requires Producer.Idempotent and acks=all", ErrConflictingConfig)
+	}
+	return pc, nil
+}
+
+// groupHandler is the sarama.ConsumerGroupHandler of a Consumer.
+type groupHandler struct {
+	c        *Consumer
+	client   sarama.Client
+	dlq      sarama.SyncProducer
+	routes   map[string][]*route
+	stop     context.CancelCauseFunc
+	handlerC context.Context // survives shutdown, so in-flight handlers finish
+
+	mu    sync.Mutex
+	fatal error
+}
+
+func (h *groupHandler) fail(err error) {
+	h.mu.Lock()
+	if h.fatal == nil {
+		h.fatal = err
+	}
+	h.mu.Unlock()
+	h.stop(err)
+}
+
+func (h *groupHandler) err() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.fatal
+}
+
+func (h *groupHandler) Setup(sess sarama.ConsumerGroupSession) error {
+	h.c.log.Info("eventgen: partitions assigned", "group", h.c.cfg.GroupID, "generation", sess.GenerationID(), "claims", sess.Claims())
+	return nil
+}
+
+func (h *groupHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
+
+func (h *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	routes := h.routes[claim.Topic()]
+	if len(routes) == 0 {
+		return fmt.Errorf("eventgen: no handler for topic %q", claim.Topic())
+	}
+	if routes[0].g == event.AtMostOnce {
+		return h.consumeAtMostOnce(sess, claim, routes)
+	}
+	return h.consumeAtLeastOnce(sess, claim, routes)
+}
+
+// pick returns the route of m: the only one of its topic, or the one whose
+// CEType is m's ce_type header; nil if none matches.
+func pick(routes []*route, m *sarama.ConsumerMessage) *route {
+	if len(routes) == 1 {
+		return routes[0]
+	}
+	typ, _ := HeaderValue(m.Headers, event.HeaderType)
+	for _, r := range routes {
+		if r.et.CEType == typ {
+			return r
+		}
+	}
+	return nil
+}
+
+// consumeAtMostOnce commits each batch of buffered records, then handles
+// it. A failed commit ends the session without handling the batch: the
+// records stay uncommitted and the partition's next owner gets them.
+func (h *groupHandler) consumeAtMostOnce(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim, routes []*route) error {
+	log := h.c.log.With("group", h.c.cfg.GroupID, "topic", claim.Topic(), "partition", claim.Partition())
+	batch := make([]*sarama.ConsumerMessage, 0, h.c.cfg.MaxBatch)
+	for {
+		var ok bool
+		if batch, ok = nextBatch(sess, claim, batch, h.c.cfg.MaxBatch); !ok {
+			return nil
+		}
+		last := batch[len(batch)-1]
+		if err := h.commit(sess, claim.Topic(), claim.Partition(), last.Offset+1); err != nil {
+			log.Warn("eventgen: at-most-once commit failed; leaving the batch unhandled for the partition's next owner",
+				"from", batch[0].Offset, "to", last.Offset, "error", err)
+			return fmt.Errorf("eventgen: at-most-once commit of %s/%d: %w", claim.Topic(), claim.Partition(), err)
+		}
+		for _, m := range batch {
+			r := pick(routes, m)
+			name := claim.Topic()
+			if r != nil {
+				name = r.et.Name
+			}
+			h.c.met.Count(name, Committed, 1)
+			if r == nil {
+				h.c.met.Count(name, Dropped, 1)
+				log.Warn("eventgen: dropped record with no handler for its ce_type", "offset", m.Offset)
+				continue
+			}
+			run, _, err := r.prepare(m)
+			if err == nil {
+				err = run(h.handlerC, 1)
+			} else {
+				err = fmt.Errorf("decoding: %w", err)
+			}
+			if err != nil {
+				h.c.met.Count(name, Dropped, 1)
+				log.Warn("eventgen: at-most-once record dropped", "event", name, "offset", m.Offset, "error", err)
+				continue
+			}
+			h.c.met.Count(name, Handled, 1)
+		}
+	}
+}
+
+// consumeAtLeastOnce handles each record (with retries, then dead-lettering)
+// and then commits, in order.
+func (h *groupHandler) consumeAtLeastOnce(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim, routes []*route) error {
+	log := h.c.log.With("group", h.c.cfg.GroupID, "topic", claim.Topic(), "partition", claim.Partition())
+	next := int64(-1)
+	pending := map[string]int64{} // handled but uncommitted records, by event name
+	uncommitted := 0
+	lastCommit := time.Now()
+	flush := func() {
+		if len(pending) == 0 {
+			return
+		}
+		if err := h.commit(sess, claim.Topic(), claim.Partition(), next); err != nil {
+			// Commits are cumulative: the next one covers these records;
+			// if there is none, they are redelivered (at-least-once).
+			log.Warn("eventgen: commit failed", "offset", next, "error", err)
+			return
+		}
+		for name, n := range pending {
+			h.c.met.Count(name, Committed, n)
+		}
+		clear(pending)
+		uncommitted = 0
+		lastCommit = time.Now()
+	}
+	defer flush()
+	for {
+		if sess.Context().Err() != nil {
+			return nil
+		}
+		var m *sarama.ConsumerMessage
+		var ok bool
+		select {
+		case <-sess.Context().Done():
+			return nil
+		case m, ok = <-claim.Messages():
+			if !ok {
+				return nil
+			}
+		}
+		name, err := h.processAtLeastOnce(sess.Context(), routes, m, log)
+		if err != nil {
+			if errors.Is(err, errStopped) {
+				return nil
+			}
+			return err
+		}
+		next = m.Offset + 1
+		pending[name]++
+		uncommitted++
+		if len(claim.Messages()) == 0 || uncommitted >= h.c.cfg.MaxBatch || time.Since(lastCommit) >= h.c.cfg.CommitInterval {
+			flush()
+		}
+	}
+}
+
+// processAtLeastOnce runs m's handler until it succeeds or the retries are
+// spent, then dead-letters m. It returns the event name for metrics, and
+// errStopped when sctx ended during a backoff (m is not done).
+func (h *groupHandler) processAtLeastOnce(sctx context.Context, routes []*route, m *sarama.ConsumerMessage, log *slog.Logger) (string, error) {
+	r := pick(routes, m)
+	if r == nil {
+		typ, _ := HeaderValue(m.Headers, event.HeaderType)
+		return m.Topic, h.deadLetter(m.Topic, m, fmt.Errorf("no handler for ce_type %q", typ), 0, log)
+	}
+	name := r.et.Name
+	run, key, err := r.prepare(m)
+	if err != nil {
+		return name, h.deadLetter(name, m, fmt.Errorf("decoding %s: %w", name, err), 0, log)
+	}
+	pol := h.c.cfg.Retry
+	for attempt := 1; ; attempt++ {
+		if h.c.cfg.Dedup != nil {
+			var ran bool
+			ran, err = h.c.cfg.Dedup.Process(h.handlerC, r.et, key, func(ctx context.Context) error { return run(ctx, attempt) })
+			if err == nil && !ran {
+				h.c.met.Count(name, Duplicates, 1)
+				return name, nil
+			}
+		} else {
+			err = run(h.handlerC, attempt)
+		}
+		if err == nil {
+			h.c.met.Count(name, Handled, 1)
+			return name, nil
+		}
+		log.Warn("eventgen: handler failed", "event", name, "offset", m.Offset, "attempt", attempt, "error", err)
+		if attempt >= pol.MaxAttempts {
+			return name, h.deadLetter(name, m, err, attempt, log)
+		}
+		h.c.met.Count(name, Retried, 1)
+		if sleepCtx(sctx, pol.delay(attempt)) != nil {
+			return name, errStopped
+		}
+	}
+}
+
+// deadLetter writes m to its dead-letter topic and waits for the ack; with
+// dead-lettering disabled, or when the write fails, it stops the consumer.
+func (h *groupHandler) deadLetter(name string, m *sarama.ConsumerMessage, cause error, attempts int, log *slog.Logger) error {
+	if h.dlq == nil {
+		err := fmt.Errorf("%w: %s/%d@%d: dead-lettering is disabled: %v", ErrDeadLetter, m.Topic, m.Partition, m.Offset, cause)
+		h.fail(err)
+		return err
+	}
+	if _, _, err := h.dlq.SendMessage(deadLetterMessage(m, cause, attempts)); err != nil {
+		err = fmt.Errorf("%w: %s/%d@%d to %s: %v (record error: %v)", ErrDeadLetter, m.Topic, m.Partition, m.Offset, DeadLetterTopic(m.Topic), err, cause)
+		h.fail(err)
+		return err
+	}
+	h.c.met.Count(name, DeadLettered, 1)
+	log.Error("eventgen: record dead-lettered", "event", name, "offset", m.Offset, "attempts", attempts, "dlq", DeadLetterTopic(m.Topic), "error", cause)
+	return nil
+}
+
+// commit synchronously commits next as the group's offset of one partition,
+// on behalf of the session's member and generation, so the coordinator
+// rejects it once the partition may belong to someone else. (sarama's
+// session.Commit reports no errors, which at-most-once needs.)
+func (h *groupHandler) commit(sess sarama.ConsumerGroupSession, topic string, partition int32, next int64) error {
+	return commitOffsets(h.client, h.c.cfg.GroupID, h.c.cfg.InstanceID, sess, map[string]map[int32]int64{topic: {partition: next}})
+}
+
+func commitOffsets(client sarama.Client, group, instanceID string, sess sarama.ConsumerGroupSession, offsets map[string]map[int32]int64) error {
+	req := &sarama.OffsetCommitRequest{
+		Version:                 8,
+		ConsumerGroup:           group,
+		ConsumerGroupGeneration: sess.GenerationID(),
+		ConsumerID:              sess.MemberID(),
+	}
+	if instanceID != "" {
+		req.GroupInstanceId = &instanceID
+	}
+	for t, ps := range offsets {
+		for p, off := range ps {
+			req.AddBlock(t, p, off, 0, "")
+		}
+	}
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		if attempt > 0 {
+			_ = client.RefreshCoordinator(group)
+		}
+		broker, err := client.Coordinator(group)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		resp, err := broker.CommitOffset(req)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		retry := false
+		lastErr = nil
+		for t, ps := range offsets {
+			for p := range ps {
+				kerr := sarama.ErrIncompleteResponse
+				if e, ok := resp.Errors[t][p]; ok {
+					kerr = e
+				}
+				switch kerr {
+				case sarama.ErrNoError:
+				case sarama.ErrNotCoordinatorForConsumer, sarama.ErrConsumerCoordinatorNotAvailable, sarama.ErrRequestTimedOut:
+					retry, lastErr = true, kerr
+				default:
+					return kerr
+				}
+			}
+		}
+		if !retry {
+			return nil
+		}
+	}
+	return lastErr
+}

@@ -1,0 +1,4 @@
+package kafka
+
+// NewRecord exposes newRecord to the external tests.
+var NewRecord = newRecord

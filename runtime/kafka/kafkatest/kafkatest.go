@@ -1,0 +1,198 @@
+// Package kafkatest starts Kafka for tests and demos: an in-process kfake
+// cluster on 127.0.0.1, or the external cluster named by the
+// EVENTGEN_KAFKA_BROKERS environment variable, plus fault injection helpers
+// that need kfake.
+//
+//	c := kafkatest.Start(t, kafkatest.Partitions(3))
+//	c.LoseProduceAcks(2) // the next two produce responses carry REQUEST_TIMED_OUT
+//	cfg := kafka.Config{Brokers: c.Brokers()}
+package kafkatest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// EnvBrokers is the environment variable that points tests at an external
+// cluster: comma-separated host:port pairs.
+const EnvBrokers = "EVENTGEN_KAFKA_BROKERS"
+
+// ErrNeedsKfake is returned (by Fault.Err) when a fault is requested on an
+// external cluster outside a test; in a test the test is skipped instead.
+var ErrNeedsKfake = errors.New("kafkatest: fault injection needs the in-process kfake cluster (unset " + EnvBrokers + ")")
+
+// Option configures Start and New.
+type Option func(*options)
+
+type options struct {
+	partitions int
+	brokers    int
+	seedTopics []string
+	kfakeOpts  []kfake.Opt
+	external   *bool
+}
+
+// Partitions sets the partition count of auto-created topics and of topics
+// created by CreateTopic with partitions <= 0. Default 3.
+func Partitions(n int) Option { return func(o *options) { o.partitions = n } }
+
+// NumBrokers sets how many kfake brokers to start. Default 1. Ignored for an
+// external cluster.
+func NumBrokers(n int) Option { return func(o *options) { o.brokers = n } }
+
+// Topics creates topics up front with the default partition count (kfake
+// only; on an external cluster use CreateTopic).
+func Topics(names ...string) Option {
+	return func(o *options) { o.seedTopics = append(o.seedTopics, names...) }
+}
+
+// KfakeOptions passes extra options to kfake.NewCluster.
+func KfakeOptions(opts ...kfake.Opt) Option {
+	return func(o *options) { o.kfakeOpts = append(o.kfakeOpts, opts...) }
+}
+
+// InProcess forces an in-process kfake cluster even when EVENTGEN_KAFKA_BROKERS
+// is set (for tests that exist to inject faults).
+func InProcess() Option {
+	return func(o *options) { f := false; o.external = &f }
+}
+
+// Cluster is a running test cluster. Its methods are safe for concurrent use.
+type Cluster struct {
+	t        testing.TB // nil when made by New
+	brokers  []string
+	kf       *kfake.Cluster // nil for an external cluster
+	opts     options
+	killLeft atomic.Int64 // kills pending over all faults: a fast check for the connections
+	killMu   sync.Mutex
+	kills    []*killFault // KillConnectionsOnProduce faults with kills left
+}
+
+// Start returns a cluster for t, closed by t.Cleanup: the external cluster
+// named by EVENTGEN_KAFKA_BROKERS if set, else a new kfake cluster listening
+// on 127.0.0.1 on free ports with automatic topic creation. It fails the
+// test if the cluster cannot start.
+func Start(t testing.TB, opts ...Option) *Cluster {
+	t.Helper()
+	c, err := New(opts...)
+	if err != nil {
+		t.Fatalf("kafkatest: %v", err)
+	}
+	c.t = t
+	t.Cleanup(c.Close)
+	return c
+}
+
+// New is Start for programs (demos, benchmarks' main functions): the caller
+// must Close the cluster.
+func New(opts ...Option) (*Cluster, error) {
+	o := options{partitions: 3, brokers: 1}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	c := &Cluster{opts: o}
+	env := strings.TrimSpace(os.Getenv(EnvBrokers))
+	if env != "" && (o.external == nil || *o.external) {
+		for _, b := range strings.Split(env, ",") {
+			if b = strings.TrimSpace(b); b != "" {
+				c.brokers = append(c.brokers, b)
+			}
+		}
+		return c, nil
+	}
+	kopts := []kfake.Opt{
+		kfake.NumBrokers(o.brokers),
+		kfake.AllowAutoTopicCreation(),
+		kfake.DefaultNumPartitions(o.partitions),
+		kfake.ListenFn(c.listen),
+	}
+	if len(o.seedTopics) > 0 {
+		kopts = append(kopts, kfake.SeedTopics(int32(o.partitions), o.seedTopics...))
+	}
+	kopts = append(kopts, o.kfakeOpts...)
+	kf, err := kfake.NewCluster(kopts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafkatest: starting kfake: %w", err)
+	}
+	c.kf = kf
+	c.brokers = kf.ListenAddrs()
+	return c, nil
+}
+
+// Brokers returns the bootstrap addresses.
+func (c *Cluster) Brokers() []string { return append([]string(nil), c.brokers...) }
+
+// External reports whether the cluster is an external one from
+// EVENTGEN_KAFKA_BROKERS.
+func (c *Cluster) External() bool { return c.kf == nil }
+
+// Kfake returns the in-process cluster for custom control functions, or nil
+// for an external cluster.
+func (c *Cluster) Kfake() *kfake.Cluster { return c.kf }
+
+// Close stops an in-process cluster; it does nothing for an external one.
+// It is safe to call more than once.
+func (c *Cluster) Close() {
+	if c.kf != nil {
+		c.kf.Close()
+	}
+}
+
+// CreateTopic creates a topic with the given partition count (<= 0: the
+// cluster default) and replication factor 1, failing the test on error. An
+// existing topic is not an error.
+func (c *Cluster) CreateTopic(t testing.TB, name string, partitions int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := c.EnsureTopic(ctx, name, partitions); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// EnsureTopic is CreateTopic for programs.
+func (c *Cluster) EnsureTopic(ctx context.Context, name string, partitions int) error {
+	if partitions <= 0 {
+		partitions = c.opts.partitions
+	}
+	sc := sarama.NewConfig()
+	sc.Version = sarama.V3_6_0_0
+	sc.ClientID = "kafkatest-admin"
+	if dl, ok := ctx.Deadline(); ok {
+		sc.Admin.Timeout = time.Until(dl)
+	}
+	type result struct{ err error }
+	done := make(chan result, 1)
+	go func() {
+		admin, err := sarama.NewClusterAdmin(c.brokers, sc)
+		if err != nil {
+			done <- result{err}
+			return
+		}
+		defer admin.Close()
+		err = admin.CreateTopic(name, &sarama.TopicDetail{NumPartitions: int32(partitions), ReplicationFactor: 1}, false)
+		if errors.Is(err, sarama.ErrTopicAlreadyExists) {
+			err = nil
+		}
+		done <- result{err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return fmt.Errorf("kafkatest: creating topic %q: %w", name, r.err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("kafkatest: creating topic %q: %w", name, ctx.Err())
+	}
+}

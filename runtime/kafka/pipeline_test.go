@@ -1,0 +1,527 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/eventgen/eventgen/runtime/event"
+	"github.com/eventgen/eventgen/runtime/kafka/kafkatest"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// runChildPipeline runs the test pipeline: one Output (same key, Src =
+// "partition/offset" of the input) per Input, none when Seq%CHILD_SKIP_MOD
+// is 0. CHILD_KILL_AT_TXN=k SIGKILLs the process inside its k-th
+// transaction (outputs written, offsets added, not committed);
+// CHILD_STOP_AT_TXN=k SIGSTOPs it there instead.
+func runChildPipeline(ctx context.Context) error {
+	in := testEventType("Input", os.Getenv("CHILD_IN"), event.ExactlyOnce)
+	out := testEventType("Output", os.Getenv("CHILD_OUT"), event.ExactlyOnce)
+	killAt, stopAt, txns := envInt("CHILD_KILL_AT_TXN"), envInt("CHILD_STOP_AT_TXN"), 0
+	hooks := &pipelineHooks{beforeCommit: func([]*sarama.ConsumerMessage) {
+		txns++ // under the pipeline's transaction lock
+		switch txns {
+		case killAt:
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {}
+		case stopAt:
+			fmt.Fprintln(os.Stderr, "child: stopping itself inside transaction", txns)
+			_ = syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+			fmt.Fprintln(os.Stderr, "child: continued")
+		}
+	}}
+	tune := fastTune
+	if ms := envInt("CHILD_SESSION_MS"); ms > 0 {
+		tune = func(sc *sarama.Config) {
+			fastTune(sc)
+			sc.Consumer.Group.Session.Timeout = time.Duration(ms) * time.Millisecond
+			sc.Consumer.Group.Heartbeat.Interval = time.Duration(ms) * time.Millisecond / 5
+		}
+	}
+	cfg := PipelineConfig{
+		Config:          Config{Brokers: childBrokers(), Tune: tune, Logger: childLogger()},
+		GroupID:         os.Getenv("CHILD_GROUP"),
+		TransactionalID: os.Getenv("CHILD_TXN"),
+		InstanceID:      os.Getenv("CHILD_INSTANCE"),
+		BatchSize:       envInt("CHILD_BATCH"),
+		hooks:           hooks,
+	}
+	return RunPipeline(ctx, cfg, in, []*event.Type{out}, decodeTestEvent, testTransform(out, envInt("CHILD_SKIP_MOD")))
+}
+
+func testTransform(out *event.Type, skipMod int) func(context.Context, testEvent, *Emitter) error {
+	return func(ctx context.Context, e testEvent, em *Emitter) error {
+		if e.Fail {
+			return errors.New("input marked to fail")
+		}
+		if skipMod > 0 && e.Seq%int64(skipMod) == 0 {
+			return nil
+		}
+		r := em.Record()
+		return em.Emit(&testEvent{K: e.K, Seq: e.Seq, Src: fmt.Sprintf("%d/%d", r.Partition, r.Offset), et: out})
+	}
+}
+
+// outputReport is what checkOutput found in a read_committed read of the
+// output topic.
+type outputReport struct {
+	records, dups, lost, orderErrs, unexpected int
+}
+
+// checkOutput reads every committed output (up to a sentinel it appends to
+// each partition once all writers have stopped) and compares it with the n
+// inputs: one output per input except Seq%skipMod == 0 (and inputs listed
+// in none), per-partition order kept, traceparent passed through.
+func checkOutput(t *testing.T, client sarama.Client, brokers []string, out *event.Type, partitions, n, skipMod int, none map[int64]bool) outputReport {
+	t.Helper()
+	sc := sarama.NewConfig()
+	sc.Version = ProtocolVersion()
+	sc.Producer.Partitioner = sarama.NewManualPartitioner
+	sc.Producer.Return.Successes = true
+	sc.Producer.RequiredAcks = sarama.WaitForAll
+	prod, err := sarama.NewSyncProducer(brokers, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := range int32(partitions) {
+		if _, _, err := prod.SendMessage(&sarama.ProducerMessage{Topic: out.Topic, Partition: p, Value: sarama.StringEncoder("SENTINEL")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	prod.Close()
+	var rep outputReport
+	count := map[int64]int{}
+	for p := range int32(partitions) {
+		msgs := readPartitionUntil(t, client, out.Topic, p, 60*time.Second, func(m *sarama.ConsumerMessage) bool { return string(m.Value) == "SENTINEL" })
+		lastSrc := int64(-1)
+		for _, m := range msgs {
+			rep.records++
+			e, err := decodeTestEvent(m.Value)
+			if err != nil {
+				t.Errorf("output %d/%d: %v", p, m.Offset, err)
+				continue
+			}
+			count[e.Seq]++
+			srcP, srcOff, _ := strings.Cut(e.Src, "/")
+			off, _ := strconv.ParseInt(srcOff, 10, 64)
+			if srcP != strconv.Itoa(int(p)) || off <= lastSrc {
+				rep.orderErrs++
+			}
+			lastSrc = off
+			if tp, _ := HeaderValue(m.Headers, event.HeaderTraceparent); tp != testTraceparent && rep.orderErrs == 0 {
+				t.Errorf("output seq %d: traceparent %q, want the input's", e.Seq, tp)
+			}
+			if typ, _ := HeaderValue(m.Headers, event.HeaderType); typ != out.CEType {
+				t.Errorf("output seq %d: ce_type %q", e.Seq, typ)
+			}
+		}
+	}
+	for seq := range int64(n) {
+		want := 1
+		if (skipMod > 0 && seq%int64(skipMod) == 0) || none[seq] {
+			want = 0
+		}
+		switch c := count[seq]; {
+		case c < want:
+			rep.lost++
+		case c > want && want == 0:
+			rep.unexpected += c
+		case c > want:
+			rep.dups += c - want
+		}
+	}
+	return rep
+}
+
+func (r outputReport) check(t *testing.T) {
+	t.Helper()
+	if r.dups != 0 || r.lost != 0 || r.orderErrs != 0 || r.unexpected != 0 {
+		t.Errorf("output: %d records, %d duplicates, %d lost, %d order violations, %d unexpected", r.records, r.dups, r.lost, r.orderErrs, r.unexpected)
+	}
+}
+
+// processState returns the state letter of /proc/<pid>/stat ('T' when stopped).
+func processState(pid int) byte {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 || i+2 >= len(b) {
+		return 0
+	}
+	return b[i+2]
+}
+
+// TestPipelineExactlyOnceUnderFaults runs 20,000 inputs through a pipeline
+// process that is SIGKILLed inside transactions and at random points,
+// receives TxnOffsetCommit and EndTxn errors, and is cloned while stopped
+// (the stopped one, a zombie, must be fenced). The committed output must be
+// exactly one record per input, in order.
+func TestPipelineExactlyOnceUnderFaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long fault-injection test")
+	}
+	const parts, n, skipMod = 4, 20000, 7
+	cl := kafkatest.Start(t, kafkatest.Partitions(parts), kafkatest.InProcess(),
+		kafkatest.KfakeOptions(kfake.BrokerConfigs(map[string]string{"group.min.session.timeout.ms": "500"})))
+	in := testEventType("Input", "eos-in", event.ExactlyOnce)
+	out := testEventType("Output", "eos-out", event.ExactlyOnce)
+	cl.CreateTopic(t, in.Topic, parts)
+	cl.CreateTopic(t, out.Topic, parts)
+	cl.CreateTopic(t, DeadLetterTopic(in.Topic), parts)
+	start := time.Now()
+	produceInputs(t, cl.Brokers(), in, n, 64, nil)
+	client := newTestClient(t, cl.Brokers())
+	const group = "eos"
+	progress := func() int64 {
+		c, err := committed(client, group, in.Topic, parts)
+		if err != nil {
+			return -1
+		}
+		return sum(c)
+	}
+	env := map[string]string{
+		"CHILD_BROKERS": strings.Join(cl.Brokers(), ","), "CHILD_IN": in.Topic, "CHILD_OUT": out.Topic,
+		"CHILD_GROUP": group, "CHILD_TXN": "eos-tx-0", "CHILD_INSTANCE": "eos-0", "CHILD_BATCH": "50",
+		"CHILD_SKIP_MOD": strconv.Itoa(skipMod),
+	}
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	kills, restarts := 0, 0
+
+	// 1. SIGKILL inside an open transaction (outputs written, not committed).
+	for range 2 {
+		k := 2 + rng.IntN(12)
+		env["CHILD_KILL_AT_TXN"] = strconv.Itoa(k)
+		ch := startChild(t, "pipeline", env)
+		restarts++
+		if err := ch.wait(t, 60*time.Second); exitCode(err) != -9 {
+			t.Fatalf("child: %v, want SIGKILL in transaction %d; log:\n%s", err, k, ch.log())
+		}
+		kills++
+		t.Logf("killed inside transaction %d; committed %d", k, progress())
+	}
+	env["CHILD_KILL_AT_TXN"] = "0"
+
+	// 2. SIGKILL from outside at random progress points.
+	for range 2 {
+		target := progress() + 500 + int64(rng.IntN(2000))
+		ch := startChild(t, "pipeline", env)
+		restarts++
+		waitFor(t, 60*time.Second, "pipeline progress", func() bool { return ch.exited() || progress() >= target })
+		if ch.exited() {
+			t.Fatalf("child exited early: %v\n%s", ch.err, ch.log())
+		}
+		ch.kill(t)
+		kills++
+		t.Logf("killed from outside at committed %d", progress())
+	}
+
+	// 3. Injected transaction errors: TxnOffsetCommit ILLEGAL_GENERATION
+	// (abortable: abort, rejoin, re-read), EndTxn CONCURRENT_TRANSACTIONS
+	// (retried by sarama) and UNKNOWN_SERVER_ERROR (fatal: the pipeline
+	// stops with ErrPipelineFatal; the test restarts it like a supervisor).
+	kf := cl.Kfake()
+	fTOC := kf.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.TxnOffsetCommit}, Err: kerr.IllegalGeneration, Count: 3})
+	fEnd := kf.Fault(
+		kfake.Fault{Keys: []kmsg.Key{kmsg.EndTxn}, Err: kerr.ConcurrentTransactions, Count: 2},
+		kfake.Fault{Keys: []kmsg.Key{kmsg.EndTxn}, Err: kerr.UnknownServerError, Count: 1},
+	)
+	fatalExits := 0
+	ch := startChild(t, "pipeline", env)
+	restarts++
+	waitFor(t, 60*time.Second, "all injected faults to fire", func() bool {
+		if ch.exited() {
+			if code := exitCode(ch.err); code != 1 || !strings.Contains(ch.log(), "fatal transaction error") {
+				t.Fatalf("child exited with %d, want 1 after the fatal EndTxn error; log:\n%s", code, ch.log())
+			}
+			fatalExits++
+			ch = startChild(t, "pipeline", env)
+			restarts++
+		}
+		return fTOC.Hits() >= 3 && fEnd.Hits() >= 3
+	})
+	if err := ch.terminate(t); err != nil {
+		t.Fatalf("graceful stop: %v\n%s", err, ch.log())
+	}
+	t.Logf("faults fired: TxnOffsetCommit %d, EndTxn %d; fatal exits %d; committed %d", fTOC.Hits(), fEnd.Hits(), fatalExits, progress())
+
+	// 4. Zombie with a successor: the process stops itself inside a
+	// transaction; a replacement with the same InstanceID and
+	// TransactionalID takes over (aborting the open transaction) and makes
+	// progress; the zombie is then continued and must be fenced without
+	// committing anything.
+	env["CHILD_STOP_AT_TXN"] = strconv.Itoa(2 + rng.IntN(5))
+	zombie := startChild(t, "pipeline", env)
+	restarts++
+	waitFor(t, 60*time.Second, "the zombie to stop", func() bool { return zombie.exited() || processState(zombie.cmd.Process.Pid) == 'T' })
+	if zombie.exited() {
+		t.Fatalf("zombie exited: %v\n%s", zombie.err, zombie.log())
+	}
+	before := progress()
+	env["CHILD_STOP_AT_TXN"] = "0"
+	repl := startChild(t, "pipeline", env)
+	restarts++
+	waitFor(t, 60*time.Second, "the replacement to make progress", func() bool { return progress() >= before+500 || repl.exited() })
+	_ = zombie.cmd.Process.Signal(syscall.SIGCONT)
+	zerr := zombie.wait(t, 60*time.Second)
+	if exitCode(zerr) != 3 {
+		t.Errorf("zombie exit: %v, want code 3 (ErrFenced); log:\n%s", zerr, zombie.log())
+	}
+	if err := repl.terminate(t); err != nil {
+		t.Fatalf("replacement: %v\n%s", err, repl.log())
+	}
+	t.Logf("zombie stopped at committed %d; replacement with its identity ran to %d; zombie exit %d: %s",
+		before, progress(), exitCode(zerr), lastLine(zombie.log()))
+
+	// 5. Zombie past its session timeout: a process with its own identity
+	// stops itself inside a transaction; its 1.5s session expires, and
+	// another member takes its partitions and makes progress. Continued,
+	// the zombie's TxnOffsetCommit carries a stale member/generation
+	// (KIP-447), so its transaction is rejected and aborted; it rejoins as a
+	// new member and the two finish the input together.
+	zenv := maps.Clone(env)
+	zenv["CHILD_TXN"], zenv["CHILD_INSTANCE"], zenv["CHILD_SESSION_MS"] = "eos-tx-z", "eos-z", "1500"
+	zenv["CHILD_STOP_AT_TXN"] = strconv.Itoa(2 + rng.IntN(4))
+	zombie2 := startChild(t, "pipeline", zenv)
+	restarts++
+	waitFor(t, 60*time.Second, "the second zombie to stop", func() bool {
+		return zombie2.exited() || processState(zombie2.cmd.Process.Pid) == 'T'
+	})
+	if zombie2.exited() {
+		t.Fatalf("second zombie exited: %v\n%s", zombie2.err, zombie2.log())
+	}
+	before = progress()
+	other := startChild(t, "pipeline", env)
+	restarts++
+	stoppedAt := time.Now()
+	waitFor(t, 60*time.Second, "the other member to make progress", func() bool { return progress() >= before+500 || other.exited() })
+	takeover := time.Since(stoppedAt)
+	_ = zombie2.cmd.Process.Signal(syscall.SIGCONT)
+	waitFor(t, 60*time.Second, "the second zombie's transaction to be rejected", func() bool {
+		return zombie2.exited() || strings.Contains(zombie2.log(), "transaction aborted")
+	})
+
+	// 6. Both finish and shut down gracefully.
+	waitCommitted(t, client, group, in.Topic, parts, 90*time.Second)
+	zlog := zombie2.log()
+	if err := zombie2.terminate(t); err != nil && exitCode(err) != 3 {
+		t.Errorf("session-timeout zombie exit %d (%v), want 0 (aborted, rejoined) or 3 (fenced); log:\n%s", exitCode(err), err, zlog)
+	}
+	if err := other.terminate(t); err != nil {
+		t.Fatalf("other member: %v\n%s", err, other.log())
+	}
+	t.Logf("session-timeout zombie stopped at committed %d; the other member took over in %v; zombie: %s",
+		before, takeover.Round(time.Millisecond), firstMatch(zlog, "transaction aborted", "fenced"))
+	rep := checkOutput(t, client, cl.Brokers(), out, parts, n, skipMod, nil)
+	rep.check(t)
+	t.Logf("inputs %d, outputs %d (every %dth input emits nothing), process starts %d, SIGKILLs %d, zombie fenced %v: duplicates %d, lost %d, order violations %d; %v",
+		n, rep.records, skipMod, restarts, kills, exitCode(zerr) == 3, rep.dups, rep.lost, rep.orderErrs, time.Since(start).Round(time.Millisecond))
+}
+
+// firstMatch returns the first log line containing one of subs.
+func firstMatch(log string, subs ...string) string {
+	for _, l := range strings.Split(log, "\n") {
+		for _, s := range subs {
+			if strings.Contains(l, s) {
+				return l
+			}
+		}
+	}
+	return "(no line matches)"
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}
+
+// runPipelineInProcess runs a pipeline in a goroutine; the returned function
+// cancels it and returns RunPipeline's error.
+func runPipelineInProcess(t *testing.T, cfg PipelineConfig, in, out *event.Type, h func(context.Context, testEvent, *Emitter) error) func() error {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- RunPipeline(ctx, cfg, in, []*event.Type{out}, decodeTestEvent, h) }()
+	t.Cleanup(cancel)
+	return func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(30 * time.Second):
+			t.Fatal("RunPipeline did not return within 30s of cancel")
+			return nil
+		}
+	}
+}
+
+func TestPipelineEmptyOutputCommitsOffsets(t *testing.T) {
+	cl := kafkatest.Start(t, kafkatest.Partitions(3))
+	in := testEventType("Input", "empty-in", event.ExactlyOnce)
+	out := testEventType("Output", "empty-out", event.ExactlyOnce)
+	cl.CreateTopic(t, in.Topic, 3)
+	cl.CreateTopic(t, out.Topic, 3)
+	produceInputs(t, cl.Brokers(), in, 500, 10, nil)
+	client := newTestClient(t, cl.Brokers())
+	var met Counters
+	stop := runPipelineInProcess(t, PipelineConfig{
+		Config: Config{Brokers: cl.Brokers(), Metrics: &met, Tune: fastTune}, GroupID: "empty", TransactionalID: "empty-tx", BatchSize: 40,
+	}, in, out, func(context.Context, testEvent, *Emitter) error { return nil })
+	waitCommitted(t, client, "empty", in.Topic, 3, 30*time.Second)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	rep := checkOutput(t, client, cl.Brokers(), out, 3, 500, 1, nil)
+	if rep.records != 0 || met.Get("Input", Committed) != 500 {
+		t.Fatalf("outputs %d, committed %d: want 0 and 500", rep.records, met.Get("Input", Committed))
+	}
+	t.Logf("500 inputs, handler emits nothing: all offsets committed through offsets-only transactions, 0 outputs")
+}
+
+func TestPipelineDeadLetter(t *testing.T) {
+	cl := kafkatest.Start(t, kafkatest.Partitions(2))
+	in := testEventType("Input", "pdlq-in", event.ExactlyOnce)
+	out := testEventType("Output", "pdlq-out", event.ExactlyOnce)
+	for _, tp := range []string{in.Topic, out.Topic, DeadLetterTopic(in.Topic)} {
+		cl.CreateTopic(t, tp, 2)
+	}
+	const n = 200
+	raw := map[int64][]byte{17: []byte("{broken")}
+	for _, s := range []int64{3, 50, 120} {
+		raw[s] = (&testEvent{K: "k" + strconv.Itoa(int(s)%5), Seq: s, Fail: true}).AppendJSON(nil)
+	}
+	produceInputs(t, cl.Brokers(), in, n, 5, raw)
+	client := newTestClient(t, cl.Brokers())
+	var met Counters
+	stop := runPipelineInProcess(t, PipelineConfig{
+		Config: Config{Brokers: cl.Brokers(), Metrics: &met, Tune: fastTune}, GroupID: "pdlq", TransactionalID: "pdlq-tx",
+		Retry: RetryPolicy{MaxAttempts: 2, Backoff: time.Millisecond},
+	}, in, out, testTransform(out, 0))
+	waitCommitted(t, client, "pdlq", in.Topic, 2, 30*time.Second)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	rep := checkOutput(t, client, cl.Brokers(), out, 2, n, 0, map[int64]bool{3: true, 17: true, 50: true, 120: true})
+	rep.check(t)
+	dead := readN(t, client, DeadLetterTopic(in.Topic), 2, 4, 20*time.Second)
+	for _, m := range dead {
+		att, _ := HeaderValue(m.Headers, HeaderDLQAttempts)
+		msg, _ := HeaderValue(m.Headers, HeaderDLQError)
+		if (string(m.Value) == "{broken") != (att == "0") || (att != "0" && (att != "2" || msg != "input marked to fail")) {
+			t.Errorf("dead letter %q: attempts %q error %q", m.Value, att, msg)
+		}
+	}
+	if met.Get("Input", DeadLettered) != 4 || met.Get("Input", Committed) != n {
+		t.Errorf("dead-lettered %d, committed %d", met.Get("Input", DeadLettered), met.Get("Input", Committed))
+	}
+	t.Logf("%d inputs: 3 failing handlers dead-lettered after 2 attempts, 1 undecodable at once, in the transactions; outputs exact (%d)", n, rep.records)
+}
+
+func TestPipelineRebalance(t *testing.T) {
+	const parts, n = 6, 8000
+	cl := kafkatest.Start(t, kafkatest.Partitions(parts))
+	in := testEventType("Input", "rb-in", event.ExactlyOnce)
+	out := testEventType("Output", "rb-out", event.ExactlyOnce)
+	cl.CreateTopic(t, in.Topic, parts)
+	cl.CreateTopic(t, out.Topic, parts)
+	produceInputs(t, cl.Brokers(), in, n, 48, nil)
+	client := newTestClient(t, cl.Brokers())
+	start := time.Now()
+	var metA, metB Counters
+	var mu sync.Mutex
+	slow := true // keep member A from finishing before B joins
+	h := func(ctx context.Context, e testEvent, em *Emitter) error {
+		mu.Lock()
+		s := slow
+		mu.Unlock()
+		if s {
+			time.Sleep(200 * time.Microsecond) // simulated work, not synchronization
+		}
+		return testTransform(out, 0)(ctx, e, em)
+	}
+	cfg := func(id string, met *Counters) PipelineConfig {
+		return PipelineConfig{Config: Config{Brokers: cl.Brokers(), Metrics: met, Tune: fastTune}, GroupID: "rb", TransactionalID: id, BatchSize: 50}
+	}
+	stopA := runPipelineInProcess(t, cfg("rb-a", &metA), in, out, h)
+	waitFor(t, 60*time.Second, "member A progress", func() bool { return metA.Get("Input", Committed) >= 1500 })
+	stopB := runPipelineInProcess(t, cfg("rb-b", &metB), in, out, h)
+	waitFor(t, 60*time.Second, "member B to commit", func() bool { return metB.Get("Input", Committed) > 0 })
+	mu.Lock()
+	slow = false
+	mu.Unlock()
+	waitCommitted(t, client, "rb", in.Topic, parts, 60*time.Second)
+	if err := stopA(); err != nil {
+		t.Fatal(err)
+	}
+	if err := stopB(); err != nil {
+		t.Fatal(err)
+	}
+	rep := checkOutput(t, client, cl.Brokers(), out, parts, n, 0, nil)
+	rep.check(t)
+	t.Logf("%d inputs, member B joined after A committed %d: A committed %d, B %d; outputs %d, duplicates %d, lost %d; %v",
+		n, 1500, metA.Get("Input", Committed), metB.Get("Input", Committed), rep.records, rep.dups, rep.lost, time.Since(start).Round(time.Millisecond))
+}
+
+func TestPipelineConfigAndEmitter(t *testing.T) {
+	in := testEventType("Input", "in", event.ExactlyOnce)
+	out := testEventType("Output", "out", event.ExactlyOnce)
+	alo := testEventType("Loose", "loose", event.AtLeastOnce)
+	h := testTransform(out, 0)
+	cfg := PipelineConfig{Config: Config{Brokers: []string{"127.0.0.1:1"}}, GroupID: "g", TransactionalID: "tx"}
+	if err := RunPipeline(context.Background(), cfg, alo, []*event.Type{out}, decodeTestEvent, h); !errors.Is(err, ErrGuaranteeMismatch) {
+		t.Fatalf("at-least-once input: %v, want ErrGuaranteeMismatch", err)
+	}
+	if err := RunPipeline(context.Background(), cfg, in, []*event.Type{alo}, decodeTestEvent, h); !errors.Is(err, ErrGuaranteeMismatch) {
+		t.Fatalf("at-least-once output: %v, want ErrGuaranteeMismatch", err)
+	}
+	noTx := cfg
+	noTx.TransactionalID = ""
+	if err := RunPipeline(context.Background(), noTx, in, []*event.Type{out}, decodeTestEvent, h); err == nil || !strings.Contains(err.Error(), "TransactionalID") {
+		t.Fatalf("missing TransactionalID: %v", err)
+	}
+	weak := cfg
+	weak.Tune = func(sc *sarama.Config) { sc.Consumer.IsolationLevel = sarama.ReadUncommitted }
+	p, err := newPipeline(weak, in, []*event.Type{out}, decodeTestEvent, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := p.saramaConfigs(); !errors.Is(err, ErrConflictingConfig) || !strings.Contains(err.Error(), "ReadCommitted") {
+		t.Fatalf("read_uncommitted via Tune: %v, want ErrConflictingConfig naming ReadCommitted", err)
+	}
+
+	ctx := event.WithTraceparent(context.Background(), testTraceparent)
+	em := &Emitter{ctx: ctx, allowed: map[*event.Type]bool{out: true}}
+	if err := em.Emit(&testEvent{K: "a", et: alo}); !errors.Is(err, ErrNotProduced) {
+		t.Fatalf("Emit of a type outside produces: %v", err)
+	}
+	if err := em.Emit(&testEvent{et: out}); err == nil {
+		t.Fatal("Emit of an invalid event succeeded")
+	}
+	if err := em.Emit(&testEvent{K: "a", Seq: 1, et: out}); err != nil || len(em.msgs) != 1 {
+		t.Fatalf("Emit: %v (%d queued)", err, len(em.msgs))
+	}
+	hs := map[string]string{}
+	for _, h := range em.msgs[0].Headers {
+		hs[string(h.Key)] = string(h.Value)
+	}
+	if hs[event.HeaderTraceparent] != testTraceparent || hs[event.HeaderType] != out.CEType || hs[event.HeaderID] == "" {
+		t.Fatalf("output headers %v", hs)
+	}
+}

@@ -1,0 +1,317 @@
+package kafka_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/eventgen/eventgen/runtime/event"
+	"github.com/eventgen/eventgen/runtime/internal/testevent"
+	"github.com/eventgen/eventgen/runtime/kafka"
+	"github.com/eventgen/eventgen/runtime/kafka/kafkatest"
+)
+
+// tuneFast lowers sarama's backoffs so that tests recover from injected
+// faults quickly.
+func tuneFast(sc *sarama.Config) {
+	sc.Metadata.Retry.Backoff = 20 * time.Millisecond
+	sc.Producer.Retry.Backoff = 20 * time.Millisecond
+	sc.Producer.Transaction.Retry.Backoff = 20 * time.Millisecond
+	sc.Producer.Transaction.Timeout = 10 * time.Second
+	sc.Consumer.Retry.Backoff = 50 * time.Millisecond
+	sc.Consumer.MaxWaitTime = 100 * time.Millisecond
+	sc.Net.DialTimeout = 3 * time.Second
+}
+
+func testConfig(c *kafkatest.Cluster, m kafka.Metrics) kafka.Config {
+	return kafka.Config{Brokers: c.Brokers(), ClientID: "producer-test", Metrics: m, Tune: tuneFast}
+}
+
+func newClient(t testing.TB, brokers []string, isolation sarama.IsolationLevel) sarama.Client {
+	t.Helper()
+	sc := sarama.NewConfig()
+	sc.Version = kafka.ProtocolVersion()
+	sc.Consumer.IsolationLevel = isolation
+	tuneFast(sc)
+	cl, err := sarama.NewClient(brokers, sc)
+	if err != nil {
+		t.Fatalf("client: %v", err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+// readAll reads every record of topic (read_uncommitted) up to the high
+// watermarks taken when it starts.
+func readAll(t testing.TB, brokers []string, topic string) []*sarama.ConsumerMessage {
+	t.Helper()
+	cl := newClient(t, brokers, sarama.ReadUncommitted)
+	if err := cl.RefreshMetadata(topic); err != nil {
+		t.Fatalf("metadata: %v", err)
+	}
+	parts, err := cl.Partitions(topic)
+	if err != nil {
+		t.Fatalf("partitions of %s: %v", topic, err)
+	}
+	var out []*sarama.ConsumerMessage
+	for _, p := range parts {
+		hwm, err := cl.GetOffset(topic, p, sarama.OffsetNewest)
+		if err != nil {
+			t.Fatalf("high watermark %s/%d: %v", topic, p, err)
+		}
+		out = append(out, readPartition(t, cl, topic, p, func(m *sarama.ConsumerMessage) bool { return m.Offset >= hwm-1 }, hwm > 0)...)
+	}
+	return out
+}
+
+// readPartition consumes topic/p from the oldest offset until stop returns
+// true for a record (or at once if !any), failing the test after 15 s.
+func readPartition(t testing.TB, cl sarama.Client, topic string, p int32, stop func(*sarama.ConsumerMessage) bool, any bool) []*sarama.ConsumerMessage {
+	t.Helper()
+	if !any {
+		return nil
+	}
+	cons, err := sarama.NewConsumerFromClient(cl)
+	if err != nil {
+		t.Fatalf("consumer: %v", err)
+	}
+	defer cons.Close()
+	pc, err := cons.ConsumePartition(topic, p, sarama.OffsetOldest)
+	if err != nil {
+		t.Fatalf("consume %s/%d: %v", topic, p, err)
+	}
+	defer pc.Close()
+	deadline := time.NewTimer(15 * time.Second)
+	defer deadline.Stop()
+	var out []*sarama.ConsumerMessage
+	for {
+		select {
+		case m := <-pc.Messages():
+			out = append(out, m)
+			if stop(m) {
+				return out
+			}
+		case err := <-pc.Errors():
+			t.Logf("consume %s/%d: %v", topic, p, err)
+		case <-deadline.C:
+			t.Fatalf("reading %s/%d: timed out after %d records", topic, p, len(out))
+		}
+	}
+}
+
+// tally counts lost and duplicated orders among the records, by order ID.
+func tally(t testing.TB, msgs []*sarama.ConsumerMessage, want []string) (lost, dups int) {
+	t.Helper()
+	seen := make(map[string]int, len(want))
+	for _, m := range msgs {
+		o, err := testevent.Decode(nil, m.Value)
+		if err != nil {
+			t.Fatalf("decoding %s/%d@%d: %v", m.Topic, m.Partition, m.Offset, err)
+		}
+		seen[o.ID]++
+	}
+	for _, id := range want {
+		switch n := seen[id]; {
+		case n == 0:
+			lost++
+		case n > 1:
+			dups += n - 1
+		}
+	}
+	return lost, dups
+}
+
+func ids(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-%05d", prefix, i)
+	}
+	return out
+}
+
+// sendAll sends the orders from workers goroutines through send, calling
+// midway once after half were sent.
+func sendAll(t testing.TB, et *event.Type, want []string, workers int, send func(context.Context, event.Event) error, midway func()) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	var (
+		wg   sync.WaitGroup
+		once sync.Once
+		mu   sync.Mutex
+		errs []error
+	)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(want); i += workers {
+				if i >= len(want)/2 && midway != nil {
+					once.Do(midway)
+				}
+				o := testevent.New(et, want[i], fmt.Sprintf("customer-%d", i%37), int64(i))
+				if err := send(ctx, o); err != nil {
+					mu.Lock()
+					errs = append(errs, fmt.Errorf("%s: %w", want[i], err))
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		t.Fatalf("%d sends failed, first: %v", len(errs), errs[0])
+	}
+}
+
+func faultCount(f *kafkatest.Fault) int { return f.Hits() }
+
+// TestAtLeastOnceUnderFaults sends through the idempotent producer while the
+// broker loses produce acknowledgements or drops connections after writing,
+// and checks that every record is stored exactly once.
+func TestAtLeastOnceUnderFaults(t *testing.T) {
+	const n = 3000
+	for _, tc := range []struct {
+		name   string
+		inject func(*kafkatest.Cluster) *kafkatest.Fault
+	}{
+		{"lost-acks", func(c *kafkatest.Cluster) *kafkatest.Fault { return c.LoseProduceAcks(3) }},
+		{"killed-connections", func(c *kafkatest.Cluster) *kafkatest.Fault { return c.KillConnectionsOnProduce(3) }},
+	} {
+		// Send: 8 goroutines each wait for their ack. SendAsync: one
+		// goroutine pipelines every record; each callback must report success.
+		for _, mode := range []string{"Send", "SendAsync"} {
+			t.Run(tc.name+"/"+mode, func(t *testing.T) {
+				c := kafkatest.Start(t, kafkatest.Partitions(3))
+				topic := "alo-" + tc.name + "-" + mode
+				c.CreateTopic(t, topic, 3)
+				et := testevent.Type(topic, event.AtLeastOnce)
+				var m kafka.Counters
+				p, err := kafka.NewAtLeastOnceProducer(testConfig(c, &m))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer p.Close()
+				want := ids(tc.name, n)
+				send, workers, wait := p.Send, 8, func() error { return nil }
+				if mode == "SendAsync" {
+					send, wait = asyncSender(p)
+					workers = 1
+				}
+				first := tc.inject(c)
+				var second *kafkatest.Fault
+				sendAll(t, et, want, workers, send, func() { second = tc.inject(c) })
+				if err := wait(); err != nil {
+					t.Fatal(err)
+				}
+				if err := p.Close(); err != nil {
+					t.Fatal(err)
+				}
+				hits := faultCount(first) + faultCount(second)
+				if hits == 0 {
+					t.Fatalf("no fault fired: the test proves nothing")
+				}
+				lost, dups := tally(t, readAll(t, c.Brokers(), topic), want)
+				t.Logf("%s/%s: %d records, %d faults fired, retried=%d acked=%d, lost=%d duplicated=%d",
+					tc.name, mode, n, hits, m.Get("Order", kafka.Retried), m.Get("Order", kafka.Acked), lost, dups)
+				if lost != 0 || dups != 0 {
+					t.Errorf("lost %d, duplicated %d; want 0 and 0", lost, dups)
+				}
+				if got := m.Get("Order", kafka.Acked); got != n {
+					t.Errorf("Acked = %d, want %d", got, n)
+				}
+				if m.Get("Order", kafka.Retried) == 0 {
+					t.Errorf("Retried = 0 although %d faults fired", hits)
+				}
+			})
+		}
+	}
+}
+
+// asyncSender adapts SendAsync to sendAll's signature; wait blocks until
+// every queued record's callback ran and returns the first failure.
+func asyncSender(p *kafka.AtLeastOnceProducer) (send func(context.Context, event.Event) error, wait func() error) {
+	var (
+		pending sync.WaitGroup
+		mu      sync.Mutex
+		failed  error
+	)
+	send = func(ctx context.Context, e event.Event) error {
+		pending.Add(1)
+		err := p.SendAsync(ctx, e, func(err error) {
+			defer pending.Done()
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && failed == nil {
+				failed = err
+			}
+		})
+		if err != nil {
+			pending.Done()
+		}
+		return err
+	}
+	wait = func() error {
+		pending.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		return failed
+	}
+	return send, wait
+}
+
+// TestNonIdempotentControlDuplicates is the control for
+// TestAtLeastOnceUnderFaults: a plain producer with acks=all and retries but
+// no idempotence, under the same faults, writes duplicates. If it did not,
+// the faults would not be exercising what the idempotent test claims.
+func TestNonIdempotentControlDuplicates(t *testing.T) {
+	const n = 3000
+	for _, tc := range []struct {
+		name   string
+		inject func(*kafkatest.Cluster) *kafkatest.Fault
+	}{
+		{"lost-acks", func(c *kafkatest.Cluster) *kafkatest.Fault { return c.LoseProduceAcks(3) }},
+		{"killed-connections", func(c *kafkatest.Cluster) *kafkatest.Fault { return c.KillConnectionsOnProduce(3) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := kafkatest.Start(t, kafkatest.Partitions(3))
+			topic := "control-" + tc.name
+			c.CreateTopic(t, topic, 3)
+			et := testevent.Type(topic, event.AtLeastOnce)
+			sc := sarama.NewConfig()
+			sc.Version = kafka.ProtocolVersion()
+			sc.Producer.RequiredAcks = sarama.WaitForAll
+			sc.Producer.Retry.Max = 10
+			sc.Producer.Partitioner = sarama.NewMurmur2Partitioner
+			sc.Producer.Return.Successes = true
+			tuneFast(sc)
+			sp, err := sarama.NewSyncProducer(c.Brokers(), sc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			send := func(_ context.Context, e event.Event) error {
+				_, _, err := sp.SendMessage(&sarama.ProducerMessage{
+					Topic: et.Topic, Key: sarama.StringEncoder(e.Key()), Value: sarama.ByteEncoder(e.AppendJSON(nil)),
+				})
+				return err
+			}
+			want := ids(tc.name, n)
+			first := tc.inject(c)
+			var second *kafkatest.Fault
+			sendAll(t, et, want, 8, send, func() { second = tc.inject(c) })
+			sp.Close()
+			lost, dups := tally(t, readAll(t, c.Brokers(), topic), want)
+			t.Logf("control %s: %d records, %d faults fired, lost=%d duplicated=%d",
+				tc.name, n, faultCount(first)+faultCount(second), lost, dups)
+			if lost != 0 {
+				t.Errorf("lost %d records; want 0 (acks=all with retries)", lost)
+			}
+			if dups == 0 {
+				t.Errorf("no duplicates without idempotence: the fault injection is not exercising retries")
+			}
+		})
+	}
+}

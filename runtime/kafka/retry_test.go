@@ -1,0 +1,32 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestRetryPolicy(t *testing.T) {
+	p, err := RetryPolicy{}.withDefaults()
+	if err != nil || p.MaxAttempts != DefaultMaxAttempts || p.Backoff != DefaultBackoff || p.MaxBackoff != DefaultMaxBackoff {
+		t.Fatalf("defaults: %+v, %v", p, err)
+	}
+	p = RetryPolicy{MaxAttempts: 10, Backoff: 100 * time.Millisecond, MaxBackoff: time.Second}
+	for attempt, want := range map[int]time.Duration{1: 100 * time.Millisecond, 2: 200 * time.Millisecond, 3: 400 * time.Millisecond, 4: 800 * time.Millisecond, 5: time.Second, 9: time.Second} {
+		for range 50 {
+			if d := p.delay(attempt); d < want/2 || d > want {
+				t.Fatalf("delay(%d) = %v, want within [%v, %v]", attempt, d, want/2, want)
+			}
+		}
+	}
+	if _, err := (RetryPolicy{Backoff: -1}).withDefaults(); err == nil {
+		t.Fatal("negative Backoff accepted")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	start := time.Now()
+	if err := sleepCtx(ctx, time.Hour); !errors.Is(err, context.Canceled) || time.Since(start) > time.Second {
+		t.Fatalf("sleepCtx ignored cancellation: %v after %v", err, time.Since(start))
+	}
+}
