@@ -62,24 +62,6 @@ type ConsumerConfig struct {
 	CommitInterval time.Duration
 }
 
-// Consumer errors.
-var (
-	// ErrGuaranteeMismatch is returned by Run when a handler was registered
-	// for an event type of another guarantee.
-	ErrGuaranteeMismatch = errors.New("eventgen: handler guarantee does not match the event type")
-	// ErrDeadLetter is returned by Run when a record could be neither
-	// handled nor dead-lettered; its offset was not committed.
-	ErrDeadLetter = errors.New("eventgen: record could not be dead-lettered")
-	// ErrFenced is returned by Run and RunPipeline when another process took
-	// over this one's identity (InstanceID or TransactionalID): the process
-	// is a zombie and has stopped writing.
-	ErrFenced = errors.New("eventgen: fenced by a newer instance")
-)
-
-// errStopped reports that processing of a record was interrupted because its
-// session ended (rebalance or shutdown); the record stays uncommitted.
-var errStopped = errors.New("eventgen: session ended")
-
 // Consumer reads events of one consumer group and runs the handlers
 // registered with HandleAtMostOnce and HandleAtLeastOnce. Records of one
 // partition are handled one at a time, in offset order; offsets are committed

@@ -38,19 +38,6 @@ type PipelineConfig struct {
 	hooks *pipelineHooks // tests only
 }
 
-// Pipeline errors.
-var (
-	// ErrNotProduced is returned by Emitter.Emit for an event type that is
-	// not among the pipeline's produces.
-	ErrNotProduced = errors.New("eventgen: event type is not produced by this pipeline")
-	// ErrPipelineFatal is returned by RunPipeline after a fatal transaction
-	// error: the producer cannot be used again, so the pipeline stops
-	// rather than keep writing. Restarting the process is safe. The error
-	// also matches ErrProducerFatal; a fenced pipeline's error matches
-	// ErrFenced and ErrProducerFenced.
-	ErrPipelineFatal = errors.New("eventgen: fatal transaction error")
-)
-
 // Emitter collects the events a pipeline handler produces for one input
 // record. They are written in the transaction that commits the input's
 // offset, in the order emitted.
@@ -96,7 +83,7 @@ func (em *Emitter) Record() ExactlyOnceRecord { return em.rec }
 // DeadLetterTopic(in.Topic) inside the same transaction (no outputs for it).
 // A rebalance aborts an open transaction; an abortable transaction error
 // aborts and re-reads from the last committed offsets; a fatal error or
-// fencing stops the pipeline with ErrPipelineFatal or ErrFenced.
+// fencing stops the pipeline with ErrProducerFatal or ErrFenced.
 //
 // RunPipeline blocks until ctx is done, commits the batches already handled,
 // and returns nil; or returns an error when it cannot start or must stop.
@@ -247,8 +234,8 @@ func (p *pipeline[In]) run(ctx context.Context) error {
 	// reads any committed offset.
 	prod, err := sarama.NewSyncProducer(p.cfg.Brokers, pc)
 	if err != nil {
-		if errors.Is(err, sarama.ErrProducerFenced) {
-			return fmt.Errorf("%w: pipeline %s: %v", ErrFenced, p.cfg.TransactionalID, err)
+		if fenced(err) {
+			return fmt.Errorf("%w: pipeline %s: %w", ErrFenced, p.cfg.TransactionalID, err)
 		}
 		return fmt.Errorf("eventgen: pipeline %s: transactional producer: %w", p.cfg.TransactionalID, err)
 	}
@@ -463,46 +450,27 @@ func (p *pipeline[In]) commit(sess sarama.ConsumerGroupSession, batch []*sarama.
 func (p *pipeline[In]) txnFailed(stage string, last *sarama.ConsumerMessage, err error) error {
 	st := p.prod.TxnStatus()
 	where := fmt.Sprintf("%s/%d@%d", last.Topic, last.Partition, last.Offset)
-	if txnFenced(err) {
-		e := fmt.Errorf("%w (%w): pipeline %s at %s (%s): %v", ErrFenced, ErrProducerFenced, p.cfg.TransactionalID, stage, where, err)
+	if fenced(err) {
+		e := fmt.Errorf("%w: pipeline %s at %s (%s): %w", ErrFenced, p.cfg.TransactionalID, stage, where, err)
 		p.fail(e)
 		return e
 	}
 	if st&sarama.ProducerTxnFlagFatalError != 0 {
-		e := fmt.Errorf("%w (%w): pipeline %s at %s (%s): %v", ErrPipelineFatal, ErrProducerFatal, p.cfg.TransactionalID, stage, where, err)
+		e := fmt.Errorf("%w: pipeline %s at %s (%s): %w", ErrProducerFatal, p.cfg.TransactionalID, stage, where, err)
 		p.fail(e)
 		return e
 	}
 	if st&(sarama.ProducerTxnFlagInTransaction|sarama.ProducerTxnFlagAbortableError) != 0 {
 		if aerr := p.prod.AbortTxn(); aerr != nil {
-			kind, producerKind := ErrPipelineFatal, ErrProducerFatal
-			if txnFenced(aerr) {
-				kind, producerKind = ErrFenced, ErrProducerFenced
+			kind := ErrProducerFatal
+			if fenced(aerr) {
+				kind = ErrFenced
 			}
-			e := fmt.Errorf("%w (%w): pipeline %s: abort after %s failed (%v): %v", kind, producerKind, p.cfg.TransactionalID, stage, err, aerr)
+			e := fmt.Errorf("%w: pipeline %s: abort after %s failed (%w): %w", kind, p.cfg.TransactionalID, stage, err, aerr)
 			p.fail(e)
 			return e
 		}
 	}
 	p.log.Warn("eventgen: transaction aborted; re-reading from the committed offsets", "transactional_id", p.cfg.TransactionalID, "stage", stage, "at", where, "error", err)
 	return fmt.Errorf("eventgen: pipeline transaction aborted at %s (%s): %w", stage, where, err)
-}
-
-// txnFenced reports whether err says that a newer instance took over this
-// one's TransactionalID or InstanceID (INVALID_PRODUCER_EPOCH included: a
-// coordinator that timed out our transaction bumped the epoch), looking inside sarama.ProducerErrors
-// (which does not unwrap) too.
-func txnFenced(err error) bool {
-	if errors.Is(err, sarama.ErrProducerFenced) || errors.Is(err, sarama.ErrInvalidProducerEpoch) || errors.Is(err, sarama.ErrFencedInstancedId) {
-		return true
-	}
-	var pes sarama.ProducerErrors
-	if errors.As(err, &pes) {
-		for _, pe := range pes {
-			if pe != nil && txnFenced(pe.Err) {
-				return true
-			}
-		}
-	}
-	return false
 }

@@ -49,7 +49,7 @@ func NewAtLeastOnceProducer(cfg Config) (*AtLeastOnceProducer, error) {
 	sc.Producer.Retry.Backoff = 100 * time.Millisecond
 	if err := cfg.tuneCheck(sc, func(sc *sarama.Config) error {
 		if sc.Producer.Transaction.ID != "" {
-			return conflict(event.AtLeastOnce, "no Producer.Transaction.ID (use NewTransactionalProducer)")
+			return conflict(event.AtLeastOnce.String(), "no Producer.Transaction.ID (use NewTransactionalProducer)")
 		}
 		return checkIdempotent(event.AtLeastOnce, sc)
 	}); err != nil {
@@ -85,15 +85,15 @@ func setIdempotent(sc *sarama.Config) {
 func checkIdempotent(g event.Guarantee, sc *sarama.Config) error {
 	switch {
 	case sc.Producer.RequiredAcks != sarama.WaitForAll:
-		return conflict(g, "acks=all (Producer.RequiredAcks=WaitForAll), got %d", sc.Producer.RequiredAcks)
+		return conflict(g.String(), "acks=all (Producer.RequiredAcks=WaitForAll), got %d", sc.Producer.RequiredAcks)
 	case !sc.Producer.Idempotent:
-		return conflict(g, "Producer.Idempotent=true (retries would duplicate records)")
+		return conflict(g.String(), "Producer.Idempotent=true (retries would duplicate records)")
 	case sc.Net.MaxOpenRequests != 1:
-		return conflict(g, "Net.MaxOpenRequests=1, got %d", sc.Net.MaxOpenRequests)
+		return conflict(g.String(), "Net.MaxOpenRequests=1, got %d", sc.Net.MaxOpenRequests)
 	case sc.Producer.Retry.Max < 1:
-		return conflict(g, "Producer.Retry.Max>=1, got %d", sc.Producer.Retry.Max)
+		return conflict(g.String(), "Producer.Retry.Max>=1, got %d", sc.Producer.Retry.Max)
 	case !sc.Producer.Return.Successes || !sc.Producer.Return.Errors:
-		return conflict(g, "Producer.Return.Successes=true and Producer.Return.Errors=true")
+		return conflict(g.String(), "Producer.Return.Successes=true and Producer.Return.Errors=true")
 	}
 	return nil
 }

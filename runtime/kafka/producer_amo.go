@@ -77,15 +77,15 @@ func NewAtMostOnceProducer(cfg Config) (*AtMostOnceProducer, error) {
 func checkAtMostOnce(sc *sarama.Config) error {
 	switch {
 	case sc.Producer.Retry.Max != 0:
-		return conflict(event.AtMostOnce, "Producer.Retry.Max=0 (a retried record may be written twice), got %d", sc.Producer.Retry.Max)
+		return conflict(event.AtMostOnce.String(), "Producer.Retry.Max=0 (a retried record may be written twice), got %d", sc.Producer.Retry.Max)
 	case sc.Producer.Idempotent:
-		return conflict(event.AtMostOnce, "Producer.Idempotent=false (use NewAtLeastOnceProducer)")
+		return conflict(event.AtMostOnce.String(), "Producer.Idempotent=false (use NewAtLeastOnceProducer)")
 	case sc.Producer.Transaction.ID != "":
-		return conflict(event.AtMostOnce, "no Producer.Transaction.ID (use NewTransactionalProducer)")
+		return conflict(event.AtMostOnce.String(), "no Producer.Transaction.ID (use NewTransactionalProducer)")
 	case !sc.Producer.Return.Errors:
-		return conflict(event.AtMostOnce, "Producer.Return.Errors=true (drops are counted)")
+		return conflict(event.AtMostOnce.String(), "Producer.Return.Errors=true (drops are counted)")
 	case sc.Producer.Return.Successes:
-		return conflict(event.AtMostOnce, "Producer.Return.Successes=false")
+		return conflict(event.AtMostOnce.String(), "Producer.Return.Successes=false")
 	}
 	return nil
 }
