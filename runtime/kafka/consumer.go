@@ -30,38 +30,6 @@ type Deduper interface {
 	Process(ctx context.Context, et *event.Type, key string, handle func(context.Context) error) (ran bool, err error)
 }
 
-// ConsumerConfig configures a Consumer.
-type ConsumerConfig struct {
-	Config
-	// GroupID is the Kafka consumer group. Required.
-	GroupID string
-	// InstanceID, when set, makes this process a static member of the
-	// group (group.instance.id): a restart with the same InstanceID takes
-	// its partitions back without waiting for the session timeout, and an
-	// older process still running with the same InstanceID is fenced.
-	// Default "": dynamic membership.
-	InstanceID string
-	// Retry bounds at-least-once handler retries before dead-lettering.
-	// Default: see RetryPolicy.
-	Retry RetryPolicy
-	// DisableDeadLetter turns off the dead-letter topic for at-least-once
-	// handlers. A record that exhausts its retries (or fails to decode)
-	// then stops Run with an error and is not committed: nothing is
-	// skipped. Default false: dead-lettering is on.
-	DisableDeadLetter bool
-	// Dedup, when set, wraps every at-least-once handler call. Default nil.
-	Dedup Deduper
-	// MaxBatch caps how many buffered at-most-once records are committed
-	// together before their handlers run, and how many at-least-once
-	// records of one partition are handled between two commits (the most a
-	// crash makes a partition redeliver). Default 500.
-	MaxBatch int
-	// CommitInterval is how long an at-least-once partition under constant
-	// load goes between commits; a partition that has nothing buffered
-	// commits at once. Default 1s.
-	CommitInterval time.Duration
-}
-
 // Consumer reads events of one consumer group and runs the handlers
 // registered with HandleAtMostOnce and HandleAtLeastOnce. Records of one
 // partition are handled one at a time, in offset order; offsets are committed
@@ -86,29 +54,16 @@ type route struct {
 	prepare func(m *sarama.ConsumerMessage) (run func(ctx context.Context, attempt int) error, key string, err error)
 }
 
-// NewConsumer checks cfg and returns a Consumer with no handlers.
+// NewConsumer checks cfg (every invalid field is named in one error matching
+// ErrInvalidConfig), fills its defaults and returns a Consumer with no
+// handlers. It does not connect: Run does, and rejects a Tune that breaks
+// the consumer's settings (ErrConflictingConfig).
 func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
-	if len(cfg.Brokers) == 0 {
-		return nil, errors.New("eventgen: ConsumerConfig.Brokers is empty")
-	}
-	if cfg.GroupID == "" {
-		return nil, errors.New("eventgen: ConsumerConfig.GroupID is required")
-	}
-	r, err := cfg.Retry.withDefaults()
-	if err != nil {
+	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	cfg.Retry = r
-	if cfg.MaxBatch < 0 || cfg.CommitInterval < 0 {
-		return nil, errors.New("eventgen: ConsumerConfig.MaxBatch and CommitInterval must not be negative")
-	}
-	if cfg.MaxBatch == 0 {
-		cfg.MaxBatch = 500
-	}
-	if cfg.CommitInterval == 0 {
-		cfg.CommitInterval = time.Second
-	}
-	return &Consumer{cfg: cfg, log: cfg.logger(), met: cfg.metrics(), routes: map[string][]*route{}}, nil
+	cfg = cfg.withDefaults()
+	return &Consumer{cfg: cfg, log: cfg.Logger, met: cfg.Metrics, routes: map[string][]*route{}}, nil
 }
 
 // HandleAtMostOnce registers h for events of type et, which must be an

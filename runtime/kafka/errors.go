@@ -11,6 +11,12 @@ import (
 // sarama, where there is one) with %w: match them with errors.Is, and read
 // the message for the details.
 var (
+	// ErrInvalidConfig is matched by the error of a constructor (or of
+	// RunPipeline) given a configuration with a missing, negative or
+	// otherwise invalid field. The error names every such field at once,
+	// one per line, e.g. "ConsumerConfig.GroupID is required".
+	ErrInvalidConfig = errors.New("eventgen: invalid configuration")
+
 	// ErrConflictingConfig is matched when Config.Tune (or another setting)
 	// changed a sarama setting that the guarantee depends on. Every such
 	// setting is named, with what is required and what was found, e.g.

@@ -12,32 +12,6 @@ import (
 	"github.com/eventgen/eventgen/runtime/event"
 )
 
-// PipelineConfig configures RunPipeline.
-type PipelineConfig struct {
-	Config
-	// GroupID is the consumer group of the input topic. Required.
-	GroupID string
-	// TransactionalID identifies this pipeline process to the transaction
-	// coordinator. Required. It must be unique among the running instances
-	// of the pipeline and stable across restarts of one instance: a restart
-	// with the same TransactionalID aborts the transaction its predecessor
-	// left open and fences that predecessor if it is still running.
-	TransactionalID string
-	// InstanceID, when set, makes the process a static group member (see
-	// ConsumerConfig.InstanceID). Using the TransactionalID here fences a
-	// zombie twice: by the group and by the transaction coordinator.
-	// Default "": dynamic membership.
-	InstanceID string
-	// Retry bounds handler retries before the input record is
-	// dead-lettered (inside the transaction). Default: see RetryPolicy.
-	Retry RetryPolicy
-	// BatchSize caps the input records of one partition consumed per
-	// transaction. Default 100.
-	BatchSize int
-
-	hooks *pipelineHooks // tests only
-}
-
 // Emitter collects the events a pipeline handler produces for one input
 // record. They are written in the transaction that commits the input's
 // offset, in the order emitted.
@@ -125,25 +99,8 @@ type pipeline[In any] struct {
 }
 
 func newPipeline[In any](cfg PipelineConfig, in *event.Type, produces []*event.Type, decode func([]byte) (In, error), h func(context.Context, In, *Emitter) error) (*pipeline[In], error) {
-	var errs []error
-	if len(cfg.Brokers) == 0 {
-		errs = append(errs, errors.New("eventgen: PipelineConfig.Brokers is empty"))
-	}
-	if cfg.GroupID == "" {
-		errs = append(errs, errors.New("eventgen: PipelineConfig.GroupID is required"))
-	}
-	if cfg.TransactionalID == "" {
-		errs = append(errs, errors.New("eventgen: PipelineConfig.TransactionalID is required"))
-	}
-	if cfg.BatchSize < 0 {
-		errs = append(errs, errors.New("eventgen: PipelineConfig.BatchSize must not be negative"))
-	}
-	if cfg.BatchSize == 0 {
-		cfg.BatchSize = 100
-	}
-	r, err := cfg.Retry.withDefaults()
-	errs = append(errs, err)
-	cfg.Retry = r
+	errs := []error{cfg.validate()}
+	cfg = cfg.withDefaults()
 	if decode == nil || h == nil {
 		errs = append(errs, errors.New("eventgen: RunPipeline: decode and handler are required"))
 	}
@@ -166,7 +123,7 @@ func newPipeline[In any](cfg PipelineConfig, in *event.Type, produces []*event.T
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	p := &pipeline[In]{cfg: cfg, in: in, allowed: allowed, decode: decode, h: h, log: cfg.logger(), met: cfg.metrics(), hooks: cfg.hooks}
+	p := &pipeline[In]{cfg: cfg, in: in, allowed: allowed, decode: decode, h: h, log: cfg.Logger, met: cfg.Metrics, hooks: cfg.hooks}
 	if cfg.InstanceID != "" {
 		p.instance = &p.cfg.InstanceID
 	}

@@ -41,6 +41,10 @@ type AtLeastOnceProducer struct {
 // rejects, by name, acks other than all, Idempotent=false,
 // MaxOpenRequests!=1, Retry.Max<1 and a Transaction.ID.
 func NewAtLeastOnceProducer(cfg Config) (*AtLeastOnceProducer, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
 	sc, err := cfg.saramaConfig()
 	if err != nil {
 		return nil, err
@@ -60,8 +64,8 @@ func NewAtLeastOnceProducer(cfg Config) (*AtLeastOnceProducer, error) {
 		return nil, wrapf(err, "eventgen: at-least-once producer")
 	}
 	p := &AtLeastOnceProducer{
-		ap: ap, log: cfg.logger(), metrics: cfg.metrics(),
-		closing: make(chan struct{}), abandoned: make(chan struct{}), closeTimeout: cfg.closeTimeout(),
+		ap: ap, log: cfg.Logger, metrics: cfg.Metrics,
+		closing: make(chan struct{}), abandoned: make(chan struct{}), closeTimeout: cfg.CloseTimeout,
 	}
 	p.drained.Add(2)
 	go p.successes()

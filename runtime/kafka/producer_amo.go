@@ -42,6 +42,10 @@ type AtMostOnceProducer struct {
 // weaken at-most-once) but must keep Retry.Max=0, Return.Errors=true,
 // Return.Successes=false, Idempotent=false and no Transaction.ID.
 func NewAtMostOnceProducer(cfg Config) (*AtMostOnceProducer, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
 	sc, err := cfg.saramaConfig()
 	if err != nil {
 		return nil, err
@@ -60,13 +64,13 @@ func NewAtMostOnceProducer(cfg Config) (*AtMostOnceProducer, error) {
 	}
 	p := &AtMostOnceProducer{
 		ap:      ap,
-		log:     cfg.logger(),
-		metrics: cfg.metrics(),
+		log:     cfg.Logger,
+		metrics: cfg.Metrics,
 		queue:   make(chan *sarama.ProducerMessage, sc.ChannelBufferSize),
 		pumped:  make(chan struct{}),
 		stop:    make(chan struct{}),
 
-		closeTimeout: cfg.closeTimeout(),
+		closeTimeout: cfg.CloseTimeout,
 		drained:      make(chan struct{}),
 	}
 	go p.pump()

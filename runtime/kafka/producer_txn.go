@@ -29,21 +29,6 @@ type TransactionalProducer struct {
 	closed bool // sp closed
 }
 
-// ProducerConfig configures a generated Producer and the transactional
-// producer: what every producer needs, plus the transactional ID that
-// exactly-once events are sent under. The generated NewProducer takes it for
-// every schema, so that its signature does not change when a schema gains
-// or loses an exactly-once event.
-type ProducerConfig struct {
-	Config
-	// TransactionalID names this instance's transactional producer. It is
-	// required when the schema has exactly-once events and unused
-	// otherwise. Keep it stable across restarts of one instance and unique
-	// among instances: a restarted instance then aborts what its
-	// predecessor left open and fences it if it still runs.
-	TransactionalID string
-}
-
 // NewTransactionalProducer connects to cfg.Brokers and initialises
 // cfg.TransactionalID (aborting a transaction an earlier producer with the
 // same ID left open, and fencing that producer). Settings: idempotent,
@@ -53,10 +38,11 @@ type ProducerConfig struct {
 // timeouts and batching; settings that break transactions are rejected by
 // name.
 func NewTransactionalProducer(cfg ProducerConfig) (*TransactionalProducer, error) {
-	transactionalID := cfg.TransactionalID
-	if transactionalID == "" {
-		return nil, errors.New("eventgen: transactional producer needs ProducerConfig.TransactionalID")
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
+	cfg.Config = cfg.Config.withDefaults()
+	transactionalID := cfg.TransactionalID
 	sc, err := cfg.saramaConfig()
 	if err != nil {
 		return nil, err
@@ -82,8 +68,8 @@ func NewTransactionalProducer(cfg ProducerConfig) (*TransactionalProducer, error
 	return &TransactionalProducer{
 		sp:      sp,
 		id:      transactionalID,
-		log:     cfg.logger().With("transactional_id", transactionalID),
-		metrics: cfg.metrics(),
+		log:     cfg.Logger.With("transactional_id", transactionalID),
+		metrics: cfg.Metrics,
 		sem:     make(chan struct{}, 1),
 	}, nil
 }
