@@ -188,7 +188,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 	sort.Strings(topics)
 
-	sc, err := c.consumerSaramaConfig()
+	sc, err := c.cfg.saramaConfig(groupConsumer, identity{instanceID: c.cfg.InstanceID, instanceIDField: "ConsumerConfig.InstanceID"})
 	if err != nil {
 		return err
 	}
@@ -199,7 +199,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	defer client.Close()
 	var dlq sarama.SyncProducer
 	if needDLQ {
-		pc, err := deadLetterSaramaConfig(c.cfg.Config)
+		pc, err := c.cfg.saramaConfig(deadLetterProducer, identity{clientIDSuffix: "-dlq"})
 		if err != nil {
 			return err
 		}
@@ -255,51 +255,6 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 	c.log.Info("eventgen: consumer stopped", "group", c.cfg.GroupID)
 	return nil
-}
-
-// consumerSaramaConfig returns the group consumer's sarama configuration.
-func (c *Consumer) consumerSaramaConfig() (*sarama.Config, error) {
-	sc, err := c.cfg.saramaConfig()
-	if err != nil {
-		return nil, err
-	}
-	sc.Consumer.Offsets.AutoCommit.Enable = false
-	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
-	sc.Consumer.Return.Errors = true
-	sc.Consumer.Group.InstanceId = c.cfg.InstanceID
-	if err := c.cfg.tune(sc); err != nil {
-		return nil, err
-	}
-	if sc.Consumer.Offsets.AutoCommit.Enable {
-		return nil, fmt.Errorf("%w: consumers require Consumer.Offsets.AutoCommit.Enable=false: eventgen commits offsets itself, in order", ErrConflictingConfig)
-	}
-	if sc.Consumer.Group.InstanceId != c.cfg.InstanceID {
-		return nil, fmt.Errorf("%w: set static membership with ConsumerConfig.InstanceID, not Consumer.Group.InstanceId", ErrConflictingConfig)
-	}
-	return sc, nil
-}
-
-// deadLetterSaramaConfig returns the configuration of an idempotent,
-// acks=all sync producer for dead letters.
-func deadLetterSaramaConfig(cfg Config) (*sarama.Config, error) {
-	pc, err := cfg.saramaConfig()
-	if err != nil {
-		return nil, err
-	}
-	pc.ClientID += "-dlq"
-	pc.Producer.Idempotent = true
-	pc.Producer.RequiredAcks = sarama.WaitForAll
-	pc.Net.MaxOpenRequests = 1
-	pc.Producer.Retry.Max = 10
-	pc.Producer.Return.Successes = true
-	pc.Producer.Return.Errors = true
-	if err := cfg.tune(pc); err != nil {
-		return nil, err
-	}
-	if !pc.Producer.Idempotent || pc.Producer.RequiredAcks != sarama.WaitForAll {
-		return nil, fmt.Errorf("%w: the dead-letter producer requires Producer.Idempotent and acks=all", ErrConflictingConfig)
-	}
-	return pc, nil
 }
 
 // groupHandler is the sarama.ConsumerGroupHandler of a Consumer.

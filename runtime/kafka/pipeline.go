@@ -130,53 +130,18 @@ func newPipeline[In any](cfg PipelineConfig, in *event.Type, produces []*event.T
 	return p, nil
 }
 
+// saramaConfigs returns the configurations of the pipeline's input
+// consumer and of its transactional producer.
 func (p *pipeline[In]) saramaConfigs() (consumer, producer *sarama.Config, err error) {
-	sc, err := p.cfg.saramaConfig()
+	sc, err := p.cfg.saramaConfig(readCommittedConsumer, identity{instanceID: p.cfg.InstanceID, instanceIDField: "PipelineConfig.InstanceID"})
 	if err != nil {
 		return nil, nil, err
 	}
-	sc.Consumer.IsolationLevel = sarama.ReadCommitted
-	sc.Consumer.Offsets.AutoCommit.Enable = false
-	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
-	// Waits out UNSTABLE_OFFSET_COMMIT while a predecessor's transaction
-	// with offsets is being completed.
-	sc.Consumer.Offsets.Retry.Max = 20
-	sc.Consumer.Return.Errors = true
-	sc.Consumer.Group.InstanceId = p.cfg.InstanceID
-	if err := p.cfg.tune(sc); err != nil {
-		return nil, nil, err
-	}
-	switch {
-	case sc.Consumer.IsolationLevel != sarama.ReadCommitted:
-		return nil, nil, fmt.Errorf("%w: exactly-once pipelines require Consumer.IsolationLevel=ReadCommitted", ErrConflictingConfig)
-	case sc.Consumer.Offsets.AutoCommit.Enable:
-		return nil, nil, fmt.Errorf("%w: exactly-once pipelines require Consumer.Offsets.AutoCommit.Enable=false: offsets are committed only in transactions", ErrConflictingConfig)
-	case sc.Consumer.Group.InstanceId != p.cfg.InstanceID:
-		return nil, nil, fmt.Errorf("%w: set static membership with PipelineConfig.InstanceID, not Consumer.Group.InstanceId", ErrConflictingConfig)
-	}
-	for _, s := range sc.Consumer.Group.Rebalance.GroupStrategies {
-		if s.Name() == sarama.CooperativeStickyBalanceStrategyName {
-			return nil, nil, fmt.Errorf("%w: exactly-once pipelines require an eager rebalance strategy, not cooperative-sticky", ErrConflictingConfig)
-		}
-	}
-
-	pc, err := p.cfg.saramaConfig()
+	pc, err := p.cfg.saramaConfig(transactionalProducer, identity{
+		clientIDSuffix: "-txn", transactionalID: p.cfg.TransactionalID, transactionalIDField: "PipelineConfig.TransactionalID",
+	})
 	if err != nil {
 		return nil, nil, err
-	}
-	pc.ClientID += "-txn"
-	pc.Producer.Idempotent = true
-	pc.Producer.RequiredAcks = sarama.WaitForAll
-	pc.Net.MaxOpenRequests = 1
-	pc.Producer.Retry.Max = 10
-	pc.Producer.Return.Successes = true
-	pc.Producer.Return.Errors = true
-	pc.Producer.Transaction.ID = p.cfg.TransactionalID
-	if err := p.cfg.tune(pc); err != nil {
-		return nil, nil, err
-	}
-	if pc.Producer.Transaction.ID != p.cfg.TransactionalID || !pc.Producer.Idempotent || pc.Producer.RequiredAcks != sarama.WaitForAll {
-		return nil, nil, fmt.Errorf("%w: exactly-once pipelines require Producer.Idempotent, acks=all and Producer.Transaction.ID=PipelineConfig.TransactionalID", ErrConflictingConfig)
 	}
 	return sc, pc, nil
 }

@@ -46,16 +46,8 @@ func NewAtMostOnceProducer(cfg Config) (*AtMostOnceProducer, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	sc, err := cfg.saramaConfig()
+	sc, err := cfg.saramaConfig(atMostOnceProducer, identity{})
 	if err != nil {
-		return nil, err
-	}
-	sc.Producer.RequiredAcks = sarama.NoResponse
-	sc.Producer.Retry.Max = 0
-	sc.Producer.Return.Errors = true
-	sc.Producer.Return.Successes = false
-	sc.ChannelBufferSize = 4096
-	if err := cfg.tuneCheck(sc, checkAtMostOnce); err != nil {
 		return nil, err
 	}
 	ap, err := sarama.NewAsyncProducer(cfg.Brokers, sc)
@@ -76,22 +68,6 @@ func NewAtMostOnceProducer(cfg Config) (*AtMostOnceProducer, error) {
 	go p.pump()
 	go p.errors()
 	return p, nil
-}
-
-func checkAtMostOnce(sc *sarama.Config) error {
-	switch {
-	case sc.Producer.Retry.Max != 0:
-		return conflict(event.AtMostOnce.String(), "Producer.Retry.Max=0 (a retried record may be written twice), got %d", sc.Producer.Retry.Max)
-	case sc.Producer.Idempotent:
-		return conflict(event.AtMostOnce.String(), "Producer.Idempotent=false (use NewAtLeastOnceProducer)")
-	case sc.Producer.Transaction.ID != "":
-		return conflict(event.AtMostOnce.String(), "no Producer.Transaction.ID (use NewTransactionalProducer)")
-	case !sc.Producer.Return.Errors:
-		return conflict(event.AtMostOnce.String(), "Producer.Return.Errors=true (drops are counted)")
-	case sc.Producer.Return.Successes:
-		return conflict(event.AtMostOnce.String(), "Producer.Return.Successes=false")
-	}
-	return nil
 }
 
 func (p *AtMostOnceProducer) pump() {

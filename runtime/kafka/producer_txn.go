@@ -43,18 +43,8 @@ func NewTransactionalProducer(cfg ProducerConfig) (*TransactionalProducer, error
 	}
 	cfg.Config = cfg.Config.withDefaults()
 	transactionalID := cfg.TransactionalID
-	sc, err := cfg.saramaConfig()
+	sc, err := cfg.saramaConfig(transactionalProducer, identity{transactionalID: transactionalID, transactionalIDField: "ProducerConfig.TransactionalID"})
 	if err != nil {
-		return nil, err
-	}
-	setIdempotent(sc)
-	sc.Producer.Transaction.ID = transactionalID
-	if err := cfg.tuneCheck(sc, func(sc *sarama.Config) error {
-		if sc.Producer.Transaction.ID != transactionalID {
-			return conflict(event.ExactlyOnce.String(), "Producer.Transaction.ID=%q (ProducerConfig.TransactionalID), got %q", transactionalID, sc.Producer.Transaction.ID)
-		}
-		return checkIdempotent(event.ExactlyOnce, sc)
-	}); err != nil {
 		return nil, err
 	}
 	sp, err := sarama.NewSyncProducer(cfg.Brokers, sc)
