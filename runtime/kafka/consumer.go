@@ -192,11 +192,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	client, err := sarama.NewClient(c.cfg.Brokers, sc)
-	if err != nil {
-		return fmt.Errorf("eventgen: consumer %s: %w", c.cfg.GroupID, err)
-	}
-	defer client.Close()
+	// The dead-letter producer is ready before the first record is read.
 	var dlq sarama.SyncProducer
 	if needDLQ {
 		pc, err := c.cfg.saramaConfig(deadLetterProducer, identity{clientIDSuffix: "-dlq"})
@@ -209,90 +205,32 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 		defer dlq.Close()
 	}
-	group, err := sarama.NewConsumerGroupFromClient(c.cfg.GroupID, client)
-	if err != nil {
-		return fmt.Errorf("eventgen: consumer %s: %w", c.cfg.GroupID, err)
-	}
-	runCtx, stop := context.WithCancelCause(ctx)
-	defer stop(nil)
-	h := &groupHandler{
-		c:        c,
-		client:   client,
-		dlq:      dlq,
-		routes:   routes,
-		stop:     stop,
-		handlerC: context.WithoutCancel(ctx),
-	}
-	errsDone := make(chan struct{})
-	go func() {
-		defer close(errsDone)
-		for err := range group.Errors() {
-			c.log.Warn("eventgen: consumer group error", "group", c.cfg.GroupID, "error", err)
-		}
-	}()
-	c.log.Info("eventgen: consumer starting", "group", c.cfg.GroupID, "instance", c.cfg.InstanceID, "topics", topics)
-	for runCtx.Err() == nil {
-		err := group.Consume(runCtx, topics, h)
-		switch {
-		case err == nil:
-		case errors.Is(err, sarama.ErrClosedConsumerGroup):
-			stop(err)
-		case errors.Is(err, sarama.ErrFencedInstancedId):
-			h.fail(fmt.Errorf("%w: consumer %s instance %q: %v", ErrFenced, c.cfg.GroupID, c.cfg.InstanceID, err))
-		default:
-			c.log.Warn("eventgen: consumer session failed; rejoining", "group", c.cfg.GroupID, "error", err)
-			_ = sleepCtx(runCtx, 250*time.Millisecond)
-		}
-	}
-	closeErr := group.Close()
-	<-errsDone
-	if err := h.err(); err != nil {
-		c.log.Error("eventgen: consumer stopped", "group", c.cfg.GroupID, "error", err)
-		return err
-	}
-	if closeErr != nil {
-		c.log.Warn("eventgen: closing consumer group", "group", c.cfg.GroupID, "error", closeErr)
-	}
-	c.log.Info("eventgen: consumer stopped", "group", c.cfg.GroupID)
-	return nil
+	return runGroup(ctx, groupRun{
+		kind:          "consumer",
+		brokers:       c.cfg.Brokers,
+		config:        sc,
+		groupID:       c.cfg.GroupID,
+		instanceID:    c.cfg.InstanceID,
+		topics:        topics,
+		log:           c.log.With("group", c.cfg.GroupID, "instance", c.cfg.InstanceID),
+		rejoinBackoff: 250 * time.Millisecond,
+		start: func(st *runState) claimFunc {
+			h := &groupHandler{runState: st, c: c, dlq: dlq, routes: routes}
+			return h.consumeClaim
+		},
+	})
 }
 
-// groupHandler is the sarama.ConsumerGroupHandler of a Consumer.
+// groupHandler handles the claims of a Consumer's sessions.
 type groupHandler struct {
-	c        *Consumer
-	client   sarama.Client
-	dlq      sarama.SyncProducer
-	routes   map[string][]*route
-	stop     context.CancelCauseFunc
-	handlerC context.Context // survives shutdown, so in-flight handlers finish
-
-	mu    sync.Mutex
-	fatal error
+	*runState
+	c      *Consumer
+	dlq    sarama.SyncProducer
+	routes map[string][]*route
 }
 
-func (h *groupHandler) fail(err error) {
-	h.mu.Lock()
-	if h.fatal == nil {
-		h.fatal = err
-	}
-	h.mu.Unlock()
-	h.stop(err)
-}
-
-func (h *groupHandler) err() error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.fatal
-}
-
-func (h *groupHandler) Setup(sess sarama.ConsumerGroupSession) error {
-	h.c.log.Info("eventgen: partitions assigned", "group", h.c.cfg.GroupID, "generation", sess.GenerationID(), "claims", sess.Claims())
-	return nil
-}
-
-func (h *groupHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
-
-func (h *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+// consumeClaim routes a claim to its guarantee's loop.
+func (h *groupHandler) consumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	routes := h.routes[claim.Topic()]
 	if len(routes) == 0 {
 		return fmt.Errorf("eventgen: no handler for topic %q", claim.Topic())
@@ -349,7 +287,7 @@ func (h *groupHandler) consumeAtMostOnce(sess sarama.ConsumerGroupSession, claim
 			}
 			run, _, err := r.prepare(m)
 			if err == nil {
-				err = run(h.handlerC, 1)
+				err = run(h.handlerCtx, 1)
 			} else {
 				err = fmt.Errorf("decoding: %w", err)
 			}
@@ -437,13 +375,13 @@ func (h *groupHandler) processAtLeastOnce(sctx context.Context, routes []*route,
 	for attempt := 1; ; attempt++ {
 		if h.c.cfg.Dedup != nil {
 			var ran bool
-			ran, err = h.c.cfg.Dedup.Process(h.handlerC, r.et, key, func(ctx context.Context) error { return run(ctx, attempt) })
+			ran, err = h.c.cfg.Dedup.Process(h.handlerCtx, r.et, key, func(ctx context.Context) error { return run(ctx, attempt) })
 			if err == nil && !ran {
 				h.c.met.Count(name, Duplicates, 1)
 				return name, nil
 			}
 		} else {
-			err = run(h.handlerC, attempt)
+			err = run(h.handlerCtx, attempt)
 		}
 		if err == nil {
 			h.c.met.Count(name, Handled, 1)

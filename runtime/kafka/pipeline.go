@@ -87,15 +87,11 @@ type pipeline[In any] struct {
 	met     Metrics
 	hooks   *pipelineHooks
 
-	userCtx  context.Context // the caller's: done means shut down
-	handlerC context.Context // not cancelled by shutdown
-	stop     context.CancelCauseFunc
-	prod     sarama.SyncProducer
-	instance *string
+	*runState // set when the group run starts
+	prod      sarama.SyncProducer
+	instance  *string
 
-	txMu  sync.Mutex // one transaction at a time across partitions
-	mu    sync.Mutex
-	fatal error
+	txMu sync.Mutex // one transaction at a time across partitions
 }
 
 func newPipeline[In any](cfg PipelineConfig, in *event.Type, produces []*event.Type, decode func([]byte) (In, error), h func(context.Context, In, *Emitter) error) (*pipeline[In], error) {
@@ -163,78 +159,28 @@ func (p *pipeline[In]) run(ctx context.Context) error {
 	}
 	p.prod = prod
 	defer prod.Close()
-	client, err := sarama.NewClient(p.cfg.Brokers, sc)
-	if err != nil {
-		return fmt.Errorf("eventgen: pipeline %s: %w", p.cfg.GroupID, err)
-	}
-	defer client.Close()
-	group, err := sarama.NewConsumerGroupFromClient(p.cfg.GroupID, client)
-	if err != nil {
-		return fmt.Errorf("eventgen: pipeline %s: %w", p.cfg.GroupID, err)
-	}
-	runCtx, stop := context.WithCancelCause(ctx)
-	defer stop(nil)
-	p.userCtx, p.handlerC, p.stop = ctx, context.WithoutCancel(ctx), stop
-
-	errsDone := make(chan struct{})
-	go func() {
-		defer close(errsDone)
-		for err := range group.Errors() {
-			p.log.Warn("eventgen: pipeline group error", "group", p.cfg.GroupID, "error", err)
-		}
-	}()
-	p.log.Info("eventgen: pipeline starting", "group", p.cfg.GroupID, "transactional_id", p.cfg.TransactionalID, "instance", p.cfg.InstanceID, "input", p.in.Topic)
-	for runCtx.Err() == nil {
-		err := group.Consume(runCtx, []string{p.in.Topic}, p)
-		switch {
-		case err == nil:
-		case errors.Is(err, sarama.ErrClosedConsumerGroup):
-			stop(err)
-		case errors.Is(err, sarama.ErrFencedInstancedId):
-			p.fail(fmt.Errorf("%w: pipeline %s instance %q: %v", ErrFenced, p.cfg.GroupID, p.cfg.InstanceID, err))
-		default:
-			p.log.Warn("eventgen: pipeline session failed; rejoining", "group", p.cfg.GroupID, "error", err)
-			_ = sleepCtx(runCtx, 100*time.Millisecond)
-		}
-	}
-	_ = group.Close()
-	<-errsDone
-	if err := p.err(); err != nil {
-		p.log.Error("eventgen: pipeline stopped", "group", p.cfg.GroupID, "transactional_id", p.cfg.TransactionalID, "error", err)
-		return err
-	}
-	p.log.Info("eventgen: pipeline stopped", "group", p.cfg.GroupID, "transactional_id", p.cfg.TransactionalID)
-	return nil
+	return runGroup(ctx, groupRun{
+		kind:          "pipeline",
+		brokers:       p.cfg.Brokers,
+		config:        sc,
+		groupID:       p.cfg.GroupID,
+		instanceID:    p.cfg.InstanceID,
+		topics:        []string{p.in.Topic},
+		log:           p.log.With("group", p.cfg.GroupID, "transactional_id", p.cfg.TransactionalID, "instance", p.cfg.InstanceID),
+		rejoinBackoff: 100 * time.Millisecond,
+		start: func(st *runState) claimFunc {
+			p.runState = st
+			return p.consumeClaim
+		},
+	})
 }
 
-func (p *pipeline[In]) fail(err error) {
-	p.mu.Lock()
-	if p.fatal == nil {
-		p.fatal = err
-	}
-	p.mu.Unlock()
-	p.stop(err)
-}
-
-func (p *pipeline[In]) err() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.fatal
-}
-
-func (p *pipeline[In]) Setup(sess sarama.ConsumerGroupSession) error {
-	p.log.Info("eventgen: pipeline partitions assigned", "group", p.cfg.GroupID, "generation", sess.GenerationID(), "claims", sess.Claims())
-	return nil
-}
-
-func (p *pipeline[In]) Cleanup(sarama.ConsumerGroupSession) error { return nil }
-
-// ConsumeClaim runs batches of one partition. Each batch is transformed
+// consumeClaim runs batches of one partition. Each batch is transformed
 // outside the transaction lock, then committed in one transaction. Any
 // failure returns from ConsumeClaim, which ends the session: after the
 // rejoin every partition restarts from Kafka's committed offsets, so nothing
 // read into memory past them survives a failure.
-func (p *pipeline[In]) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+func (p *pipeline[In]) consumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	batch := make([]*sarama.ConsumerMessage, 0, p.cfg.BatchSize)
 	for {
 		// A failed pipeline starts nothing new; nextBatch stops on a revoked partition.
@@ -281,7 +227,7 @@ func (p *pipeline[In]) transform(sctx context.Context, batch []*sarama.ConsumerM
 		}
 		for attempt := 1; ; attempt++ {
 			meta.Attempt = attempt
-			em := &Emitter{ctx: meta.Context(p.handlerC), allowed: p.allowed, rec: ExactlyOnceRecord{meta}}
+			em := &Emitter{ctx: meta.Context(p.handlerCtx), allowed: p.allowed, rec: ExactlyOnceRecord{meta}}
 			err := p.h(em.ctx, v, em)
 			if err == nil {
 				res.out = append(res.out, em.msgs...)
