@@ -163,7 +163,8 @@ func (c *Consumer) register(et *event.Type, g event.Guarantee, prepare func(*sar
 // context that shutdown does not cancel), commits what was handled, and the
 // consumer leaves. Run returns nil after a shutdown caused by ctx, and an
 // error when it could not start or had to stop: registration errors
-// (ErrGuaranteeMismatch), ErrFenced, ErrDeadLetter.
+// (ErrGuaranteeMismatch), a Tune that breaks the consumer's settings
+// (ErrConflictingConfig), ErrFenced, ErrDeadLetter.
 func (c *Consumer) Run(ctx context.Context) error {
 	c.mu.Lock()
 	if c.running {

@@ -61,6 +61,9 @@ func (em *Emitter) Record() ExactlyOnceRecord { return em.rec }
 //
 // RunPipeline blocks until ctx is done, commits the batches already handled,
 // and returns nil; or returns an error when it cannot start or must stop.
+// Before connecting it checks cfg, in, produces, decode and h, and reports
+// every problem at once (ErrInvalidConfig, ErrGuaranteeMismatch), then the
+// settings Tune must not break (ErrConflictingConfig).
 func RunPipeline[In any](ctx context.Context, cfg PipelineConfig, in *event.Type, produces []*event.Type, decode func([]byte) (In, error), h func(context.Context, In, *Emitter) error) error {
 	p, err := newPipeline(cfg, in, produces, decode, h)
 	if err != nil {
