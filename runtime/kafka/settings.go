@@ -136,7 +136,6 @@ func (r role) spec() roleSpec {
 				for _, s := range sc.Consumer.Group.Rebalance.GroupStrategies {
 					r.require(s == nil || s.Name() != sarama.CooperativeStickyBalanceStrategyName, "an eager rebalance strategy in Consumer.Group.Rebalance.GroupStrategies, got %s", sarama.CooperativeStickyBalanceStrategyName)
 				}
-				//lint:ignore SA1019 the deprecated field still takes effect, so it must be checked
 				if s := sc.Consumer.Group.Rebalance.Strategy; s != nil {
 					r.require(s.Name() != sarama.CooperativeStickyBalanceStrategyName, "an eager rebalance strategy in Consumer.Group.Rebalance.Strategy (deprecated, and it wins over GroupStrategies), got %s", sarama.CooperativeStickyBalanceStrategyName)
 				}

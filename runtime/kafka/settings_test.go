@@ -54,7 +54,7 @@ func TestPipelineRejectsCooperativeSticky(t *testing.T) {
 	out := testEventType("Output", "out", event.ExactlyOnce)
 	for name, tune := range map[string]func(*sarama.Config){
 		"deprecated Strategy": func(sc *sarama.Config) {
-			sc.Consumer.Group.Rebalance.Strategy = sarama.NewBalanceStrategyCooperativeSticky() //nolint:staticcheck // the deprecated field under test
+			sc.Consumer.Group.Rebalance.Strategy = sarama.NewBalanceStrategyCooperativeSticky() // deprecated, and wins over GroupStrategies
 		},
 		"GroupStrategies": func(sc *sarama.Config) {
 			sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyCooperativeSticky()}
