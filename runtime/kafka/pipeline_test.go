@@ -233,7 +233,7 @@ func TestPipelineExactlyOnceUnderFaults(t *testing.T) {
 	// 3. Injected transaction errors: TxnOffsetCommit ILLEGAL_GENERATION
 	// (abortable: abort, rejoin, re-read), EndTxn CONCURRENT_TRANSACTIONS
 	// (retried by sarama) and UNKNOWN_SERVER_ERROR (fatal: the pipeline
-	// stops with ErrPipelineFatal; the test restarts it like a supervisor).
+	// stops with ErrProducerFatal; the test restarts it like a supervisor).
 	kf := cl.Kfake()
 	fTOC := kf.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.TxnOffsetCommit}, Err: kerr.IllegalGeneration, Count: 3})
 	fEnd := kf.Fault(
