@@ -8,13 +8,11 @@ import (
 
 	"text/template"
 
-	"github.com/eventgen/eventgen/runtime/event"
 	"github.com/eventgen/eventgen/templates"
 )
 
 var docFuncs = template.FuncMap{
-	"lower": strings.ToLower,
-	"dur":   formatDuration,
+	"dur": formatDuration,
 	"fieldNames": func(fs []*Field) string {
 		if len(fs) == 0 {
 			return "none"
@@ -24,15 +22,6 @@ var docFuncs = template.FuncMap{
 			names[i] = "`" + f.Name + "`"
 		}
 		return strings.Join(names, ", ")
-	},
-	"dedup": func(ev *Event) string {
-		switch {
-		case ev.Guarantee == event.AtMostOnce && ev.Dedup == event.DedupNone:
-			return "not needed (never redelivered)"
-		case ev.Dedup == event.DedupNone:
-			return "none"
-		}
-		return ev.Dedup.String() + ", ttl " + formatDuration(ev.DedupTTL)
 	},
 	// cell makes free text safe inside a Markdown table cell.
 	"cell": func(s string) string {

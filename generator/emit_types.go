@@ -30,9 +30,9 @@ func emitTypes(s *Schema, f *jen.File) {
 		jen.Id("_").Op("=").Add(rtEvent("EnforceVersion")).Call(rtEvent("MaxVersion").Op("-").Lit(event.GenVersion)),
 	)
 	f.Line()
-	f.Comment("SchemaFingerprint identifies the topics, guarantees and wire shapes of")
+	f.Commentf("%s identifies the topics, guarantees and wire shapes of", s.Names.Fingerprint)
 	f.Comment("every event in the schema: it changes when any of them does.")
-	f.Const().Id("SchemaFingerprint").Op("=").Lit(s.Fingerprint)
+	f.Const().Id(s.Names.Fingerprint).Op("=").Lit(s.Fingerprint)
 
 	for _, t := range s.Types {
 		f.Line()
@@ -95,8 +95,8 @@ func emitEnum(f *jen.File, t *NamedType) {
 		}
 	})
 	f.Line()
-	f.Commentf("%sValues returns every value of %s, in schema order.", t.GoName, t.GoName)
-	f.Func().Id(t.GoName + "Values").Params().Index().Id(t.GoName).Block(
+	f.Commentf("%s returns every value of %s, in schema order.", t.ValuesFunc, t.GoName)
+	f.Func().Id(t.ValuesFunc).Params().Index().Id(t.GoName).Block(
 		jen.Return(jen.Index().Id(t.GoName).ValuesFunc(func(g *jen.Group) {
 			for _, v := range t.Values {
 				g.Id(v.GoName)
@@ -322,11 +322,19 @@ func goType(t *Type) *jen.Statement {
 	panic(fmt.Sprintf("generator: unhandled kind %d", t.Kind)) // unreachable: compile resolves every type
 }
 
-var scalarWire = map[Kind]string{
-	KindBool: "Bool", KindInt32: "Int32", KindInt64: "Int64", KindFloat64: "Float64",
-	KindString: "String", KindBytes: "Bytes", KindUUID: "UUID", KindTimestamp: "Time",
-	KindDuration: "Duration", KindDecimal: "Decimal",
-}
+// The runtime's wire functions for each scalar kind.
+var (
+	appendScalar = map[Kind]string{
+		KindBool: "AppendBool", KindInt32: "AppendInt32", KindInt64: "AppendInt64", KindFloat64: "AppendFloat64",
+		KindString: "AppendString", KindBytes: "AppendBytes", KindUUID: "AppendUUID", KindTimestamp: "AppendTime",
+		KindDuration: "AppendDuration", KindDecimal: "AppendDecimal",
+	}
+	decodeScalar = map[Kind]string{
+		KindBool: "DecodeBool", KindInt32: "DecodeInt32", KindInt64: "DecodeInt64", KindFloat64: "DecodeFloat64",
+		KindString: "DecodeString", KindBytes: "DecodeBytes", KindUUID: "DecodeUUID", KindTimestamp: "DecodeTime",
+		KindDuration: "DecodeDuration", KindDecimal: "DecodeDecimal",
+	}
+)
 
 // appendFunc is a func([]byte, T) []byte value for t.
 func appendFunc(t *Type) jen.Code {
@@ -338,7 +346,7 @@ func appendFunc(t *Type) jen.Code {
 	case KindMap:
 		return rtEvent("MapAppender").Call(appendFunc(t.Elem))
 	}
-	return rtEvent("Append" + scalarWire[t.Kind])
+	return rtEvent(appendScalar[t.Kind])
 }
 
 // appendCall appends value v of type t to b.
@@ -352,7 +360,7 @@ func appendCall(t *Type, v jen.Code) jen.Code {
 	case KindMap:
 		return rtEvent("AppendMap").Call(b, v, appendFunc(t.Elem))
 	}
-	return rtEvent("Append"+scalarWire[t.Kind]).Call(b, v)
+	return rtEvent(appendScalar[t.Kind]).Call(b, v)
 }
 
 // decodeFunc is a func([]byte) (T, error) value for t.
@@ -365,7 +373,7 @@ func decodeFunc(t *Type) jen.Code {
 	case KindMap:
 		return rtEvent("MapOf").Call(decodeFunc(t.Elem))
 	}
-	return rtEvent("Decode" + scalarWire[t.Kind])
+	return rtEvent(decodeScalar[t.Kind])
 }
 
 // checkFunc is a func(*runtime.Validator, string, T) value for t, or nil
