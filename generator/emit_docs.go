@@ -2,6 +2,7 @@ package generator
 
 import (
 	"bytes"
+	"fmt"
 	"regexp"
 	"strings"
 	"time"
@@ -32,14 +33,19 @@ var docFuncs = template.FuncMap{
 
 var docsTemplate = template.Must(templates.Parse("events.md.tmpl", docFuncs))
 
-func renderDocs(s *Schema, source string) ([]byte, error) {
+func renderDocs(s *Schema, t target) ([]byte, error) {
+	header, _ := HeaderLine(t.name)
+	source, ok := CommentLine(t.name, "source: "+t.source)
+	if !ok {
+		return nil, fmt.Errorf("no comment syntax for %s", t.name)
+	}
 	var buf bytes.Buffer
 	err := docsTemplate.Execute(&buf, struct {
-		Schema *Schema
-		Source string
-	}{s, source})
+		Schema             *Schema
+		Header, SourceLine string
+	}{s, header, source})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("docs template: %w", err)
 	}
 	// Blank lines vary with the template's branches: keep at most one in a
 	// row, and end with a single newline.

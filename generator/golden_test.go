@@ -180,6 +180,21 @@ func exampleInputs(t testing.TB) []Input {
 	return inputs
 }
 
+func TestHeaderLine(t *testing.T) {
+	for name, want := range map[string]string{
+		"a_events.gen.go": "// " + Header,
+		"a_events.gen.md": "<!-- " + Header + " -->",
+		"a_dedup.gen.sql": "-- " + Header,
+	} {
+		if got, ok := HeaderLine(name); !ok || got != want {
+			t.Errorf("HeaderLine(%q) = %q, %v; want %q", name, got, ok, want)
+		}
+	}
+	if _, ok := HeaderLine("a.gen.txt"); ok {
+		t.Error("HeaderLine knows a comment syntax for .txt")
+	}
+}
+
 // TestDeterministic generates the examples twice and compares bytes.
 func TestDeterministic(t *testing.T) {
 	inputs := exampleInputs(t)
@@ -208,15 +223,12 @@ func TestHeader(t *testing.T) {
 		t.Fatal(diags)
 	}
 	for _, f := range files {
-		first, _, _ := strings.Cut(string(f.Data), "\n")
-		if !strings.HasSuffix(f.Path, ".go") {
-			if first != "<!-- "+Header+" -->" {
-				t.Errorf("%s: first line %q", f.Path, first)
-			}
-			continue
-		}
-		if first != "// "+Header {
+		if !IsGenerated(f.Path, f.Data) {
+			first, _, _ := strings.Cut(string(f.Data), "\n")
 			t.Errorf("%s: first line %q", f.Path, first)
+		}
+		if !strings.HasSuffix(f.Path, ".go") {
+			continue
 		}
 		file, err := parser.ParseFile(token.NewFileSet(), f.Path, f.Data, parser.ParseComments|parser.PackageClauseOnly)
 		if err != nil {
