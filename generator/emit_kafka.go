@@ -14,7 +14,11 @@ import (
 // implements, for fakes), a Consumer whose handler types carry the guarantee
 // (a handler for one guarantee does not compile where another is required),
 // and one Run function per pipeline.
-func emitKafka(s *Schema, f *jen.File) {
+func emitKafka(s *Schema) []goPart {
+	return []goPart{func(f *jen.File) { emitKafkaFile(s, f) }}
+}
+
+func emitKafkaFile(s *Schema, f *jen.File) {
 	emitSender(f, s)
 	emitProducer(f, s)
 	if len(s.Consumed) > 0 {

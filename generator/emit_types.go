@@ -2,6 +2,7 @@ package generator
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,8 +21,26 @@ func rtEvent(name string) *jen.Statement { return jen.Qual(eventPkg, name) }
 func rtKafka(name string) *jen.Statement { return jen.Qual(kafkaPkg, name) }
 
 // emitTypes writes the event types file: one Go type per named type and
-// event, with validation, JSON wire encoding, keys and metadata.
-func emitTypes(s *Schema, f *jen.File) {
+// event, with validation, JSON wire encoding, keys and metadata. The
+// events come in parts of eventsPerPart, which render in parallel.
+func emitTypes(s *Schema) []goPart {
+	parts := []goPart{func(f *jen.File) { emitPreamble(s, f) }}
+	for events := range slices.Chunk(s.Events, eventsPerPart) {
+		parts = append(parts, func(f *jen.File) {
+			for _, ev := range events {
+				f.Line()
+				emitEvent(f, s, ev)
+			}
+		})
+	}
+	return parts
+}
+
+// eventsPerPart keeps parts large enough to be worth a goroutine.
+const eventsPerPart = 100
+
+// emitPreamble writes the version check, the fingerprint and the types.
+func emitPreamble(s *Schema, f *jen.File) {
 	f.Comment("Checks, at compile time, that this file and the runtime it imports agree;")
 	f.Comment("if a line below fails to compile, regenerate with the eventgen that matches")
 	f.Comment("the github.com/eventgen/eventgen module in go.mod.")
@@ -41,10 +60,6 @@ func emitTypes(s *Schema, f *jen.File) {
 		} else {
 			emitRecord(f, t)
 		}
-	}
-	for _, ev := range s.Events {
-		f.Line()
-		emitEvent(f, s, ev)
 	}
 }
 
