@@ -246,12 +246,6 @@ func (c *compiler) resolveTypeFields() {
 	}
 }
 
-// Methods generated on records and events: a field may not take their names.
-var (
-	recordMethods = []string{"Validate", "AppendJSON", "MarshalJSON", "UnmarshalJSON"}
-	eventMethods  = append([]string{"EventType", "Key", "IdempotencyKey"}, recordMethods...)
-)
-
 func (c *compiler) fields(decls []*fieldDecl, owner string, methods []string) []*Field {
 	out := []*Field{}
 	goSeen := map[string]scalar{}
@@ -443,7 +437,7 @@ func (c *compiler) checkRecursion() {
 	}
 }
 
-// merged returns the event's setting, or the default's when the event has none.
+// pick returns the event's setting, or the default's when the event has none.
 func pick(own, def scalar) scalar {
 	if own.given() {
 		return own

@@ -132,7 +132,7 @@ func emitEnum(f *jen.File, t *NamedType) {
 	)
 	f.Line()
 	f.Commentf("Validate returns an error if v is not one of the declared values.")
-	f.Func().Params(jen.Id("v").Id(t.GoName)).Id("Validate").Params().Error().Block(
+	f.Func().Params(jen.Id("v").Id(t.GoName)).Id(methodValidate).Params().Error().Block(
 		jen.If(jen.Op("!").Id("v").Dot("Valid").Call()).Block(
 			jen.Return(jen.Qual("fmt", "Errorf").Call(jen.Lit(fmt.Sprintf("invalid %s %%q: want one of %s", t.Name, strings.Join(values, ", "))), jen.String().Call(jen.Id("v")))),
 		),
@@ -140,15 +140,15 @@ func emitEnum(f *jen.File, t *NamedType) {
 	)
 	f.Line()
 	f.Commentf("AppendJSON appends v as a JSON string.")
-	f.Func().Params(jen.Id("v").Id(t.GoName)).Id("AppendJSON").Params(jen.Id("b").Index().Byte()).Index().Byte().Block(
+	f.Func().Params(jen.Id("v").Id(t.GoName)).Id(methodAppendJSON).Params(jen.Id("b").Index().Byte()).Index().Byte().Block(
 		jen.Return(rtEvent("AppendString").Call(jen.Id("b"), jen.String().Call(jen.Id("v")))),
 	)
 	f.Line()
 	f.Commentf("UnmarshalJSON decodes a JSON string, rejecting undeclared values.")
-	f.Func().Params(jen.Id("v").Op("*").Id(t.GoName)).Id("UnmarshalJSON").Params(jen.Id("data").Index().Byte()).Error().Block(
+	f.Func().Params(jen.Id("v").Op("*").Id(t.GoName)).Id(methodUnmarshalJSON).Params(jen.Id("data").Index().Byte()).Error().Block(
 		jen.List(jen.Id("s"), jen.Err()).Op(":=").Add(rtEvent("DecodeString")).Call(jen.Id("data")),
 		jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Err())),
-		jen.If(jen.Err().Op(":=").Id(t.GoName).Call(jen.Id("s")).Dot("Validate").Call(), jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Err())),
+		jen.If(jen.Err().Op(":=").Id(t.GoName).Call(jen.Id("s")).Dot(methodValidate).Call(), jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Err())),
 		jen.Op("*").Id("v").Op("=").Id(t.GoName).Call(jen.Id("s")),
 		jen.Return(jen.Nil()),
 	)
@@ -160,7 +160,7 @@ func emitRecord(f *jen.File, t *NamedType) {
 	recv := jen.Id("r").Id(t.GoName)
 	f.Line()
 	f.Commentf("Validate reports every missing required value and invalid enum value.")
-	f.Func().Params(recv.Clone()).Id("Validate").Params().Error().Block(validateBody(jen.Id("r"), t.Fields)...)
+	f.Func().Params(recv.Clone()).Id(methodValidate).Params().Error().Block(validateBody(jen.Id("r"), t.Fields)...)
 	emitJSON(f, t.GoName, jen.Id("r"), jen.Id("r").Id(t.GoName), jen.Id("r").Op("*").Id(t.GoName), t.Fields)
 }
 
@@ -175,32 +175,32 @@ func emitEvent(f *jen.File, s *Schema, ev *Event) {
 	recv := jen.Id("e").Op("*").Id(ev.GoName)
 	f.Line()
 	f.Commentf("EventType returns the metadata of %s: topic, guarantee, CloudEvents type.", ev.GoName)
-	f.Func().Params(recv.Clone()).Id("EventType").Params().Op("*").Add(rtEvent("Type")).Block(
+	f.Func().Params(recv.Clone()).Id(methodEventType).Params().Op("*").Add(rtEvent("Type")).Block(
 		jen.Return(jen.Op("&").Id(ev.MetaVar)),
 	)
 	f.Line()
 	if ev.Key != nil {
 		f.Commentf("Key returns the partition key, field %s: events with equal keys keep their order.", ev.Key.Name)
-		f.Func().Params(recv.Clone()).Id("Key").Params().String().Block(jen.Return(keyString(ev.Key)))
+		f.Func().Params(recv.Clone()).Id(methodKey).Params().String().Block(jen.Return(keyString(ev.Key)))
 	} else {
 		f.Comment("Key returns \"\": the schema gives no key, so records spread over partitions.")
-		f.Func().Params(recv.Clone()).Id("Key").Params().String().Block(jen.Return(jen.Lit("")))
+		f.Func().Params(recv.Clone()).Id(methodKey).Params().String().Block(jen.Return(jen.Lit("")))
 	}
 	f.Line()
 	switch len(ev.IdemKey) {
 	case 0:
 		f.Comment("IdempotencyKey returns \"\": the schema declares no idempotency_key.")
-		f.Func().Params(recv.Clone()).Id("IdempotencyKey").Params().String().Block(jen.Return(jen.Lit("")))
+		f.Func().Params(recv.Clone()).Id(methodIdempotencyKey).Params().String().Block(jen.Return(jen.Lit("")))
 	case 1:
 		f.Commentf("IdempotencyKey identifies one logical event: field %s.", ev.IdemKey[0].Name)
-		f.Func().Params(recv.Clone()).Id("IdempotencyKey").Params().String().Block(jen.Return(keyString(ev.IdemKey[0])))
+		f.Func().Params(recv.Clone()).Id(methodIdempotencyKey).Params().String().Block(jen.Return(keyString(ev.IdemKey[0])))
 	default:
 		names := make([]string, len(ev.IdemKey))
 		for i, k := range ev.IdemKey {
 			names[i] = k.Name
 		}
 		f.Commentf("IdempotencyKey identifies one logical event: fields %s.", strings.Join(names, ", "))
-		f.Func().Params(recv.Clone()).Id("IdempotencyKey").Params().String().Block(
+		f.Func().Params(recv.Clone()).Id(methodIdempotencyKey).Params().String().Block(
 			jen.Return(rtEvent("JoinKey").CallFunc(func(g *jen.Group) {
 				for _, k := range ev.IdemKey {
 					g.Add(keyString(k))
@@ -210,7 +210,7 @@ func emitEvent(f *jen.File, s *Schema, ev *Event) {
 	}
 	f.Line()
 	f.Commentf("Validate reports every missing required value and invalid enum value.")
-	f.Func().Params(recv.Clone()).Id("Validate").Params().Error().Block(validateBody(jen.Id("e"), ev.Fields)...)
+	f.Func().Params(recv.Clone()).Id(methodValidate).Params().Error().Block(validateBody(jen.Id("e"), ev.Fields)...)
 	emitJSON(f, ev.GoName, jen.Id("e"), recv.Clone(), recv.Clone(), ev.Fields)
 }
 
@@ -369,7 +369,7 @@ func appendCall(t *Type, v jen.Code) jen.Code {
 	b := jen.Id("b")
 	switch t.Kind {
 	case KindNamed:
-		return jen.Add(v).Dot("AppendJSON").Call(b)
+		return jen.Add(v).Dot(methodAppendJSON).Call(b)
 	case KindList:
 		return rtEvent("AppendList").Call(b, v, appendFunc(t.Elem))
 	case KindMap:
@@ -477,7 +477,7 @@ func validateBody(recv *jen.Statement, fields []*Field) []jen.Code {
 func emitJSON(f *jen.File, name string, recv *jen.Statement, valRecv, ptrRecv *jen.Statement, fields []*Field) {
 	f.Line()
 	f.Commentf("AppendJSON appends the wire form of %s to b (see docs/wire-format.md).", name)
-	f.Func().Params(valRecv).Id("AppendJSON").Params(jen.Id("b").Index().Byte()).Index().Byte().BlockFunc(func(g *jen.Group) {
+	f.Func().Params(valRecv).Id(methodAppendJSON).Params(jen.Id("b").Index().Byte()).Index().Byte().BlockFunc(func(g *jen.Group) {
 		g.Id("start").Op(":=").Len(jen.Id("b"))
 		for _, fl := range fields {
 			field := recv.Clone().Dot(fl.GoName)
@@ -499,12 +499,12 @@ func emitJSON(f *jen.File, name string, recv *jen.Statement, valRecv, ptrRecv *j
 	})
 	f.Line()
 	f.Commentf("MarshalJSON implements json.Marshaler with the wire form.")
-	f.Func().Params(valRecv.Clone()).Id("MarshalJSON").Params().Params(jen.Index().Byte(), jen.Error()).Block(
-		jen.Return(recv.Clone().Dot("AppendJSON").Call(jen.Nil()), jen.Nil()),
+	f.Func().Params(valRecv.Clone()).Id(methodMarshalJSON).Params().Params(jen.Index().Byte(), jen.Error()).Block(
+		jen.Return(recv.Clone().Dot(methodAppendJSON).Call(jen.Nil()), jen.Nil()),
 	)
 	f.Line()
 	f.Commentf("UnmarshalJSON decodes the wire form, reporting every missing required field.")
-	f.Func().Params(ptrRecv).Id("UnmarshalJSON").Params(jen.Id("data").Index().Byte()).Error().BlockFunc(func(g *jen.Group) {
+	f.Func().Params(ptrRecv).Id(methodUnmarshalJSON).Params(jen.Id("data").Index().Byte()).Error().BlockFunc(func(g *jen.Group) {
 		g.List(jen.Id("obj"), jen.Err()).Op(":=").Add(rtEvent("DecodeObject")).Call(jen.Id("data"))
 		g.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Err()))
 		for _, fl := range fields {

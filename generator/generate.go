@@ -3,9 +3,11 @@
 // The pipeline is pure and runs in memory:
 //
 //	load (YAML → AST, positions kept)
-//	  → compile (validate every rule, build the IR with Go names resolved)
-//	  → emit (jennifer for Go, templates/ for Markdown)
-//	  → format (go/format; unparsable output is an error)
+//	  → compile (build the IR with every name decided, then check the rules
+//	    and the generated identifiers for clashes)
+//	  → emit (a table of emitters, one per output file: jennifer for Go,
+//	    templates/ for Markdown)
+//	  → format (go/format, in parallel pieces; unparsable output is an error)
 //
 // Only the CLI writes files. All problems of all inputs are reported at once
 // as Diagnostics in `path:line:col: error: message [EGnnn]` form.

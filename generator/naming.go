@@ -27,6 +27,24 @@ var packageNames = PackageNames{
 	InTx:        "InTx",
 }
 
+// The methods generated on every record and event type. Fields may not take
+// their names: compile suffixes such a field's Go name (Key_).
+const (
+	methodValidate      = "Validate"
+	methodAppendJSON    = "AppendJSON"
+	methodMarshalJSON   = "MarshalJSON"
+	methodUnmarshalJSON = "UnmarshalJSON"
+	// On events only, for the runtime's event.Event interface.
+	methodEventType      = "EventType"
+	methodKey            = "Key"
+	methodIdempotencyKey = "IdempotencyKey"
+)
+
+var (
+	recordMethods = []string{methodValidate, methodAppendJSON, methodMarshalJSON, methodUnmarshalJSON}
+	eventMethods  = append([]string{methodEventType, methodKey, methodIdempotencyKey}, recordMethods...)
+)
+
 // groupTemplates are the runtime pieces of each guarantee, weakest first.
 var groupTemplates = []Group{
 	{Guarantee: event.AtMostOnce, ProducerField: "atMostOnce", ProducerType: "AtMostOnceProducer", NewProducerFunc: "NewAtMostOnceProducer",
