@@ -34,13 +34,12 @@ var docFuncs = template.FuncMap{
 var docsTemplate = template.Must(templates.Parse("events.md.tmpl", docFuncs))
 
 func renderDocs(s *Schema, t target) ([]byte, error) {
-	header, _ := HeaderLine(t.name)
-	source, ok := CommentLine(t.name, "source: "+t.source)
-	if !ok {
-		return nil, fmt.Errorf("no comment syntax for %s", t.name)
+	header, source, err := t.headerLines()
+	if err != nil {
+		return nil, err
 	}
 	var buf bytes.Buffer
-	err := docsTemplate.Execute(&buf, struct {
+	err = docsTemplate.Execute(&buf, struct {
 		Schema             *Schema
 		Header, SourceLine string
 	}{s, header, source})

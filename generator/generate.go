@@ -143,6 +143,17 @@ type target struct {
 	source string
 }
 
+// headerLines are the file's first two lines: the generated-code header
+// and the source schema, in the file's comment syntax.
+func (t target) headerLines() (header, source string, err error) {
+	header, ok := HeaderLine(t.name)
+	if !ok {
+		return "", "", fmt.Errorf("no comment syntax for %s", t.name)
+	}
+	source, _ = CommentLine(t.name, "source: "+t.source)
+	return header, source, nil
+}
+
 var emitters = []emitter{
 	{"events.gen.go", goEmitter(emitTypes)},
 	{"kafka.gen.go", goEmitter(emitKafka)},
@@ -220,13 +231,12 @@ func goEmitter(parts func(*Schema) []goPart) func(*Schema, target) ([]byte, erro
 }
 
 func newGoFile(s *Schema, t target) (*jen.File, error) {
-	header, _ := HeaderLine(t.name)
-	source, ok := CommentLine(t.name, "source: "+t.source)
-	if !ok {
-		return nil, fmt.Errorf("no comment syntax for %s", t.name)
+	header, source, err := t.headerLines()
+	if err != nil {
+		return nil, err
 	}
 	f := jen.NewFile(s.Package)
-	// formatGo formats once, after grouping the imports; jennifer's own
+	// goEmitter formats once, when the parts are joined; jennifer's own
 	// go/format pass would double the cost of the largest step.
 	f.NoFormat = true
 	// Comments that start with // are printed as they are.
