@@ -21,7 +21,7 @@ func emitKafka(s *Schema) []goPart {
 func emitKafkaFile(s *Schema, f *jen.File) {
 	emitSender(f, s)
 	emitProducer(f, s)
-	if len(s.Consumed) > 0 {
+	if len(s.Direct) > 0 {
 		emitConsumer(f, s)
 	}
 	for _, p := range s.Pipelines {
@@ -59,7 +59,7 @@ func emitSender(f *jen.File, s *Schema) {
 	comment(f, doc)
 	f.Type().Id(n.Sender).InterfaceFunc(func(g *jen.Group) {
 		m := &interfaceMethods{g: g}
-		for _, gr := range s.Consumed {
+		for _, gr := range s.Direct {
 			for _, ev := range gr.Events {
 				m.add(sendDoc(ev, fmt.Sprintf("%s sends one %s; see %s.%s.", ev.Send, ev.GoName, n.Producer, ev.Send)),
 					jen.Id(ev.Send).Params(sendParams(ev)...).Error())
@@ -147,7 +147,7 @@ func emitProducer(f *jen.File, s *Schema) {
 		g.Return(jen.Qual("errors", "Join").Call(jen.Id("errs").Op("...")))
 	})
 	recv := jen.Id("p").Op("*").Id(n.Producer)
-	for _, gr := range s.Consumed {
+	for _, gr := range s.Direct {
 		for _, ev := range gr.Events {
 			f.Line()
 			comment(f, sendDoc(ev, fmt.Sprintf(sendDocs[gr.Guarantee], ev.Send)))
@@ -252,7 +252,7 @@ func emitConsumer(f *jen.File, s *Schema) {
 	f.Func().Params(jen.Id("c").Op("*").Id(n.Consumer)).Id("Run").Params(ctx.Clone()).Error().Block(
 		jen.Return(jen.Id("c").Dot("c").Dot("Run").Call(jen.Id("ctx"))),
 	)
-	for _, gr := range s.Consumed {
+	for _, gr := range s.Direct {
 		for _, ev := range gr.Events {
 			f.Line()
 			comment(f, fmt.Sprintf("%s handles %s, an %s event.\n%s", ev.Handler, ev.GoName, gr.Guarantee, handlerDoc[gr.Guarantee]))

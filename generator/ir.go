@@ -29,9 +29,10 @@ type Schema struct {
 	// Groups are the events by guarantee, weakest first, one for each
 	// guarantee some event has; the Kafka file follows their order.
 	Groups []*Group
-	// Consumed are the groups the generated Consumer handles (at-most- and
-	// at-least-once); with none, no Consumer is generated.
-	Consumed []*Group
+	// Direct are the groups Producer sends itself and the generated
+	// Consumer handles (at-most- and at-least-once); with none, no Consumer
+	// is generated. Exactly-once events go through Tx and pipelines.
+	Direct []*Group
 	// Tx is the exactly-once group, or nil: with it come Tx, Begin and InTx.
 	Tx *Group
 }

@@ -119,7 +119,7 @@ func groupEvents(s *Schema) {
 		if g.Transactional {
 			s.Tx = g
 		} else {
-			s.Consumed = append(s.Consumed, g)
+			s.Direct = append(s.Direct, g)
 		}
 	}
 }
