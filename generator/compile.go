@@ -16,14 +16,32 @@ import (
 // compile validates the AST and builds the IR. Every rule violation is
 // reported; the IR is nil if any error was found.
 func compile(f *schemaFile, r reporter) *Schema {
-	c := &compiler{r: r, f: f, names: map[string]declared{}, types: map[string]*NamedType{}, events: map[string]*Event{}}
-	for _, id := range generatedNames {
-		c.names[id] = declared{}
-	}
+	c := &compiler{r: r, f: f, types: map[string]*NamedType{}, events: map[string]*Event{}}
 	// A setting in defaults applies to every event, and a problem with it
 	// would be found once per event: report each distinct diagnostic once.
 	defer dedupDiagnostics(r.diags, len(*r.diags))
-	s := &Schema{Path: f.path}
+	s := c.build()
+	groupEvents(s)
+	c.checkIdentifiers(s.identifiers())
+	c.checkTopics()
+	if c.failed() {
+		return nil
+	}
+	// Fingerprints expand named types, so they wait until recursion is ruled out.
+	for _, ev := range s.Events {
+		ev.Fingerprint = eventFingerprint(ev)
+	}
+	s.Fingerprint = schemaFingerprint(s)
+	return s
+}
+
+// build turns the AST into the IR, reporting what is wrong with each value
+// on the way. While the file has errors, the IR also holds the events and
+// pipelines that are not mappings (the loader reported them), so that their
+// names are still checked; compile then drops it.
+func (c *compiler) build() *Schema {
+	f := c.f
+	s := &Schema{Path: f.path, Names: packageNames}
 	c.header(s)
 	c.declareTypes()
 	c.resolveTypeFields()
@@ -39,42 +57,25 @@ func compile(f *schemaFile, r reporter) *Schema {
 		}
 	}
 	if len(f.events) == 0 && !f.unreadable && !f.eventsBad {
-		r.errorf(f.eventsLine, f.eventsCol, CodeNoEvents, "the schema declares no events")
+		c.r.errorf(f.eventsLine, f.eventsCol, CodeNoEvents, "the schema declares no events")
 	}
-	c.checkTopics()
 	for _, p := range f.pipelines {
 		if pl := c.pipeline(p); pl != nil {
 			s.Pipelines = append(s.Pipelines, pl)
 		}
 	}
-	if c.failed() {
-		return nil
-	}
-	// Fingerprints expand named types, so they wait until recursion is ruled out.
-	for _, ev := range s.Events {
-		ev.Fingerprint = eventFingerprint(ev)
-	}
-	s.Fingerprint = schemaFingerprint(s)
 	return s
 }
 
 type compiler struct {
 	r      reporter
 	f      *schemaFile
-	names  map[string]declared // package-level Go identifiers → where declared
 	types  map[string]*NamedType
 	decls  map[string]*typeDecl
 	events map[string]*Event
 	// eventTopics remembers where each event's topic and guarantee were
 	// written, for the one-topic-one-guarantee check.
 	eventTopics []*eventTopic
-}
-
-// declared is the schema name a Go identifier was derived from; a zero
-// declared marks an identifier the generated code always declares.
-type declared struct {
-	what string // e.g. "type OrderId" or "event Refund (its generated RefundHandler)"
-	line int
 }
 
 // dedupDiagnostics removes exact repeats among the diagnostics from index from on.
@@ -142,25 +143,35 @@ func isPackageName(s string) bool {
 	return true
 }
 
-// generatedNames are package-level identifiers every generated package
-// declares; schema names that become one of them are collisions.
-var generatedNames = []string{"SchemaFingerprint", "Sender", "Producer", "NewProducer", "Consumer", "NewConsumer", "Tx", txImpl}
-
-// declare records a package-level Go identifier and reports a collision;
-// it returns false on a collision. what describes the declaration, e.g.
-// "type OrderId" or "event Refund (its generated RefundHandler)".
-func (c *compiler) declare(goName string, at scalar, what string) bool {
-	if prev, ok := c.names[goName]; ok {
-		if prev.line == 0 {
-			c.r.errorf(at.line, at.col, CodeNameCollision, "%s becomes the Go identifier %s, which the generated code declares itself", what, goName)
-			return false
+// checkIdentifiers reports every identifier the generated code would
+// declare twice, and schema names that would take one the generated code
+// declares itself. ids come in declaration order: the first one keeps the
+// name.
+func (c *compiler) checkIdentifiers(ids []*goIdent) {
+	declared := map[string]*goIdent{}
+	clashed := map[*goIdent]bool{}
+	for _, id := range ids {
+		switch prev, taken := declared[id.name]; {
+		case id.base != nil && clashed[id.base]:
+			// Names derived from a clashing name would clash again.
+			clashed[id] = true
+		case id.event != nil && c.types[id.event.Name] != nil:
+			c.r.errorf(id.pos.Line, id.pos.Col, CodeNameCollision, "event %s has the name of a type declared in types", id.event.Name)
+			clashed[id] = true
+		case taken && prev.pos.Line == 0:
+			c.r.errorf(id.pos.Line, id.pos.Col, CodeNameCollision, "%s becomes the Go identifier %s, which the generated code declares itself", id.what, id.name)
+			clashed[id] = true
+		case taken:
+			c.r.errorf(id.pos.Line, id.pos.Col, CodeNameCollision, "%s becomes the Go identifier %s, already declared for %s at line %d", id.what, id.name, prev.what, prev.pos.Line)
+			clashed[id] = true
+		default:
+			declared[id.name] = id
 		}
-		c.r.errorf(at.line, at.col, CodeNameCollision, "%s becomes the Go identifier %s, already declared for %s at line %d", what, goName, prev.what, prev.line)
-		return false
 	}
-	c.names[goName] = declared{what: what, line: at.line}
-	return true
 }
+
+// at is the position of a schema value in the IR.
+func (c *compiler) at(s scalar) Pos { return Pos{File: c.r.file, Line: s.line, Col: s.col} }
 
 func (c *compiler) declareTypes() {
 	c.decls = map[string]*typeDecl{}
@@ -170,17 +181,16 @@ func (c *compiler) declareTypes() {
 			c.r.errorf(n.line, n.col, CodeTypeName, "type name %q must be UpperCamelCase (letters and digits, starting with an upper-case letter)", n.val)
 			continue
 		}
-		nt := &NamedType{Name: n.val, GoName: camelToGo(n.val), Doc: strings.TrimSpace(t.doc.val)}
-		c.declare(nt.GoName, n, "type "+n.val)
+		nt := &NamedType{Name: n.val, GoName: camelToGo(n.val), Doc: strings.TrimSpace(t.doc.val), Pos: c.at(n)}
 		switch {
 		case t.enumSet.set && t.fieldsSet.set:
 			c.r.errorf(t.enumSet.line, t.enumSet.col, CodeWrongKind, "type %s has both fields and enum: a type is a record or an enum", n.val)
 		case t.enumSet.set:
-			c.declare(nt.GoName+"Values", n, "type "+n.val+" (its generated "+nt.GoName+"Values function)")
 			c.enum(nt, t)
 		case !t.fieldsSet.set && !t.malformed:
 			c.r.errorf(n.line, n.col, CodeMissingKey, "type %s needs fields (a record) or enum (an enum)", n.val)
 		}
+		nameType(nt)
 		c.types[n.val] = nt
 		c.decls[n.val] = t
 	}
@@ -203,13 +213,12 @@ func (c *compiler) enum(nt *NamedType, t *typeDecl) {
 			continue
 		}
 		seen[v.val] = v
-		ev := &EnumValue{Value: v.val, GoName: nt.GoName + snakeToCamel(v.val)}
+		ev := &EnumValue{Value: v.val, GoName: enumValueName(nt, v.val), Pos: c.at(v)}
 		if prev, ok := goSeen[ev.GoName]; ok {
 			c.r.errorf(v.line, v.col, CodeNameCollision, "enum value %q becomes the Go constant %s, like %q at line %d", v.val, ev.GoName, prev.val, prev.line)
 			continue
 		}
 		goSeen[ev.GoName] = v
-		c.declare(ev.GoName, v, "enum value "+nt.Name+"."+v.val)
 		nt.Values = append(nt.Values, ev)
 	}
 }
@@ -236,12 +245,6 @@ func (c *compiler) resolveTypeFields() {
 		nt.Fields = c.fields(t.fields, "type "+nt.Name, recordMethods)
 	}
 }
-
-// Methods generated on records and events: a field may not take their names.
-var (
-	recordMethods = []string{"Validate", "AppendJSON", "MarshalJSON", "UnmarshalJSON"}
-	eventMethods  = append([]string{"EventType", "Key", "IdempotencyKey"}, recordMethods...)
-)
 
 func (c *compiler) fields(decls []*fieldDecl, owner string, methods []string) []*Field {
 	out := []*Field{}
@@ -434,7 +437,7 @@ func (c *compiler) checkRecursion() {
 	}
 }
 
-// merged returns the event's setting, or the default's when the event has none.
+// pick returns the event's setting, or the default's when the event has none.
 func pick(own, def scalar) scalar {
 	if own.given() {
 		return own
@@ -478,122 +481,138 @@ func (c *compiler) duration(s scalar, what string) time.Duration {
 	return d
 }
 
+// eventSettings are an event's settings with the defaults applied.
+type eventSettings struct {
+	guarantee  scalar
+	key        scalar
+	idemKey    []scalar
+	idemKeySet scalar
+	retention  scalar
+	outbox     boolValue
+	deprecated boolValue
+	dedup      *dedupDecl
+}
+
+// resolveSettings applies the defaults to what the event leaves unset.
+func (c *compiler) resolveSettings(e *eventDecl) eventSettings {
+	def := c.f.defaults
+	if def == nil {
+		def = &settings{}
+	}
+	own := e.settings
+	r := eventSettings{
+		guarantee:  pick(own.guarantee, def.guarantee),
+		key:        pick(own.key, def.key),
+		idemKey:    own.idemKey,
+		idemKeySet: own.idemKeySet,
+		retention:  pick(own.retention, def.retention),
+		outbox:     pickBool(own.outbox, def.outbox),
+		deprecated: pickBool(own.deprecated, def.deprecated),
+		dedup:      own.dedup,
+	}
+	if !own.idemKeySet.set {
+		r.idemKey, r.idemKeySet = def.idemKey, def.idemKeySet
+	}
+	if r.dedup == nil {
+		r.dedup = def.dedup
+	}
+	return r
+}
+
+// noIdemKey reports an event without idempotency key: one written as `[]`
+// names no field, and one that could not be read was reported already.
+func (s eventSettings) noIdemKey() bool { return len(s.idemKey) == 0 && !s.idemKeySet.bad }
+
+// event builds one event: its name, its settings with defaults, its
+// values, then the rules between settings.
 func (c *compiler) event(s *Schema, e *eventDecl) *Event {
 	n := e.name
 	if !isUpperCamel(n.val) {
 		c.r.errorf(n.line, n.col, CodeTypeName, "event name %q must be UpperCamelCase (letters and digits, starting with an upper-case letter)", n.val)
 		return nil
 	}
-	ev := &Event{Name: n.val, GoName: camelToGo(n.val), Doc: strings.TrimSpace(e.doc.val)}
-	// Names derived from the Go name are declared only if it is new: two
-	// events that collide would collide again on each derived name.
-	unique := false
-	if _, ok := c.types[n.val]; ok {
-		c.r.errorf(n.line, n.col, CodeNameCollision, "event %s has the name of a type declared in types", n.val)
-	} else {
-		unique = c.declare(ev.GoName, n, "event "+n.val)
-	}
-	ev.MetaVar = lowerFirst(ev.GoName) + "Meta"
-	if unique {
-		for _, id := range []string{ev.GoName + "Handler", ev.MetaVar} {
-			c.declare(id, n, "event "+n.val+" (its generated "+id+")")
-		}
-	}
-	ev.CEType = s.Package + "." + n.val + ".v1"
+	ev := &Event{Name: n.val, GoName: camelToGo(n.val), Doc: strings.TrimSpace(e.doc.val), Pos: c.at(n)}
+	nameEvent(s, ev)
 	c.events[n.val] = ev
 	if e.malformed {
-		return nil // not a mapping: reported by the loader
+		return ev // not a mapping: reported by the loader; its names are still checked
 	}
-
-	def := c.f.defaults
-	if def == nil {
-		def = &settings{}
+	set := c.resolveSettings(e)
+	c.eventTopic(ev, e)
+	c.eventFields(ev, e)
+	c.eventGuarantee(ev, e, set.guarantee)
+	c.eventKeys(ev, e, set)
+	if set.retention.set {
+		ev.Retention = c.duration(set.retention, "retention")
 	}
-	set := e.settings
+	ev.Outbox = set.outbox.val
+	ev.Deprecated = set.deprecated.val
+	c.dedup(ev, set.dedup, n, set.noIdemKey(), set.retention)
+	c.guaranteeRules(ev, set)
+	nameEventSettings(ev)
+	return ev
+}
 
-	// Topic.
+func (c *compiler) eventTopic(ev *Event, e *eventDecl) {
 	if !e.topic.given() {
-		c.r.errorf(n.line, n.col, CodeMissingKey, "event %s: missing required key \"topic\"", n.val)
+		c.r.errorf(e.name.line, e.name.col, CodeMissingKey, "event %s: missing required key \"topic\"", ev.Name)
 	} else if msg := topicProblem(e.topic.val); e.topic.set && msg != "" {
 		c.r.errorf(e.topic.line, e.topic.col, CodeTopic, "topic %q %s", e.topic.val, msg)
 	}
 	ev.Topic = e.topic.val
+}
 
-	// Fields.
+func (c *compiler) eventFields(ev *Event, e *eventDecl) {
 	if !e.fieldsSet.set {
-		c.r.errorf(n.line, n.col, CodeMissingKey, "event %s: missing required key \"fields\"", n.val)
+		c.r.errorf(e.name.line, e.name.col, CodeMissingKey, "event %s: missing required key \"fields\"", ev.Name)
 	}
-	ev.Fields = c.fields(e.fields, "event "+n.val, eventMethods)
+	ev.Fields = c.fields(e.fields, "event "+ev.Name, eventMethods)
+}
 
-	// Guarantee.
-	g := pick(set.guarantee, def.guarantee)
+func (c *compiler) eventGuarantee(ev *Event, e *eventDecl, g scalar) {
 	if !g.given() {
-		c.r.errorf(n.line, n.col, CodeMissingKey, "event %s: missing required key \"guarantee\" (set it on the event or in defaults)", n.val)
+		c.r.errorf(e.name.line, e.name.col, CodeMissingKey, "event %s: missing required key \"guarantee\" (set it on the event or in defaults)", ev.Name)
 	} else if g.set {
 		ev.Guarantee, _ = c.guarantee(g)
 	}
 	c.eventTopics = append(c.eventTopics, &eventTopic{ev: ev, topic: e.topic, guar: g})
+}
 
-	// Key and idempotency key.
-	if k := pick(set.key, def.key); k.set {
-		ev.Key = c.keyField(ev, e, k, "key")
+// eventKeys resolves the partition key and the idempotency key fields.
+func (c *compiler) eventKeys(ev *Event, e *eventDecl, set eventSettings) {
+	if set.key.set {
+		ev.Key = c.keyField(ev, e, set.key, "key")
 	}
-	idem, idemSet := set.idemKey, set.idemKeySet
-	if !idemSet.set {
-		idem, idemSet = def.idemKey, def.idemKeySet
-	}
-	seenIdem := map[string]bool{}
-	for _, k := range idem {
-		if seenIdem[k.val] {
+	seen := map[string]bool{}
+	for _, k := range set.idemKey {
+		if seen[k.val] {
 			c.r.errorf(k.line, k.col, CodeKeyField, "idempotency_key names field %q twice", k.val)
 			continue
 		}
-		seenIdem[k.val] = true
+		seen[k.val] = true
 		if f := c.keyField(ev, e, k, "idempotency_key"); f != nil {
 			ev.IdemKey = append(ev.IdemKey, f)
 		}
 	}
+}
 
-	// Durations.
-	if r := pick(set.retention, def.retention); r.set {
-		ev.Retention = c.duration(r, "retention")
-	}
-	outbox := pickBool(set.outbox, def.outbox)
-	ev.Outbox = outbox.val
-	ev.Deprecated = pickBool(set.deprecated, def.deprecated).val
-
-	dedup := set.dedup
-	if dedup == nil {
-		dedup = def.dedup
-	}
-	// An idempotency_key that is written but names no field (`[]`) is no
-	// key at all; one that could not be read was reported already.
-	noIdem := len(idem) == 0 && !idemSet.bad
-	c.dedup(ev, dedup, n, noIdem, pick(set.retention, def.retention))
-
+// guaranteeRules checks the settings each guarantee forbids or requires
+// (dedup's are in dedup).
+func (c *compiler) guaranteeRules(ev *Event, set eventSettings) {
+	n := ev.Pos
 	switch ev.Guarantee {
 	case event.AtMostOnce:
 		if ev.Outbox {
-			c.r.errorf(outbox.line, outbox.col, CodeAtMostOnceOutbox, "event %s is at-most-once but asks for the outbox: the outbox exists to never lose an event; use at-least-once or drop outbox", n.val)
+			c.r.errorf(set.outbox.line, set.outbox.col, CodeAtMostOnceOutbox, "event %s is at-most-once but asks for the outbox: the outbox exists to never lose an event; use at-least-once or drop outbox", ev.Name)
 		}
 	case event.ExactlyOnce:
 		switch {
-		case noIdem && idemSet.set:
-			c.r.errorf(idemSet.line, idemSet.col, CodeExactlyOnceIdemKey, "event %s is exactly-once but its idempotency_key is empty: name the fields that identify one logical event", n.val)
-		case noIdem:
-			c.r.errorf(n.line, n.col, CodeExactlyOnceIdemKey, "event %s is exactly-once but has no idempotency_key: name the fields that identify one logical event", n.val)
+		case set.noIdemKey() && set.idemKeySet.set:
+			c.r.errorf(set.idemKeySet.line, set.idemKeySet.col, CodeExactlyOnceIdemKey, "event %s is exactly-once but its idempotency_key is empty: name the fields that identify one logical event", ev.Name)
+		case set.noIdemKey():
+			c.r.errorf(n.Line, n.Col, CodeExactlyOnceIdemKey, "event %s is exactly-once but has no idempotency_key: name the fields that identify one logical event", ev.Name)
 		}
 	}
-	if unique && (ev.Guarantee == event.AtMostOnce || ev.Guarantee == event.AtLeastOnce) {
-		// The generated Producer has a Send method per event, and a
-		// SendAsync per at-least-once event: OrderPlaced's
-		// SendOrderPlacedAsync must not be event OrderPlacedAsync's Send.
-		c.declare("Producer.Send"+ev.GoName, n, "event "+n.val+" (its generated Producer.Send"+ev.GoName+")")
-		if ev.Guarantee == event.AtLeastOnce {
-			c.declare("Producer.Send"+ev.GoName+"Async", n, "event "+n.val+" (its generated Producer.Send"+ev.GoName+"Async)")
-		}
-	}
-	return ev
 }
 
 // topicProblem returns why a Kafka topic name is invalid, or "".
@@ -734,12 +753,10 @@ func (c *compiler) pipeline(p *pipelineDecl) *Pipeline {
 		c.r.errorf(n.line, n.col, CodeTypeName, "pipeline name %q must be UpperCamelCase (letters and digits, starting with an upper-case letter)", n.val)
 		return nil
 	}
-	pl := &Pipeline{Name: n.val, GoName: camelToGo(n.val), Doc: strings.TrimSpace(p.doc.val)}
-	for _, id := range []string{pl.GoName + "Handler", pl.GoName + "Emitter", "Run" + pl.GoName} {
-		c.declare(id, n, "pipeline "+n.val+" (its generated "+id+")")
-	}
+	pl := &Pipeline{Name: n.val, GoName: camelToGo(n.val), Doc: strings.TrimSpace(p.doc.val), Pos: c.at(n)}
+	namePipeline(pl)
 	if p.malformed {
-		return nil // not a mapping: reported by the loader
+		return pl // not a mapping: reported by the loader; its names are still checked
 	}
 	if !p.guarantee.given() {
 		c.r.errorf(n.line, n.col, CodeMissingKey, "pipeline %s: missing required key \"guarantee\"", n.val)

@@ -2,19 +2,18 @@ package generator
 
 import (
 	"bytes"
+	"fmt"
 	"regexp"
 	"strings"
 	"time"
 
 	"text/template"
 
-	"github.com/eventgen/eventgen/runtime/event"
 	"github.com/eventgen/eventgen/templates"
 )
 
 var docFuncs = template.FuncMap{
-	"lower": strings.ToLower,
-	"dur":   formatDuration,
+	"dur": formatDuration,
 	"fieldNames": func(fs []*Field) string {
 		if len(fs) == 0 {
 			return "none"
@@ -25,15 +24,6 @@ var docFuncs = template.FuncMap{
 		}
 		return strings.Join(names, ", ")
 	},
-	"dedup": func(ev *Event) string {
-		switch {
-		case ev.Guarantee == event.AtMostOnce && ev.Dedup == event.DedupNone:
-			return "not needed (never redelivered)"
-		case ev.Dedup == event.DedupNone:
-			return "none"
-		}
-		return ev.Dedup.String() + ", ttl " + formatDuration(ev.DedupTTL)
-	},
 	// cell makes free text safe inside a Markdown table cell.
 	"cell": func(s string) string {
 		s = strings.ReplaceAll(strings.TrimSpace(s), "\n", " ")
@@ -43,14 +33,18 @@ var docFuncs = template.FuncMap{
 
 var docsTemplate = template.Must(templates.Parse("events.md.tmpl", docFuncs))
 
-func renderDocs(s *Schema, source string) ([]byte, error) {
-	var buf bytes.Buffer
-	err := docsTemplate.Execute(&buf, struct {
-		Schema *Schema
-		Source string
-	}{s, source})
+func renderDocs(s *Schema, t target) ([]byte, error) {
+	header, source, err := t.headerLines()
 	if err != nil {
 		return nil, err
+	}
+	var buf bytes.Buffer
+	err = docsTemplate.Execute(&buf, struct {
+		Schema             *Schema
+		Header, SourceLine string
+	}{s, header, source})
+	if err != nil {
+		return nil, fmt.Errorf("docs template: %w", err)
 	}
 	// Blank lines vary with the template's branches: keep at most one in a
 	// row, and end with a single newline.

@@ -2,6 +2,7 @@ package generator
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,8 +21,26 @@ func rtEvent(name string) *jen.Statement { return jen.Qual(eventPkg, name) }
 func rtKafka(name string) *jen.Statement { return jen.Qual(kafkaPkg, name) }
 
 // emitTypes writes the event types file: one Go type per named type and
-// event, with validation, JSON wire encoding, keys and metadata.
-func emitTypes(s *Schema, f *jen.File) {
+// event, with validation, JSON wire encoding, keys and metadata. The
+// events come in parts of eventsPerPart, which render in parallel.
+func emitTypes(s *Schema) []goPart {
+	parts := []goPart{func(f *jen.File) { emitPreamble(s, f) }}
+	for events := range slices.Chunk(s.Events, eventsPerPart) {
+		parts = append(parts, func(f *jen.File) {
+			for _, ev := range events {
+				f.Line()
+				emitEvent(f, s, ev)
+			}
+		})
+	}
+	return parts
+}
+
+// eventsPerPart keeps parts large enough to be worth a goroutine.
+const eventsPerPart = 100
+
+// emitPreamble writes the version check, the fingerprint and the types.
+func emitPreamble(s *Schema, f *jen.File) {
 	f.Comment("Checks, at compile time, that this file and the runtime it imports agree;")
 	f.Comment("if a line below fails to compile, regenerate with the eventgen that matches")
 	f.Comment("the github.com/eventgen/eventgen module in go.mod.")
@@ -30,9 +49,9 @@ func emitTypes(s *Schema, f *jen.File) {
 		jen.Id("_").Op("=").Add(rtEvent("EnforceVersion")).Call(rtEvent("MaxVersion").Op("-").Lit(event.GenVersion)),
 	)
 	f.Line()
-	f.Comment("SchemaFingerprint identifies the topics, guarantees and wire shapes of")
+	f.Commentf("%s identifies the topics, guarantees and wire shapes of", s.Names.Fingerprint)
 	f.Comment("every event in the schema: it changes when any of them does.")
-	f.Const().Id("SchemaFingerprint").Op("=").Lit(s.Fingerprint)
+	f.Const().Id(s.Names.Fingerprint).Op("=").Lit(s.Fingerprint)
 
 	for _, t := range s.Types {
 		f.Line()
@@ -41,10 +60,6 @@ func emitTypes(s *Schema, f *jen.File) {
 		} else {
 			emitRecord(f, t)
 		}
-	}
-	for _, ev := range s.Events {
-		f.Line()
-		emitEvent(f, s, ev)
 	}
 }
 
@@ -95,8 +110,8 @@ func emitEnum(f *jen.File, t *NamedType) {
 		}
 	})
 	f.Line()
-	f.Commentf("%sValues returns every value of %s, in schema order.", t.GoName, t.GoName)
-	f.Func().Id(t.GoName + "Values").Params().Index().Id(t.GoName).Block(
+	f.Commentf("%s returns every value of %s, in schema order.", t.ValuesFunc, t.GoName)
+	f.Func().Id(t.ValuesFunc).Params().Index().Id(t.GoName).Block(
 		jen.Return(jen.Index().Id(t.GoName).ValuesFunc(func(g *jen.Group) {
 			for _, v := range t.Values {
 				g.Id(v.GoName)
@@ -117,7 +132,7 @@ func emitEnum(f *jen.File, t *NamedType) {
 	)
 	f.Line()
 	f.Commentf("Validate returns an error if v is not one of the declared values.")
-	f.Func().Params(jen.Id("v").Id(t.GoName)).Id("Validate").Params().Error().Block(
+	f.Func().Params(jen.Id("v").Id(t.GoName)).Id(methodValidate).Params().Error().Block(
 		jen.If(jen.Op("!").Id("v").Dot("Valid").Call()).Block(
 			jen.Return(jen.Qual("fmt", "Errorf").Call(jen.Lit(fmt.Sprintf("invalid %s %%q: want one of %s", t.Name, strings.Join(values, ", "))), jen.String().Call(jen.Id("v")))),
 		),
@@ -125,15 +140,15 @@ func emitEnum(f *jen.File, t *NamedType) {
 	)
 	f.Line()
 	f.Commentf("AppendJSON appends v as a JSON string.")
-	f.Func().Params(jen.Id("v").Id(t.GoName)).Id("AppendJSON").Params(jen.Id("b").Index().Byte()).Index().Byte().Block(
+	f.Func().Params(jen.Id("v").Id(t.GoName)).Id(methodAppendJSON).Params(jen.Id("b").Index().Byte()).Index().Byte().Block(
 		jen.Return(rtEvent("AppendString").Call(jen.Id("b"), jen.String().Call(jen.Id("v")))),
 	)
 	f.Line()
 	f.Commentf("UnmarshalJSON decodes a JSON string, rejecting undeclared values.")
-	f.Func().Params(jen.Id("v").Op("*").Id(t.GoName)).Id("UnmarshalJSON").Params(jen.Id("data").Index().Byte()).Error().Block(
+	f.Func().Params(jen.Id("v").Op("*").Id(t.GoName)).Id(methodUnmarshalJSON).Params(jen.Id("data").Index().Byte()).Error().Block(
 		jen.List(jen.Id("s"), jen.Err()).Op(":=").Add(rtEvent("DecodeString")).Call(jen.Id("data")),
 		jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Err())),
-		jen.If(jen.Err().Op(":=").Id(t.GoName).Call(jen.Id("s")).Dot("Validate").Call(), jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Err())),
+		jen.If(jen.Err().Op(":=").Id(t.GoName).Call(jen.Id("s")).Dot(methodValidate).Call(), jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Err())),
 		jen.Op("*").Id("v").Op("=").Id(t.GoName).Call(jen.Id("s")),
 		jen.Return(jen.Nil()),
 	)
@@ -145,7 +160,7 @@ func emitRecord(f *jen.File, t *NamedType) {
 	recv := jen.Id("r").Id(t.GoName)
 	f.Line()
 	f.Commentf("Validate reports every missing required value and invalid enum value.")
-	f.Func().Params(recv.Clone()).Id("Validate").Params().Error().Block(validateBody(jen.Id("r"), t.Fields)...)
+	f.Func().Params(recv.Clone()).Id(methodValidate).Params().Error().Block(validateBody(jen.Id("r"), t.Fields)...)
 	emitJSON(f, t.GoName, jen.Id("r"), jen.Id("r").Id(t.GoName), jen.Id("r").Op("*").Id(t.GoName), t.Fields)
 }
 
@@ -160,32 +175,32 @@ func emitEvent(f *jen.File, s *Schema, ev *Event) {
 	recv := jen.Id("e").Op("*").Id(ev.GoName)
 	f.Line()
 	f.Commentf("EventType returns the metadata of %s: topic, guarantee, CloudEvents type.", ev.GoName)
-	f.Func().Params(recv.Clone()).Id("EventType").Params().Op("*").Add(rtEvent("Type")).Block(
+	f.Func().Params(recv.Clone()).Id(methodEventType).Params().Op("*").Add(rtEvent("Type")).Block(
 		jen.Return(jen.Op("&").Id(ev.MetaVar)),
 	)
 	f.Line()
 	if ev.Key != nil {
 		f.Commentf("Key returns the partition key, field %s: events with equal keys keep their order.", ev.Key.Name)
-		f.Func().Params(recv.Clone()).Id("Key").Params().String().Block(jen.Return(keyString(ev.Key)))
+		f.Func().Params(recv.Clone()).Id(methodKey).Params().String().Block(jen.Return(keyString(ev.Key)))
 	} else {
 		f.Comment("Key returns \"\": the schema gives no key, so records spread over partitions.")
-		f.Func().Params(recv.Clone()).Id("Key").Params().String().Block(jen.Return(jen.Lit("")))
+		f.Func().Params(recv.Clone()).Id(methodKey).Params().String().Block(jen.Return(jen.Lit("")))
 	}
 	f.Line()
 	switch len(ev.IdemKey) {
 	case 0:
 		f.Comment("IdempotencyKey returns \"\": the schema declares no idempotency_key.")
-		f.Func().Params(recv.Clone()).Id("IdempotencyKey").Params().String().Block(jen.Return(jen.Lit("")))
+		f.Func().Params(recv.Clone()).Id(methodIdempotencyKey).Params().String().Block(jen.Return(jen.Lit("")))
 	case 1:
 		f.Commentf("IdempotencyKey identifies one logical event: field %s.", ev.IdemKey[0].Name)
-		f.Func().Params(recv.Clone()).Id("IdempotencyKey").Params().String().Block(jen.Return(keyString(ev.IdemKey[0])))
+		f.Func().Params(recv.Clone()).Id(methodIdempotencyKey).Params().String().Block(jen.Return(keyString(ev.IdemKey[0])))
 	default:
 		names := make([]string, len(ev.IdemKey))
 		for i, k := range ev.IdemKey {
 			names[i] = k.Name
 		}
 		f.Commentf("IdempotencyKey identifies one logical event: fields %s.", strings.Join(names, ", "))
-		f.Func().Params(recv.Clone()).Id("IdempotencyKey").Params().String().Block(
+		f.Func().Params(recv.Clone()).Id(methodIdempotencyKey).Params().String().Block(
 			jen.Return(rtEvent("JoinKey").CallFunc(func(g *jen.Group) {
 				for _, k := range ev.IdemKey {
 					g.Add(keyString(k))
@@ -195,7 +210,7 @@ func emitEvent(f *jen.File, s *Schema, ev *Event) {
 	}
 	f.Line()
 	f.Commentf("Validate reports every missing required value and invalid enum value.")
-	f.Func().Params(recv.Clone()).Id("Validate").Params().Error().Block(validateBody(jen.Id("e"), ev.Fields)...)
+	f.Func().Params(recv.Clone()).Id(methodValidate).Params().Error().Block(validateBody(jen.Id("e"), ev.Fields)...)
 	emitJSON(f, ev.GoName, jen.Id("e"), recv.Clone(), recv.Clone(), ev.Fields)
 }
 
@@ -322,11 +337,19 @@ func goType(t *Type) *jen.Statement {
 	panic(fmt.Sprintf("generator: unhandled kind %d", t.Kind)) // unreachable: compile resolves every type
 }
 
-var scalarWire = map[Kind]string{
-	KindBool: "Bool", KindInt32: "Int32", KindInt64: "Int64", KindFloat64: "Float64",
-	KindString: "String", KindBytes: "Bytes", KindUUID: "UUID", KindTimestamp: "Time",
-	KindDuration: "Duration", KindDecimal: "Decimal",
-}
+// The runtime's wire functions for each scalar kind.
+var (
+	appendScalar = map[Kind]string{
+		KindBool: "AppendBool", KindInt32: "AppendInt32", KindInt64: "AppendInt64", KindFloat64: "AppendFloat64",
+		KindString: "AppendString", KindBytes: "AppendBytes", KindUUID: "AppendUUID", KindTimestamp: "AppendTime",
+		KindDuration: "AppendDuration", KindDecimal: "AppendDecimal",
+	}
+	decodeScalar = map[Kind]string{
+		KindBool: "DecodeBool", KindInt32: "DecodeInt32", KindInt64: "DecodeInt64", KindFloat64: "DecodeFloat64",
+		KindString: "DecodeString", KindBytes: "DecodeBytes", KindUUID: "DecodeUUID", KindTimestamp: "DecodeTime",
+		KindDuration: "DecodeDuration", KindDecimal: "DecodeDecimal",
+	}
+)
 
 // appendFunc is a func([]byte, T) []byte value for t.
 func appendFunc(t *Type) jen.Code {
@@ -338,7 +361,7 @@ func appendFunc(t *Type) jen.Code {
 	case KindMap:
 		return rtEvent("MapAppender").Call(appendFunc(t.Elem))
 	}
-	return rtEvent("Append" + scalarWire[t.Kind])
+	return rtEvent(appendScalar[t.Kind])
 }
 
 // appendCall appends value v of type t to b.
@@ -346,13 +369,13 @@ func appendCall(t *Type, v jen.Code) jen.Code {
 	b := jen.Id("b")
 	switch t.Kind {
 	case KindNamed:
-		return jen.Add(v).Dot("AppendJSON").Call(b)
+		return jen.Add(v).Dot(methodAppendJSON).Call(b)
 	case KindList:
 		return rtEvent("AppendList").Call(b, v, appendFunc(t.Elem))
 	case KindMap:
 		return rtEvent("AppendMap").Call(b, v, appendFunc(t.Elem))
 	}
-	return rtEvent("Append"+scalarWire[t.Kind]).Call(b, v)
+	return rtEvent(appendScalar[t.Kind]).Call(b, v)
 }
 
 // decodeFunc is a func([]byte) (T, error) value for t.
@@ -365,7 +388,7 @@ func decodeFunc(t *Type) jen.Code {
 	case KindMap:
 		return rtEvent("MapOf").Call(decodeFunc(t.Elem))
 	}
-	return rtEvent("Decode" + scalarWire[t.Kind])
+	return rtEvent(decodeScalar[t.Kind])
 }
 
 // checkFunc is a func(*runtime.Validator, string, T) value for t, or nil
@@ -454,7 +477,7 @@ func validateBody(recv *jen.Statement, fields []*Field) []jen.Code {
 func emitJSON(f *jen.File, name string, recv *jen.Statement, valRecv, ptrRecv *jen.Statement, fields []*Field) {
 	f.Line()
 	f.Commentf("AppendJSON appends the wire form of %s to b (see docs/wire-format.md).", name)
-	f.Func().Params(valRecv).Id("AppendJSON").Params(jen.Id("b").Index().Byte()).Index().Byte().BlockFunc(func(g *jen.Group) {
+	f.Func().Params(valRecv).Id(methodAppendJSON).Params(jen.Id("b").Index().Byte()).Index().Byte().BlockFunc(func(g *jen.Group) {
 		g.Id("start").Op(":=").Len(jen.Id("b"))
 		for _, fl := range fields {
 			field := recv.Clone().Dot(fl.GoName)
@@ -476,12 +499,12 @@ func emitJSON(f *jen.File, name string, recv *jen.Statement, valRecv, ptrRecv *j
 	})
 	f.Line()
 	f.Commentf("MarshalJSON implements json.Marshaler with the wire form.")
-	f.Func().Params(valRecv.Clone()).Id("MarshalJSON").Params().Params(jen.Index().Byte(), jen.Error()).Block(
-		jen.Return(recv.Clone().Dot("AppendJSON").Call(jen.Nil()), jen.Nil()),
+	f.Func().Params(valRecv.Clone()).Id(methodMarshalJSON).Params().Params(jen.Index().Byte(), jen.Error()).Block(
+		jen.Return(recv.Clone().Dot(methodAppendJSON).Call(jen.Nil()), jen.Nil()),
 	)
 	f.Line()
 	f.Commentf("UnmarshalJSON decodes the wire form, reporting every missing required field.")
-	f.Func().Params(ptrRecv).Id("UnmarshalJSON").Params(jen.Id("data").Index().Byte()).Error().BlockFunc(func(g *jen.Group) {
+	f.Func().Params(ptrRecv).Id(methodUnmarshalJSON).Params(jen.Id("data").Index().Byte()).Error().BlockFunc(func(g *jen.Group) {
 		g.List(jen.Id("obj"), jen.Err()).Op(":=").Add(rtEvent("DecodeObject")).Call(jen.Id("data"))
 		g.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Err()))
 		for _, fl := range fields {

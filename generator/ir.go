@@ -6,8 +6,10 @@ import (
 	"github.com/eventgen/eventgen/runtime/event"
 )
 
-// The IR is a validated schema with every Go name resolved. Emitters read
-// it and never compute names or check rules themselves.
+// The IR is a validated schema with every Go name resolved and every
+// per-event decision taken (names in naming.go). Emitters read it and never
+// compute names or check rules themselves; identifiers.go lists every name
+// the emitters print, for the one clash check.
 
 // Schema is one validated schema file.
 type Schema struct {
@@ -22,6 +24,46 @@ type Schema struct {
 	Pipelines []*Pipeline
 	// Fingerprint hashes the wire shape of every event in the schema.
 	Fingerprint string
+	// Names are the identifiers every generated package declares.
+	Names PackageNames
+	// Groups are the events by guarantee, weakest first, one for each
+	// guarantee some event has; the Kafka file follows their order.
+	Groups []*Group
+	// Direct are the groups Producer sends itself and the generated
+	// Consumer handles (at-most- and at-least-once); with none, no Consumer
+	// is generated. Exactly-once events go through Tx and pipelines.
+	Direct []*Group
+	// Tx is the exactly-once group, or nil: with it come Tx, Begin and InTx.
+	Tx *Group
+}
+
+// PackageNames are the identifiers the generated code declares whatever
+// the schema says.
+type PackageNames struct {
+	Fingerprint string // the SchemaFingerprint constant
+	Sender      string // the interface Producer implements
+	Tx          string // the transaction interface
+	TxImpl      string // the unexported type behind Tx
+	Producer    string
+	NewProducer string
+	Consumer    string
+	NewConsumer string
+	// Methods of Producer besides the Send methods.
+	Close, Begin, InTx string
+}
+
+// Group is the events of one guarantee and the runtime pieces that carry them.
+type Group struct {
+	Guarantee event.Guarantee
+	Events    []*Event
+	// ProducerField is Producer's field holding the runtime producer of
+	// type ProducerType (in runtime/kafka), made by NewProducerFunc.
+	ProducerField, ProducerType, NewProducerFunc string
+	// Transactional events are sent through Tx, not by Producer itself.
+	Transactional bool
+	// RecordType and HandleFunc are the runtime/kafka names the Consumer
+	// uses; empty for exactly-once events, which pipelines consume.
+	RecordType, HandleFunc string
 }
 
 // NamedType is a record (Fields) or an enum (Values) from `types`.
@@ -31,6 +73,9 @@ type NamedType struct {
 	Doc    string
 	Fields []*Field
 	Values []*EnumValue
+	// ValuesFunc is the function listing an enum's values, e.g. OrderStatusValues.
+	ValuesFunc string
+	Pos        Pos
 }
 
 // IsEnum reports whether the type is an enum.
@@ -40,6 +85,7 @@ func (t *NamedType) IsEnum() bool { return t.Values != nil }
 type EnumValue struct {
 	Value  string // the wire value
 	GoName string // the constant's name, e.g. OrderStatusPending
+	Pos    Pos
 }
 
 // Event is one event type.
@@ -61,8 +107,25 @@ type Event struct {
 	// CEType is the CloudEvents type, e.g. orders.OrderPlaced.v1.
 	CEType      string
 	Fingerprint string
-	// MetaVar is the unexported variable holding the runtime.EventType.
+	Pos         Pos
+	// MetaVar is the unexported variable holding the event.Type.
 	MetaVar string
+	// Send is the method that sends the event: on Producer and Sender, or
+	// on Tx for exactly-once events. SendAsync is Producer's queueing
+	// variant, for at-least-once events only ("" otherwise).
+	Send, SendAsync string
+	// Handler is the Consumer's handler type for the event and Handle the
+	// method registering one. The name is kept for every event, so that
+	// changing a guarantee never makes a name clash appear.
+	Handler, Handle string
+	// Emit is the method of a pipeline's emitter that emits the event.
+	Emit string
+	// Group is the event's guarantee group; nil if the guarantee is unknown.
+	Group *Group
+	// DedupDoc is how the docs describe the event's dedup, e.g. "postgres, ttl 336h".
+	DedupDoc string
+	// Anchor is the event's heading anchor in the docs.
+	Anchor string
 }
 
 // Field is a field of an event or record.
@@ -134,4 +197,8 @@ type Pipeline struct {
 	Consumes  *Event
 	Produces  []*Event
 	Guarantee event.Guarantee
+	Pos       Pos
+	// Emitter is the type handed to the handler, Handler the handler's
+	// func type and Run the function running the pipeline.
+	Emitter, Handler, Run string
 }

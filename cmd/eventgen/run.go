@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"slices"
-	"strings"
 
 	"github.com/eventgen/eventgen/generator"
 	"github.com/eventgen/eventgen/runtime/event"
@@ -191,16 +190,10 @@ func planWrites(inputs []generator.Input, files []generator.File, out string) ([
 			if err != nil {
 				return nil, err
 			}
-			if isOurs(old) {
+			if generator.IsGenerated(filepath.Base(p), old) {
 				plan = append(plan, change{path: p, old: old})
 			}
 		}
 	}
 	return plan, nil
-}
-
-// isOurs reports whether a file starts with eventgen's generated-code header.
-func isOurs(data []byte) bool {
-	first, _, _ := strings.Cut(string(data), "\n")
-	return first == "// "+generator.Header || first == "<!-- "+generator.Header+" -->"
 }
