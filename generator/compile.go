@@ -80,11 +80,11 @@ type compiler struct {
 
 // dedupDiagnostics removes exact repeats among the diagnostics from index from on.
 func dedupDiagnostics(diags *Diagnostics, from int) {
-	seen := map[Diagnostic]bool{}
+	seen := map[string]bool{} // Diagnostic.String names everything in it
 	out := (*diags)[:from]
 	for _, d := range (*diags)[from:] {
-		if !seen[d] {
-			seen[d] = true
+		if k := d.String(); !seen[k] {
+			seen[k] = true
 			out = append(out, d)
 		}
 	}

@@ -43,11 +43,26 @@ type Diagnostic struct {
 	Severity Severity
 	Code     Code
 	Message  string
+	// Related are other places the problem involves, such as where a
+	// breaking change's old definition was.
+	Related []Related
 }
 
-// String formats the diagnostic as `path:line:col: error: message [EG012]`.
+// Related is a second position of a diagnostic, with what is there.
+type Related struct {
+	Pos     Pos
+	Message string
+}
+
+// String formats the diagnostic as `path:line:col: error: message [EG012]`,
+// then each related position on an indented line of its own:
+// `\tpath:line:col: note: message`.
 func (d Diagnostic) String() string {
-	return fmt.Sprintf("%s: %s: %s [%s]", d.Pos, d.Severity, d.Message, d.Code)
+	s := fmt.Sprintf("%s: %s: %s [%s]", d.Pos, d.Severity, d.Message, d.Code)
+	for _, r := range d.Related {
+		s += fmt.Sprintf("\n\t%s: note: %s", r.Pos, r.Message)
+	}
+	return s
 }
 
 // Diagnostics is every problem found in one run, in file and position order.
