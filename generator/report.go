@@ -13,7 +13,7 @@ import (
 //
 //   - text: `path:line:col: error: message [EG012]`, one diagnostic a line
 //     (Diagnostic.String), for people;
-//   - json: one JSON document, for programs (see Report.Format);
+//   - json: one JSON document, for programs (see Report.Print);
 //   - github: GitHub Actions workflow commands, so that findings become
 //     annotations on the lines of a pull request.
 var Formats = []string{"text", "json", "github"}
@@ -21,7 +21,11 @@ var Formats = []string{"text", "json", "github"}
 // ErrUnknownFormat is returned by Format for a name not in Formats.
 var ErrUnknownFormat = errors.New("unknown format")
 
-// Format writes the diagnostics in the named format (one of Formats).
+// Format writes the diagnostics in the named format (one of Formats) to w.
+// A command prints with Report.Print instead, which also chooses stdout or
+// stderr as every eventgen command does:
+//
+//	err := generator.Report{Diagnostics: diags}.Print(stdout, stderr, format)
 func (ds Diagnostics) Format(w io.Writer, format string) error {
 	return Report{Diagnostics: ds}.Format(w, format)
 }
