@@ -149,3 +149,20 @@ func TestWarningCodes(t *testing.T) {
 		}
 	}
 }
+
+func TestSuggestCode(t *testing.T) {
+	for in, want := range map[string]string{
+		"eg024":  `; did you mean "EG024"?`,
+		"EG24":   `; did you mean "EG024"?`,
+		"EG0018": `; did you mean "EG018"?`,
+		"eb001":  `; did you mean "EB001"?`,
+		// Another number is another rule, not a typo.
+		"EG099": "",
+		"EG042": "",
+		"ttl":   "",
+	} {
+		if got := suggestCode(in); got != want {
+			t.Errorf("suggestCode(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
