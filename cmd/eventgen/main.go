@@ -10,7 +10,14 @@
 //
 // Diagnostics go to stderr as `path:line:col: error: message [EGnnn]`. The
 // exit status is 0 on success, 1 on schema errors or stale output, 2 on
-// usage errors. From go generate:
+// usage errors.
+//
+// generate, check and diff take -format text|json|github: text is the
+// output above; json is one JSON document on stdout, with the stale files
+// and their diffs for diff; github is GitHub Actions workflow commands on
+// stdout (::error file=F,line=L,col=C,title=EG012::message), which the
+// runner shows on the lines of a pull request. With -strict, warnings are
+// errors: the exit status is 1 and nothing is written. From go generate:
 //
 //	//go:generate go run github.com/eventgen/eventgen/cmd/eventgen generate orders.yaml
 package main
