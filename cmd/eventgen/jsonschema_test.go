@@ -53,6 +53,10 @@ func TestJSONSchemaCommand(t *testing.T) {
 // `npm ci --prefix tools/ajv` (versions pinned in tools/ajv/package-lock.json).
 const ajvCLI = "../../tools/ajv/node_modules/ajv-cli/dist/index.js"
 
+// ajvKeywords declares the editor-only keywords (patternErrorMessage) that
+// ajv's strict mode would otherwise reject.
+const ajvKeywords = "../../tools/ajv/keywords.cjs"
+
 // structuralCodes are the diagnostics whose cause the JSON Schema sees:
 // unknown keys, wrong kinds, missing keys, the version, values outside
 // their set. An invalid_* golden case that has only these must fail ajv.
@@ -127,7 +131,7 @@ func TestJSONSchemaWithAjv(t *testing.T) {
 	}
 	cases := ajvCases(t)
 	dir := t.TempDir()
-	args := []string{ajvCLI, "validate", "--strict=true", "--allow-union-types", "--all-errors", "--errors=text", "-s", committedJSONSchema}
+	args := []string{ajvCLI, "validate", "--strict=true", "--allow-union-types", "--all-errors", "--errors=text", "-c", ajvKeywords, "-s", committedJSONSchema}
 	for i := range cases {
 		c := &cases[i]
 		src, err := os.ReadFile(c.src)
