@@ -104,6 +104,23 @@ var jsonSchemaCases = map[string]struct {
 	"invalid_duplicate_keys": {skip: true, why: "EG001: a repeated key has no JSON form (editors report it as a YAML error)"},
 }
 
+// eventKeyCases exercise the event keys that no golden case has yet
+// (version and ignore arrive with the other issue-10 branches): each is
+// written into validSchema's event.
+var eventKeyCases = []struct {
+	yaml  string
+	fails bool
+	why   string
+}{
+	{yaml: "    version: 2\n", why: "a positive version"},
+	{yaml: "    ignore: {EG024: the topic is compacted; a day of dedup is enough, EB003: moved to v2}\n", why: "codes with reasons"},
+	{yaml: "    version: 0\n", fails: true, why: "version is a positive integer"},
+	{yaml: "    version: v2\n", fails: true, why: "version is a positive integer"},
+	{yaml: "    ignore: {EG24: why}\n", fails: true, why: "codes are EGnnn or EBnnn"},
+	{yaml: "    ignore: {EG024: \"  \"}\n", fails: true, why: "a reason is not blank"},
+	{yaml: "    ignore: [EG024]\n", fails: true, why: "ignore maps codes to reasons"},
+}
+
 type ajvCase struct {
 	name  string // shown in failures
 	file  string // the JSON that ajv validates
@@ -199,6 +216,15 @@ func ajvCases(t *testing.T) []ajvCase {
 		cases = append(cases, ajvCase{name: strings.TrimPrefix(p, "../../"), src: p, check: true, why: "an example"})
 	}
 	cases = append(cases, ajvCase{name: "docs/schema.md's complete example", src: docsExample(t), check: true, why: "the documented example"})
+	inline := t.TempDir()
+	for i, c := range eventKeyCases {
+		p := filepath.Join(inline, fmt.Sprintf("event%d.yaml", i))
+		src := strings.Replace(validSchema, "    topic: pings\n", "    topic: pings\n"+c.yaml, 1)
+		if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cases = append(cases, ajvCase{name: "event keys: " + strings.TrimSpace(c.yaml), src: p, fails: c.fails, check: true, why: c.why})
+	}
 	listed := map[string]bool{}
 	for _, p := range goldens {
 		name := filepath.Base(filepath.Dir(p))
