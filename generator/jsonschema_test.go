@@ -99,6 +99,12 @@ func TestJSONSchemaValueSetsAreTheCompilers(t *testing.T) {
 	if got, want := enumStrings(d.Definitions["dedup"].Properties["store"]), sortedKeys(dedupStores); !slices.Equal(got, want) {
 		t.Errorf("dedup stores: JSON Schema has %v, the compiler %v", got, want)
 	}
+	ignore := d.Definitions["event"].Properties["ignore"].PropertyNames
+	got := regexp.MustCompile(`EG[0-9]{3}`).FindAllString(ignore.Pattern, -1)
+	slices.Sort(got)
+	if want := silenceableWarnings(); !slices.Equal(got, want) {
+		t.Errorf("ignore: JSON Schema lets %v be silenced, the compiler %v", got, want)
+	}
 	var reserved []string
 	for _, k := range sortedKeys(predeclared) {
 		reserved = append(reserved, k)
@@ -159,6 +165,8 @@ func TestJSONSchemaPatternsAgreeWithTheCompiler(t *testing.T) {
 		v, err := time.ParseDuration(s) // the compiler does not trim quoted values
 		return err == nil && v > 0
 	}, "168h", "30m", "1h30m", "90s", "1.5h", ".5h", "5.h", "10ms", "3µs", "3us", "7d", "one week", "168", "0", "0s", "0.0h", "-1h", "", "h", ".h", "1h 30m", " 168h", "+2h", "1h-30m")
+	check("an ignore code", d.Definitions["event"].Properties["ignore"].PropertyNames, func(s string) bool { return silenceable(Code(s)) },
+		"EG018", "EG024", "EB001", "EB999", "EG022", "EG099", "eg024", "EG24", "EB1", "EB0001", "")
 	typeOK := func(s string) bool {
 		c := &compiler{types: map[string]*NamedType{"Money": {Name: "Money"}, "Point": {Name: "Point"}}}
 		p := typeParser{src: strings.TrimSpace(s)}

@@ -9,13 +9,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/eventgen/eventgen/generator"
 )
 
 // committedJSONSchema is the copy of the JSON Schema that editors point at.
@@ -62,9 +63,10 @@ const ajvKeywords = "../../tools/ajv/keywords.cjs"
 // their set. An invalid_* golden case that has only these must fail ajv.
 var structuralCodes = []string{"EG002", "EG003", "EG004", "EG005", "EG029"}
 
-// jsonSchemaCases says, for each invalid_* golden case, what ajv must say
-// about it, and why. Cases not listed are decided by their codes
-// (structuralCodes: must fail; others: only logged).
+// jsonSchemaCases says, for each golden case with errors, what ajv must
+// say about it, and why. Cases not listed are decided by the codes of their
+// errors: none, must pass; only structuralCodes, must fail; others, only
+// logged.
 var jsonSchemaCases = map[string]struct {
 	fails bool // ajv must reject it; else it must accept it
 	skip  bool // not comparable: the YAML does not become one JSON document
@@ -88,7 +90,10 @@ var jsonSchemaCases = map[string]struct {
 	"invalid_durations":           {fails: true, why: "EG023: positive Go duration pattern"},
 	"invalid_field_types":         {fails: true, why: "EG028: type pattern (but not undeclared UpperCamelCase names such as Mony)"},
 	"invalid_no_events":           {fails: true, why: "EG031: events has minProperties 1"},
+	"invalid_ignore":              {fails: true, why: "EG002, EG003 in and around ignore; EG033: malformed codes, error codes (EG022) and blank reasons"},
 	"invalid_key_fields":          {fails: true, why: "EG013: idempotency_key names a field twice (uniqueItems); fields that do not exist or have no key type are not caught"},
+	"format_github":               {fails: true, why: "EG011: topic pattern; EG028: type pattern"},
+	"format_json":                 {fails: true, why: "EG011: topic pattern; EG028: type pattern"},
 	"invalid_pipelines":           {fails: true, why: "EG032: a pipeline's guarantee is exactly-once; EG025 partly: produces lists an event twice (uniqueItems); undeclared events and EG026 are not caught"},
 	// Structurally valid: only eventgen check finds these, and the JSON
 	// Schema must not reject them (no false errors in editors).
@@ -98,6 +103,7 @@ var jsonSchemaCases = map[string]struct {
 	"invalid_key_unstable":        {why: "EG016 refers to the types of the event's fields"},
 	"invalid_recursive_types":     {why: "EG027 follows references between types"},
 	"invalid_topic_guarantee":     {why: "EG012 compares events"},
+	"issue_example":               {why: "EG025, EG026 refer to the events a pipeline names"},
 	// Not one JSON document.
 	"invalid_syntax":         {skip: true, why: "EG001: not YAML"},
 	"invalid_syntax_tab":     {skip: true, why: "EG001: not YAML"},
@@ -119,6 +125,7 @@ var eventKeyCases = []struct {
 	{yaml: "    ignore: {EG24: why}\n", fails: true, why: "codes are EGnnn or EBnnn"},
 	{yaml: "    ignore: {EG024: \"  \"}\n", fails: true, why: "a reason is not blank"},
 	{yaml: "    ignore: [EG024]\n", fails: true, why: "ignore maps codes to reasons"},
+	{yaml: "    ignore: {EG019: an error}\n", fails: true, why: "errors cannot be silenced"},
 }
 
 type ajvCase struct {
@@ -132,8 +139,8 @@ type ajvCase struct {
 
 // TestJSONSchemaWithAjv validates YAML schemas, converted to JSON, with a
 // real validator: ajv-cli, in one process. Every example schema, every
-// valid golden case and the docs' complete example must pass; the invalid
-// golden cases must get the verdict jsonSchemaCases gives them.
+// golden case that eventgen check accepts and the docs' complete example
+// must pass; the others must get the verdict jsonSchemaCases gives them.
 func TestJSONSchemaWithAjv(t *testing.T) {
 	node, err := exec.LookPath("node")
 	if err == nil {
@@ -228,11 +235,13 @@ func ajvCases(t *testing.T) []ajvCase {
 	listed := map[string]bool{}
 	for _, p := range goldens {
 		name := filepath.Base(filepath.Dir(p))
-		if !strings.HasPrefix(name, "invalid_") {
-			cases = append(cases, ajvCase{name: name, src: p, check: true, why: "a valid golden case"})
+		c, ok := jsonSchemaCases[name]
+		codes := checkErrors(t, p)
+		if !ok && len(codes) == 0 {
+			// Warnings are fine: --strict is not the JSON Schema's business.
+			cases = append(cases, ajvCase{name: name, src: p, check: true, why: "eventgen check accepts it"})
 			continue
 		}
-		c, ok := jsonSchemaCases[name]
 		listed[name] = ok
 		switch {
 		case c.skip:
@@ -240,9 +249,8 @@ func ajvCases(t *testing.T) []ajvCase {
 		case ok:
 			cases = append(cases, ajvCase{name: name, src: p, fails: c.fails, check: true, why: c.why})
 		default:
-			codes := stderrCodes(t, filepath.Join(filepath.Dir(p), stderrFile))
 			structural := len(codes) > 0 && !slices.ContainsFunc(codes, func(c string) bool { return !slices.Contains(structuralCodes, c) })
-			why := fmt.Sprintf("codes %v", codes)
+			why := fmt.Sprintf("errors %v", codes)
 			cases = append(cases, ajvCase{name: name, src: p, fails: structural, check: structural, why: why})
 		}
 	}
@@ -254,17 +262,19 @@ func ajvCases(t *testing.T) []ajvCase {
 	return cases
 }
 
-var codeRE = regexp.MustCompile(`\[(E[GB][0-9]{3})\]$`)
-
-func stderrCodes(t *testing.T, path string) []string {
+// checkErrors returns the codes of the errors eventgen check finds in the
+// schema, sorted, each once.
+func checkErrors(t *testing.T, path string) []string {
+	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	_, diags := generator.Check([]generator.Input{{Path: "schema.yaml", Data: data}})
 	var codes []string
-	for _, line := range strings.Split(string(data), "\n") {
-		if m := codeRE.FindStringSubmatch(line); m != nil && !slices.Contains(codes, m[1]) {
-			codes = append(codes, m[1])
+	for _, d := range diags {
+		if d.Severity == generator.Error && !slices.Contains(codes, string(d.Code)) {
+			codes = append(codes, string(d.Code))
 		}
 	}
 	slices.Sort(codes)
