@@ -6,7 +6,17 @@
 //	eventgen generate [-out DIR] schema.yaml...   write generated files (only those that changed)
 //	eventgen check schema.yaml...                 validate and lint, write nothing
 //	eventgen diff [-out DIR] schema.yaml...       exit 1 and print a diff if generated code is stale
+//	eventgen jsonschema                           print the JSON Schema of the schema language
 //	eventgen version                              print the version
+//
+// The JSON Schema lets editors complete and check schemas as people type: a
+// schema whose first line is
+//
+//	# yaml-language-server: $schema=path/to/eventgen.schema.json
+//
+// is validated by the YAML extensions built on yaml-language-server. The
+// repository ships it as schemas/eventgen.schema.json; `eventgen jsonschema >
+// .eventgen.schema.json` vendors it. It checks structure; check does the rest.
 //
 // Diagnostics go to stderr as `path:line:col: error: message [EGnnn]`. The
 // exit status is 0 on success, 1 on schema errors or stale output, 2 on

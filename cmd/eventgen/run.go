@@ -26,6 +26,7 @@ const usage = `usage:
   eventgen generate [-out DIR] schema.yaml...   write generated files (only those whose bytes changed)
   eventgen check schema.yaml...                 validate and lint without writing
   eventgen diff [-out DIR] schema.yaml...       exit 1 and print a unified diff when generated code is stale
+  eventgen jsonschema                           print the JSON Schema of the schema language (for editors)
   eventgen version                              print the version
 
 flags of generate, check and diff:
@@ -43,6 +44,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "generate", "diff", "check":
 		return runSchemas(cmd, args, stdout, stderr)
+	case "jsonschema":
+		return runJSONSchema(args, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "eventgen %s (generated code version %d)\n", version(), event.GenVersion)
 		return exitOK
@@ -52,6 +55,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "eventgen: unknown command %q\n%s", cmd, usage)
 	return exitUsage
+}
+
+// runJSONSchema prints the JSON Schema that editors validate schemas with
+// (docs/schema.md, Editor support).
+func runJSONSchema(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		fmt.Fprintf(stderr, "eventgen jsonschema: takes no arguments\n%s", usage)
+		return exitUsage
+	}
+	if _, err := stdout.Write(generator.JSONSchema()); err != nil {
+		fmt.Fprintf(stderr, "eventgen: %v\n", err)
+		return exitFail
+	}
+	return exitOK
 }
 
 func version() string {
