@@ -1,0 +1,57 @@
+package generator
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+var mermaidBlock = regexp.MustCompile("(?ms)^```mermaid\n(.*?)^```$")
+
+// TestMermaidParses runs mermaid's parser (tools/mermaid) over every
+// Mermaid block of the committed generated Markdown: the goldens, which
+// TestGolden keeps equal to what the generator writes, and the examples,
+// which `eventgen diff` keeps current.
+func TestMermaidParses(t *testing.T) {
+	var files []string
+	for _, pattern := range []string{
+		filepath.Join(goldenDir, "*", "*.gen.md"),
+		filepath.Join("..", "schemas", "examples", "*", "*.gen.md"),
+	} {
+		m, err := filepath.Glob(pattern)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, m...)
+	}
+	var docs []namedText
+	for _, f := range files {
+		if args, err := os.ReadFile(filepath.Join(filepath.Dir(f), "args.txt")); err == nil && strings.HasPrefix(string(args), "diff") {
+			continue // a diff case's files are stale on purpose
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blocks := mermaidBlock.FindAllStringSubmatch(string(b), -1)
+		if len(blocks) == 0 {
+			t.Errorf("%s has no mermaid block", f)
+		}
+		for i, m := range blocks {
+			docs = append(docs, namedText{Name: filepath.ToSlash(f) + "#" + strconv.Itoa(i+1), Text: m[1]})
+		}
+	}
+	// Labels that would break out of their quotes unescaped.
+	hostile := &Catalog{
+		Nodes: []CatalogNode{
+			{ID: "a", Lines: []string{`x" --> b["y`, "#quot; <b>&amp;</b> `code`"}, Shape: ShapeTopic},
+			{ID: "b", Lines: []string{"end", "|pipe|"}, Shape: ShapePipeline},
+		},
+		Edges: []CatalogEdge{{From: "a", To: "b", Lines: []string{`"|x`, "[a]{b}(c)"}, Dashed: true}},
+	}
+	docs = append(docs, namedText{Name: "hostile labels", Text: hostile.Mermaid()})
+	runNodeCheck(t, "mermaid", "mermaid", docs)
+}
