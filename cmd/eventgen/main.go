@@ -6,6 +6,7 @@
 //	eventgen generate [-out DIR] schema.yaml...   write generated files (only those that changed)
 //	eventgen check schema.yaml...                 validate and lint, write nothing
 //	eventgen diff [-out DIR] schema.yaml...       exit 1 and print a diff if generated code is stale
+//	eventgen asyncapi [-out FILE] schema.yaml     print (or write to FILE) the AsyncAPI 3.0.0 document, as YAML
 //	eventgen version                              print the version
 //
 // Diagnostics go to stderr as `path:line:col: error: message [EGnnn]`. The

@@ -26,6 +26,7 @@ const usage = `usage:
   eventgen generate [-out DIR] schema.yaml...   write generated files (only those whose bytes changed)
   eventgen check schema.yaml...                 validate and lint without writing
   eventgen diff [-out DIR] schema.yaml...       exit 1 and print a unified diff when generated code is stale
+  eventgen asyncapi [-out FILE] schema.yaml     print (or write to FILE) the schema's AsyncAPI 3.0.0 document, as YAML
   eventgen version                              print the version
 `
 
@@ -38,6 +39,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "generate", "diff", "check":
 		return runSchemas(cmd, args, stdout, stderr)
+	case "asyncapi":
+		return runAsyncAPI(args, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "eventgen %s (generated code version %d)\n", version(), event.GenVersion)
 		return exitOK
