@@ -16,6 +16,7 @@ var mermaidBlock = regexp.MustCompile("(?ms)^```mermaid\n(.*?)^```$")
 // TestGolden keeps equal to what the generator writes, and the examples,
 // which `eventgen diff` keeps current.
 func TestMermaidParses(t *testing.T) {
+	t.Parallel() // node mostly waits on module loading: overlap it
 	var files []string
 	for _, pattern := range []string{
 		filepath.Join(goldenDir, "*", "*.gen.md"),
