@@ -30,7 +30,7 @@ func nodeTool(t *testing.T, name, module string) (node, dir string) {
 	}
 	node, err = exec.LookPath("node")
 	if err != nil {
-		missing("node is not on PATH")
+		missing("node (Node.js 20 or later) is not on PATH")
 	}
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", filepath.FromSlash(module), "package.json")); err != nil {
 		missing("tools/" + name + " is not installed")
