@@ -57,3 +57,21 @@ func TestMermaidParses(t *testing.T) {
 	docs = append(docs, namedText{Name: "hostile labels", Text: hostile.Mermaid()})
 	runNodeCheck(t, "mermaid", "mermaid", docs)
 }
+
+// TestCatalogDocQuotesTheShop keeps the diagram docs/catalog.md explains
+// equal to the one generated for the shop example.
+func TestCatalogDocQuotesTheShop(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "docs", "catalog.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen, err := os.ReadFile(filepath.Join("..", "schemas", "examples", "shop", "shop_events.gen.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := mermaidBlock.FindStringSubmatch(string(gen))
+	got := mermaidBlock.FindStringSubmatch(string(doc))
+	if want == nil || got == nil || got[1] != want[1] {
+		t.Errorf("docs/catalog.md's first mermaid block is not shop_events.gen.md's; copy it over:\n%v", want)
+	}
+}

@@ -231,13 +231,11 @@ func asyncAPIOperations(s *Schema) ymap {
 			op(s.Names.Producer+"."+ev.Send, "send", ev, "Send "+ev.Name+".")
 		}
 	}
-	if len(s.Direct) > 0 {
-		for _, g := range s.Direct {
-			for _, ev := range g.Events {
-				o := op(s.Names.Consumer+"."+ev.Handle, "receive", ev, "Handle "+ev.Name+" ("+ev.Guarantee.String()+").")
-				if ev.Guarantee == event.AtLeastOnce {
-					o.set("x-eventgen-dead-letter-topic", ev.Topic+deadLetterSuffix)
-				}
+	for _, g := range s.Direct {
+		for _, ev := range g.Events {
+			o := op(s.Names.Consumer+"."+ev.Handle, "receive", ev, "Handle "+ev.Name+" ("+ev.Guarantee.String()+").")
+			if ev.Guarantee == event.AtLeastOnce {
+				o.set("x-eventgen-dead-letter-topic", ev.Topic+deadLetterSuffix)
 			}
 		}
 	}
@@ -259,7 +257,7 @@ func eventMessage(ev *Event) ymap {
 	}
 	m.set("contentType", event.ContentTypeJSON)
 	m.set("headers", eventHeaders(ev))
-	payload := recordSchema(ev.Fields)
+	payload := recordSchema("", ev.Fields) // the doc is the message's
 	if ev.Deprecated {
 		payload.set("deprecated", true)
 	}
@@ -329,29 +327,29 @@ func eventHeaders(ev *Event) ymap {
 
 func namedTypeSchema(t *NamedType) ymap {
 	if t.IsEnum() {
-		m := newMap().set("type", "string")
+		m := newMap()
 		if t.Doc != "" {
 			m.set("description", strings.TrimSpace(t.Doc))
 		}
+		m.set("type", "string")
 		var values []string
 		for _, v := range t.Values {
 			values = append(values, v.Value)
 		}
 		return m.set("enum", values)
 	}
-	m := recordSchema(t.Fields)
-	if t.Doc != "" {
-		// description after the fields would read oddly: put it first.
-		m.n.Content = append([]*yaml.Node{yamlScalar("!!str", "description"), yamlScalar("!!str", strings.TrimSpace(t.Doc))}, m.n.Content...)
-	}
-	return m
+	return recordSchema(t.Doc, t.Fields)
 }
 
 // recordSchema is an event's or record's JSON object (docs/wire-format.md):
 // required fields are always written; optional ones may be absent.
 // Unknown members are allowed, as readers ignore them.
-func recordSchema(fields []*Field) ymap {
-	m := newMap().set("type", "object")
+func recordSchema(doc string, fields []*Field) ymap {
+	m := newMap()
+	if doc != "" {
+		m.set("description", strings.TrimSpace(doc))
+	}
+	m.set("type", "object")
 	var required []string
 	props := newMap()
 	for _, f := range fields {
