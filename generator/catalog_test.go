@@ -75,3 +75,11 @@ func TestCatalogDocQuotesTheShop(t *testing.T) {
 		t.Errorf("docs/catalog.md's first mermaid block is not shop_events.gen.md's; copy it over:\n%v", want)
 	}
 }
+
+func TestMermaidLabel(t *testing.T) {
+	got := mermaidLabel([]string{`a"b#c<d>` + "`e`", "two\nlines"})
+	want := "a#quot;b#35;c#lt;d#gt;#96;e#96;<br/>two lines"
+	if got != want {
+		t.Errorf("mermaidLabel = %q, want %q", got, want)
+	}
+}

@@ -68,3 +68,20 @@ func TestAsyncAPIGoldenPerExample(t *testing.T) {
 		}
 	}
 }
+
+func TestAsyncAPIHelpers(t *testing.T) {
+	for in, want := range map[string]string{"a.b-c_d": "a.b-c_d", "a/b~c": "a~1b~0c"} {
+		if got := jsonPointerToken(in); got != want {
+			t.Errorf("jsonPointerToken(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for _, tc := range []struct{ out, schema, want string }{
+		{"", "schemas/shop.yaml", "schemas/shop.yaml"},
+		{"api/shop.asyncapi.yaml", "schemas/shop.yaml", "../schemas/shop.yaml"},
+		{"shop.asyncapi.yaml", "shop.yaml", "shop.yaml"},
+	} {
+		if got := AsyncAPISource(tc.out, tc.schema); got != tc.want {
+			t.Errorf("AsyncAPISource(%q, %q) = %q, want %q", tc.out, tc.schema, got, tc.want)
+		}
+	}
+}
