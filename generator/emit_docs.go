@@ -42,7 +42,9 @@ func renderDocs(s *Schema, t target) ([]byte, error) {
 	err = docsTemplate.Execute(&buf, struct {
 		Schema             *Schema
 		Header, SourceLine string
-	}{s, header, source})
+		// Diagram is the catalog as Mermaid, for a ```mermaid block.
+		Diagram string
+	}{s, header, source, catalog(s).Mermaid()})
 	if err != nil {
 		return nil, fmt.Errorf("docs template: %w", err)
 	}

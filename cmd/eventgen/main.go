@@ -7,6 +7,7 @@
 //	eventgen check schema.yaml...                 validate and lint, write nothing
 //	eventgen diff [-out DIR] schema.yaml...       exit 1 and print a diff if generated code is stale
 //	eventgen jsonschema                           print the JSON Schema of the schema language
+//	eventgen asyncapi [-out FILE] schema.yaml     print (or write to FILE) the AsyncAPI 3.0.0 document, as YAML
 //	eventgen version                              print the version
 //
 // The JSON Schema lets editors complete and check schemas as people type: a

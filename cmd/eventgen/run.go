@@ -27,6 +27,7 @@ const usage = `usage:
   eventgen check schema.yaml...                 validate and lint without writing
   eventgen diff [-out DIR] schema.yaml...       exit 1 and print a unified diff when generated code is stale
   eventgen jsonschema                           print the JSON Schema of the schema language (for editors)
+  eventgen asyncapi [-out FILE] schema.yaml     print (or write to FILE) the schema's AsyncAPI 3.0.0 document, as YAML
   eventgen version                              print the version
 
 flags of generate, check and diff:
@@ -46,6 +47,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runSchemas(cmd, args, stdout, stderr)
 	case "jsonschema":
 		return runJSONSchema(args, stdout, stderr)
+	case "asyncapi":
+		return runAsyncAPI(args, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "eventgen %s (generated code version %d)\n", version(), event.GenVersion)
 		return exitOK
