@@ -39,6 +39,7 @@ const (
 	CodeDedupIdemKey        Code = "EG030"
 	CodeNoEvents            Code = "EG031"
 	CodePipelineUnsupported Code = "EG032"
+	CodeEventVersion        Code = "EG034"
 )
 
 // codeSummaries says, for each code, the rule it enforces.
@@ -75,4 +76,5 @@ var codeSummaries = map[Code]string{
 	CodeDedupIdemKey:        "A `postgres` or `redis` dedup store on an event without `idempotency_key`: the store needs to know what identifies an event.",
 	CodeNoEvents:            "The schema declares no events.",
 	CodePipelineUnsupported: "A pipeline whose guarantee is not exactly-once: version 1 generates exactly-once pipelines only.",
+	CodeEventVersion:        "An event's `version` is not a positive integer.",
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"go/token"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -255,7 +256,7 @@ func (c *compiler) fields(decls []*fieldDecl, owner string, methods []string) []
 			c.r.errorf(n.line, n.col, CodeFieldName, "field name %q in %s must be lower_snake_case (a-z, 0-9 and single underscores, starting with a letter)", n.val, owner)
 			continue
 		}
-		f := &Field{Name: n.val, GoName: snakeToCamel(n.val), Doc: strings.TrimSpace(fd.doc.val), Optional: fd.optional.val}
+		f := &Field{Pos: c.at(n), Name: n.val, GoName: snakeToCamel(n.val), Doc: strings.TrimSpace(fd.doc.val), Optional: fd.optional.val}
 		if slices.Contains(methods, f.GoName) {
 			// The Go name would hide a generated method: keep the wire
 			// name, suffix the Go name.
@@ -531,7 +532,8 @@ func (c *compiler) event(s *Schema, e *eventDecl) *Event {
 		c.r.errorf(n.line, n.col, CodeTypeName, "event name %q must be UpperCamelCase (letters and digits, starting with an upper-case letter)", n.val)
 		return nil
 	}
-	ev := &Event{Name: n.val, GoName: camelToGo(n.val), Doc: strings.TrimSpace(e.doc.val), Pos: c.at(n)}
+	ev := &Event{Name: n.val, GoName: camelToGo(n.val), Doc: strings.TrimSpace(e.doc.val), Pos: c.at(n), Version: 1}
+	c.eventVersion(ev, e.version)
 	nameEvent(s, ev)
 	c.events[n.val] = ev
 	if e.malformed {
@@ -549,8 +551,47 @@ func (c *compiler) event(s *Schema, e *eventDecl) *Event {
 	ev.Deprecated = set.deprecated.val
 	c.dedup(ev, set.dedup, n, set.noIdemKey(), set.retention)
 	c.guaranteeRules(ev, set)
+	c.eventPositions(ev, e, set)
 	nameEventSettings(ev)
 	return ev
+}
+
+// eventVersion reads the event's version: a positive integer, 1 if unset.
+func (c *compiler) eventVersion(ev *Event, v scalar) {
+	if !v.set {
+		return // unset, or unreadable and reported by the loader
+	}
+	n, err := strconv.Atoi(v.val)
+	if err != nil || n <= 0 || v.val[0] < '1' || v.val[0] > '9' {
+		c.r.errorf(v.line, v.col, CodeEventVersion, "event %s: version %q must be a positive integer such as 2", ev.Name, v.val)
+		return
+	}
+	ev.Version = n
+}
+
+// eventPositions records where the event's settings were written.
+func (c *compiler) eventPositions(ev *Event, e *eventDecl, set eventSettings) {
+	at := func(s scalar) Pos {
+		if !s.given() {
+			return Pos{}
+		}
+		return c.at(s)
+	}
+	atBool := func(b boolValue) Pos {
+		if b.line == 0 {
+			return Pos{}
+		}
+		return Pos{File: c.r.file, Line: b.line, Col: b.col}
+	}
+	ev.At = EventPositions{
+		Topic: at(e.topic), Version: at(e.version), Guarantee: at(set.guarantee),
+		Key: at(set.key), IdemKey: at(set.idemKeySet),
+		Outbox: atBool(set.outbox), Retention: at(set.retention),
+	}
+	if d := set.dedup; d != nil {
+		ev.At.Dedup = Pos{File: c.r.file, Line: d.line, Col: d.col}
+		ev.At.DedupStore, ev.At.DedupTTL = at(d.store), at(d.ttl)
+	}
 }
 
 func (c *compiler) eventTopic(ev *Event, e *eventDecl) {
