@@ -29,7 +29,9 @@ const (
 //   - invalid_* cases run `check schema.yaml`; stderr.txt is the expected
 //     output, and `generate` must write nothing;
 //   - a case with args.txt runs the command line it holds; for `diff`,
-//     every other file of the case is the committed state it compares.
+//     every other file of the case is the committed state it compares;
+//     for `breaking` (breaking_* and compatible_* cases), old.yaml is
+//     the schema before the change, named by `--against old.yaml`.
 //
 // stdout.txt and stderr.txt hold what eventgen printed, when it printed
 // anything. `go test ./cmd/eventgen -update` rewrites the expected files.
@@ -89,8 +91,9 @@ func (c goldenCase) isOutput(name string) bool {
 	case name == stdoutFile || name == stderrFile:
 		return true
 	}
-	// diff compares the committed files; generate and check produce them.
-	return c.command() != "diff"
+	// diff compares the committed files and breaking the old schema with
+	// the new; generate and check produce them.
+	return c.command() != "diff" && c.command() != "breaking"
 }
 
 func runGoldenCase(t *testing.T, dir string) {

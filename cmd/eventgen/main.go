@@ -6,11 +6,23 @@
 //	eventgen generate [-out DIR] schema.yaml...   write generated files (only those that changed)
 //	eventgen check schema.yaml...                 validate and lint, write nothing
 //	eventgen diff [-out DIR] schema.yaml...       exit 1 and print a diff if generated code is stale
+//	eventgen breaking --against REF [--mode backward|forward|full] schema.yaml...
+//	                                              exit 1 on changes that break consumers
 //	eventgen version                              print the version
 //
 // Diagnostics go to stderr as `path:line:col: error: message [EGnnn]`. The
 // exit status is 0 on success, 1 on schema errors or stale output, 2 on
-// usage errors. From go generate:
+// usage errors.
+//
+// breaking compares each schema with its old version at REF: a file, a
+// directory holding the old schemas at the same relative paths, or a git
+// revision (main, origin/main, HEAD~1, a commit) read with git show. The
+// mode is Confluent Schema Registry's: backward (the default; consumers
+// built from the new schema read old records), forward (old consumers read
+// new records) or full (both). Findings are `EBnnn` diagnostics pointing at
+// the new and the old position; docs/breaking.md lists the rules.
+//
+// From go generate:
 //
 //	//go:generate go run github.com/eventgen/eventgen/cmd/eventgen generate orders.yaml
 package main

@@ -26,6 +26,8 @@ const usage = `usage:
   eventgen generate [-out DIR] schema.yaml...   write generated files (only those whose bytes changed)
   eventgen check schema.yaml...                 validate and lint without writing
   eventgen diff [-out DIR] schema.yaml...       exit 1 and print a unified diff when generated code is stale
+  eventgen breaking --against REF [--mode backward|forward|full] schema.yaml...
+                                                exit 1 on changes that break consumers; REF is a file, a directory or a git revision
   eventgen version                              print the version
 `
 
@@ -38,6 +40,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "generate", "diff", "check":
 		return runSchemas(cmd, args, stdout, stderr)
+	case "breaking":
+		return runBreaking(args, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "eventgen %s (generated code version %d)\n", version(), event.GenVersion)
 		return exitOK
