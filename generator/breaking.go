@@ -38,6 +38,18 @@ func ParseMode(s string) (Mode, error) {
 	return 0, fmt.Errorf("unknown mode %q: want backward, forward or full", s)
 }
 
+// modesDoc lists the modes a rule is reported in, as docs/breaking.md
+// spells them: a rule that breaks backward also breaks full.
+func (m Mode) modesDoc() string {
+	switch m {
+	case Backward:
+		return "backward, full"
+	case Forward:
+		return "forward, full"
+	}
+	return "backward, forward, full"
+}
+
 func (m Mode) String() string {
 	switch m {
 	case Backward:
@@ -54,24 +66,23 @@ func (m Mode) String() string {
 // are in breakingRules, which docs/breaking.md repeats and a test keeps in
 // step.
 const (
-	CodeFieldAdded          Code = "EB001"
-	CodeFieldRemoved        Code = "EB002"
-	CodeFieldType           Code = "EB003"
-	CodeFieldRequired       Code = "EB004"
-	CodeFieldOptional       Code = "EB005"
-	CodeEnumValueRemoved    Code = "EB006"
-	CodeEnumValueAdded      Code = "EB007"
-	CodeEventRemoved        Code = "EB008"
-	CodeTopicChanged        Code = "EB009"
-	CodeKeyChanged          Code = "EB010"
-	CodeIdemKeyChanged      Code = "EB011"
-	CodeGuaranteeWeakened   Code = "EB012"
-	CodeDedupTTLShortened   Code = "EB013"
-	CodeOutboxOff           Code = "EB014"
-	CodeDedupStoreChanged   Code = "EB015"
-	CodeVersionMoved        Code = "EB016"
-	CodeVersionLowered      Code = "EB017"
-	CodeBreakingUnsupported Code = "EB000" // not a rule: the comparison itself failed
+	CodeFieldAdded        Code = "EB001"
+	CodeFieldRemoved      Code = "EB002"
+	CodeFieldType         Code = "EB003"
+	CodeFieldRequired     Code = "EB004"
+	CodeFieldOptional     Code = "EB005"
+	CodeEnumValueRemoved  Code = "EB006"
+	CodeEnumValueAdded    Code = "EB007"
+	CodeEventRemoved      Code = "EB008"
+	CodeTopicChanged      Code = "EB009"
+	CodeKeyChanged        Code = "EB010"
+	CodeIdemKeyChanged    Code = "EB011"
+	CodeGuaranteeWeakened Code = "EB012"
+	CodeDedupTTLShortened Code = "EB013"
+	CodeOutboxOff         Code = "EB014"
+	CodeDedupStoreChanged Code = "EB015"
+	CodeVersionMoved      Code = "EB016"
+	CodeVersionLowered    Code = "EB017"
 )
 
 // breakingRule is one rule: the modes it breaks in; wire rules are those a

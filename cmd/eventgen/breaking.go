@@ -226,14 +226,16 @@ func (r ref) missing(dir string) error {
 	remote, branch, ok := strings.Cut(strings.TrimPrefix(name, "refs/remotes/"), "/")
 	if ok {
 		if _, err := git(dir, "remote", "get-url", remote); err == nil {
-			return fmt.Errorf("%s is not in this clone: run `git fetch --no-tags --depth=1 %s %s` %s", name, remote, branch, either)
+			// The refspec spelt out: a single-branch clone (actions/checkout's)
+			// would otherwise fetch the branch to FETCH_HEAD only.
+			return fmt.Errorf("%s is not in this clone: run `git fetch --no-tags --depth=1 %s +refs/heads/%s:refs/remotes/%s/%s` %s", name, remote, branch, remote, branch, either)
 		}
 	}
 	if _, err := git(dir, "rev-parse", "--verify", "--quiet", "refs/remotes/origin/"+name); err == nil {
 		return fmt.Errorf("%s is not a branch of this clone, but origin/%s is: use --against origin/%s", name, name, name)
 	}
 	if _, err := git(dir, "remote", "get-url", "origin"); err == nil && !strings.ContainsAny(name, "~^@{}:") {
-		return fmt.Errorf("%s is not in this clone: run `git fetch --no-tags --depth=1 origin %s` %s and use --against origin/%s", name, name, either, name)
+		return fmt.Errorf("%s is not in this clone: run `git fetch --no-tags --depth=1 origin +refs/heads/%s:refs/remotes/origin/%s` %s and use --against origin/%s", name, name, name, either, name)
 	}
 	return fmt.Errorf("--against %s: not a file, a directory or a revision of this git repository", name)
 }
