@@ -83,6 +83,7 @@ const (
 	CodeDedupStoreChanged Code = "EB015"
 	CodeVersionMoved      Code = "EB016"
 	CodeVersionLowered    Code = "EB017"
+	CodeCETypeChanged     Code = "EB018"
 )
 
 // breakingRule is one rule: the modes it breaks in; wire rules are those a
@@ -114,6 +115,7 @@ var breakingRules = map[Code]breakingRule{
 	CodeDedupStoreChanged: {allModes, false, "The dedup store changed: what it remembered is lost across the deploy, so redeliveries of old records pass dedup."},
 	CodeVersionMoved:      {allModes, false, "(warning) An event moved to a new version: its wire-shape changes (and a new topic) are allowed and listed."},
 	CodeVersionLowered:    {allModes, false, "An event's version was lowered: its CloudEvents type goes back to one consumers have moved on from."},
+	CodeCETypeChanged:     {allModes, true, "An event's CloudEvents type changed with its version unchanged (the package was renamed): consumers route a shared topic's records by type and drop the others."},
 }
 
 // Breaking reports the changes from old to cur that break consumers in the
@@ -231,6 +233,11 @@ func (b *breakCheck) event() {
 			fmt.Sprintf("event %s went back from v%d to v%d: its CloudEvents type becomes %s again, which consumers have moved on from", name, o.Version, n.Version, n.CEType),
 			note(orPos(o.At.Version, o.Pos), "it was v%d", o.Version))
 	}
+	if o.Version == n.Version && o.CEType != n.CEType {
+		b.report(CodeCETypeChanged, n.Pos,
+			fmt.Sprintf("event %s's CloudEvents type changed from %s to %s (the package was renamed): a consumer of a topic that carries several events routes records by type and drops those of a type it does not know", name, o.CEType, n.CEType),
+			note(o.Pos, "the old type %s", o.CEType))
+	}
 	if o.Topic != n.Topic {
 		b.report(CodeTopicChanged, orPos(n.At.Topic, n.Pos),
 			fmt.Sprintf("event %s moved from topic %q to %q: consumers of %q stop receiving it, and per-key order does not span the two topics", name, o.Topic, n.Topic, o.Topic),
@@ -292,6 +299,11 @@ func (b *breakCheck) movedSummary() {
 	msg := fmt.Sprintf("allowed: %s moved to v%d (new CloudEvents type %s)", n.Name, n.Version, n.CEType)
 	if b.moved > 0 {
 		msg += fmt.Sprintf(": %d breaking change(s) to its wire shape are allowed; consumers of %s must handle the new type before its producers send it", b.moved, o.CEType)
+		if o.Topic == n.Topic {
+			// The runtime reads ce_type only to choose among a topic's
+			// events: alone on its topic, v2 reaches v1's handler.
+			msg += fmt.Sprintf("; but it stays on topic %q, where a consumer with no other event on the topic reads records without looking at their type, so v%d records reach v%d handlers and the reverse: give v%d a new topic", n.Topic, n.Version, o.Version, n.Version)
+		}
 	}
 	b.allowed = false // the summary itself is a warning of its own
 	rule := breakingRules[CodeVersionMoved]
