@@ -88,7 +88,7 @@ func run(args []string, out io.Writer) error {
 		}
 		target := "-"
 		if s.target > 0 {
-			target = fmt.Sprintf("≥ %.1f×", s.target)
+			target = fmt.Sprintf("≥ %.2g×", s.target)
 		}
 		fmt.Fprintf(out, "| %s: %s | %.0f | %.0f | %.2f× (%.2f–%.2f) | %s |\n",
 			s.name, s.what, median(raw), median(gen), median(ratios), slices.Min(ratios), slices.Max(ratios), target)

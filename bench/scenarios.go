@@ -20,9 +20,9 @@ import (
 const partitions = 3
 
 var scenarios = []scenario{
-	{name: "alo", what: "at-least-once producer (idempotent, acks=all), pipelined sends", raw: rawAtLeastOnce, gen: genAtLeastOnceAsync, target: 0.9},
+	{name: "alo", what: "at-least-once producer (idempotent, acks=all), pipelined sends", raw: rawAtLeastOnce, gen: genAtLeastOnceAsync, target: 0.95},
 	{name: "alo-sync", what: "at-least-once producer, 64 goroutines each waiting for its ack", raw: rawAtLeastOnceSync, gen: genAtLeastOnce},
-	{name: "amo", what: "at-most-once producer (acks=0)", raw: rawAtMostOnce, gen: genAtMostOnce, target: 0.9},
+	{name: "amo", what: "at-most-once producer (acks=0)", raw: rawAtMostOnce, gen: genAtMostOnce, target: 0.95},
 	{name: "eos", what: "exactly-once pipeline vs raw transactional producer, 100 records per transaction", raw: rawTransactional, gen: genPipeline, target: 0.5},
 }
 

@@ -67,8 +67,18 @@ type eventDecl struct {
 	settings  settings
 	fields    []*fieldDecl
 	fieldsSet scalar
+	// ignore are the rules silenced for this event, as written.
+	ignore []ignoreEntry
 	// malformed: the event is not a mapping (reported); skip missing-key checks.
 	malformed bool
+}
+
+// ignoreEntry is one entry of an event's ignore: a code and why it is
+// silenced. reason is set and empty for `EG024:` with no reason, so that
+// the compiler reports it as a missing reason, not a wrong kind.
+type ignoreEntry struct {
+	code   scalar
+	reason scalar
 }
 
 type typeDecl struct {

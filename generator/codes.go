@@ -1,5 +1,7 @@
 package generator
 
+import "strings"
+
 // Code is a stable diagnostic code, such as EG012. Codes are never reused
 // for a different rule; docs/schema.md lists each with its rule.
 type Code string
@@ -39,6 +41,7 @@ const (
 	CodeDedupIdemKey        Code = "EG030"
 	CodeNoEvents            Code = "EG031"
 	CodePipelineUnsupported Code = "EG032"
+	CodeIgnore              Code = "EG033"
 	CodeEventVersion        Code = "EG034"
 )
 
@@ -76,5 +79,43 @@ var codeSummaries = map[Code]string{
 	CodeDedupIdemKey:        "A `postgres` or `redis` dedup store on an event without `idempotency_key`: the store needs to know what identifies an event.",
 	CodeNoEvents:            "The schema declares no events.",
 	CodePipelineUnsupported: "A pipeline whose guarantee is not exactly-once: version 1 generates exactly-once pipelines only.",
+	CodeIgnore:              "An event's `ignore` entry names an unknown code or an error (errors cannot be silenced: the generated code would be wrong or unsafe), or gives no reason.",
 	CodeEventVersion:        "An event's `version` is not a positive integer.",
+}
+
+// warningCodes are the codes reported as warnings; their summaries start
+// with "(warning)", and a test keeps the two in step. An event's `ignore`
+// can silence these, and only these of the EG codes.
+var warningCodes = map[Code]bool{
+	CodeAtMostOnceDedup:   true,
+	CodeTTLBelowRetention: true,
+}
+
+// isBreakingCode reports whether c has the form of a breaking-change code,
+// EBnnn. `ignore` accepts any of them; the breaking command applies them.
+func isBreakingCode(c Code) bool {
+	s := string(c)
+	if len(s) != 5 || s[:2] != "EB" {
+		return false
+	}
+	for i := 2; i < 5; i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// silenceable reports whether an event's `ignore` may name c.
+func silenceable(c Code) bool { return warningCodes[c] || isBreakingCode(c) }
+
+// codeTitle is the short name of a rule, for the docs: its summary up to
+// the first colon, e.g. "`dedup.ttl` is shorter than `retention`"; "" for a
+// code without a summary here.
+func codeTitle(c Code) string {
+	s := strings.TrimPrefix(codeSummaries[c], "(warning) ")
+	if title, _, ok := strings.Cut(s, ": "); ok {
+		return title
+	}
+	return strings.TrimSuffix(s, ".")
 }

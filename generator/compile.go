@@ -539,6 +539,7 @@ func (c *compiler) event(s *Schema, e *eventDecl) *Event {
 	if e.malformed {
 		return ev // not a mapping: reported by the loader; its names are still checked
 	}
+	ev.Ignore = c.ignore(ev, e.ignore)
 	set := c.resolveSettings(e)
 	c.eventTopic(ev, e)
 	c.eventFields(ev, e)
@@ -592,6 +593,78 @@ func (c *compiler) eventPositions(ev *Event, e *eventDecl, set eventSettings) {
 		ev.At.Dedup = Pos{File: c.r.file, Line: d.line, Col: d.col}
 		ev.At.DedupStore, ev.At.DedupTTL = at(d.store), at(d.ttl)
 	}
+}
+
+// ignore checks an event's ignore entries and returns the rules they
+// silence, or nil. Only warnings and breaking-change codes can be silenced:
+// an error means the generated code would be wrong or unsafe, and a reason
+// does not make it right.
+func (c *compiler) ignore(ev *Event, entries []ignoreEntry) map[Code]string {
+	var silenced map[Code]string
+	for _, e := range entries {
+		code := Code(e.code.val)
+		ok := true
+		switch {
+		case silenceable(code):
+		case codeSummaries[code] != "":
+			c.r.errorf(e.code.line, e.code.col, CodeIgnore, "%s cannot be silenced on event %s: it is an error, and code generated despite it would be wrong or unsafe; only warnings and breaking-change codes (EBnnn) can be ignored", code, ev.Name)
+			ok = false
+		default:
+			c.r.errorf(e.code.line, e.code.col, CodeIgnore, "unknown code %q in ignore of event %s: want a warning (%s) or a breaking-change code (EBnnn)%s", e.code.val, ev.Name, strings.Join(silenceableWarnings(), ", "), suggestCode(e.code.val))
+			ok = false
+		}
+		if !e.reason.set {
+			continue // not a scalar: reported by the loader
+		}
+		reason := strings.TrimSpace(e.reason.val)
+		if reason == "" {
+			c.r.errorf(e.code.line, e.code.col, CodeIgnore, "ignore %s on event %s needs a reason: say why the rule does not apply to this event", e.code.val, ev.Name)
+			ok = false
+		}
+		if ok {
+			if silenced == nil {
+				silenced = map[Code]string{}
+			}
+			silenced[code] = reason
+		}
+	}
+	return silenced
+}
+
+// silenceableWarnings lists the warning codes, in order.
+func silenceableWarnings() []string {
+	var codes []string
+	for c := range warningCodes {
+		codes = append(codes, string(c))
+	}
+	slices.Sort(codes)
+	return codes
+}
+
+// suggestCode suggests a code for a misspelt one: the same in upper case
+// (eg024), or a warning code one edit away (EG24). Codes are numbers:
+// one further away is another rule, not a typo.
+func suggestCode(s string) string {
+	up := strings.ToUpper(s)
+	if up != s && silenceable(Code(up)) {
+		return "; did you mean " + quote(up) + "?"
+	}
+	for _, c := range silenceableWarnings() {
+		if levenshtein(up, c) == 1 {
+			return "; did you mean " + quote(c) + "?"
+		}
+	}
+	return ""
+}
+
+// warnf reports a warning about ev, unless the event's ignore silences the
+// rule. Every warning about an event goes through here, so that any
+// warning can be silenced.
+func (c *compiler) warnf(ev *Event, line, col int, code Code, format string, args ...any) {
+	if _, silenced := ev.Ignore[code]; silenced {
+		return
+	}
+	c.r.warnf(line, col, code, format, args...)
 }
 
 func (c *compiler) eventTopic(ev *Event, e *eventDecl) {
@@ -758,7 +831,7 @@ func (c *compiler) dedup(ev *Event, d *dedupDecl, n scalar, noIdem bool, retenti
 	switch ev.Guarantee {
 	case event.AtMostOnce:
 		if store != event.DedupNone {
-			c.r.warnf(d.store.line, d.store.col, CodeAtMostOnceDedup, "event %s is at-most-once: nothing is redelivered, so the %s dedup store only costs time", ev.Name, d.store.val)
+			c.warnf(ev, d.store.line, d.store.col, CodeAtMostOnceDedup, "event %s is at-most-once: nothing is redelivered, so the %s dedup store only costs time", ev.Name, d.store.val)
 		}
 	case event.ExactlyOnce:
 		if store == event.DedupRedis {
@@ -766,7 +839,7 @@ func (c *compiler) dedup(ev *Event, d *dedupDecl, n scalar, noIdem bool, retenti
 		}
 	}
 	if ev.DedupTTL > 0 && ev.Retention > 0 && ev.DedupTTL < ev.Retention && store != event.DedupNone {
-		c.r.warnf(d.ttl.line, d.ttl.col, CodeTTLBelowRetention, "dedup.ttl %s is shorter than retention %s: a redelivery older than the ttl passes the dedup store", d.ttl.val, retention.val)
+		c.warnf(ev, d.ttl.line, d.ttl.col, CodeTTLBelowRetention, "dedup.ttl %s is shorter than retention %s: a redelivery older than the ttl passes the dedup store", d.ttl.val, retention.val)
 	}
 }
 

@@ -110,6 +110,8 @@ func (r reporter) errorf(line, col int, code Code, format string, args ...any) {
 	r.add(Error, line, col, code, format, args...)
 }
 
+// warnf reports a warning. A warning about an event goes through
+// compiler.warnf instead, which honours the event's ignore.
 func (r reporter) warnf(line, col int, code Code, format string, args ...any) {
 	r.add(Warning, line, col, code, format, args...)
 }

@@ -108,9 +108,6 @@ type Event struct {
 	// new CloudEvents type, which `eventgen breaking` lets change the
 	// wire shape.
 	Version int
-	// Ignore silences one rule (a warning or a breaking-change code) for
-	// this event, with the reason written in the schema.
-	Ignore map[Code]string
 	// At is where each setting was written (on the event or in defaults),
 	// for diagnostics that compare two schemas.
 	At EventPositions
@@ -134,6 +131,14 @@ type Event struct {
 	Group *Group
 	// DedupDoc is how the docs describe the event's dedup, e.g. "postgres, ttl 336h".
 	DedupDoc string
+	// Ignore maps the codes of the rules silenced for this event (`ignore:`
+	// in the schema) to the reason given; nil when none is. Warnings (EG018,
+	// EG024) are silenced by compile; breaking-change codes (EBnnn) by the
+	// breaking command.
+	Ignore map[Code]string
+	// IgnoreDoc is how the docs list the silenced rules, in code order, e.g.
+	// "EG024 (`dedup.ttl` is shorter than `retention`): the topic is compacted".
+	IgnoreDoc []string
 	// Anchor is the event's heading anchor in the docs.
 	Anchor string
 }

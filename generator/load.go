@@ -87,7 +87,7 @@ var (
 	topKeys      = []string{"version", "package", "source", "defaults", "types", "events", "pipelines"}
 	settingKeys  = []string{"guarantee", "key", "idempotency_key", "dedup", "outbox", "retention", "deprecated"}
 	defaultKeys  = settingKeys
-	eventKeys    = append([]string{"doc", "topic", "version", "fields"}, settingKeys...)
+	eventKeys    = append([]string{"doc", "topic", "version", "fields", "ignore"}, settingKeys...)
 	typeKeys     = []string{"doc", "fields", "enum"}
 	fieldKeys    = []string{"type", "optional", "doc"}
 	dedupKeys    = []string{"store", "ttl", "reason"}
@@ -312,11 +312,29 @@ func (l loader) eventDecl(k, v *yaml.Node) *eventDecl {
 		case "fields":
 			e.fieldsSet = keyScalar(k)
 			e.fields = l.fields(v, what)
+		case "ignore":
+			e.ignore = l.ignore(v, what)
 		default:
 			l.setting(&e.settings, key, v)
 		}
 	})
 	return e
+}
+
+// ignore reads an event's ignore mapping, from codes to reasons; the
+// compiler checks the codes and that each reason says something.
+func (l loader) ignore(n *yaml.Node, owner string) []ignoreEntry {
+	var out []ignoreEntry
+	l.mapping(n, "ignore of "+owner, nil, func(code string, k, v *yaml.Node) {
+		e := ignoreEntry{code: keyScalar(k)}
+		if v.Kind == yaml.ScalarNode && v.Tag == "!!null" {
+			e.reason = scalar{line: k.Line, col: k.Column, set: true}
+		} else {
+			e.reason = l.scalar(v, "the reason for ignoring "+code)
+		}
+		out = append(out, e)
+	})
+	return out
 }
 
 func (l loader) typeDecl(k, v *yaml.Node) *typeDecl {

@@ -2,6 +2,8 @@ package generator
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/eventgen/eventgen/runtime/event"
@@ -83,6 +85,21 @@ func nameEventSettings(ev *Event) {
 		ev.SendAsync = ev.Send + "Async"
 	}
 	ev.DedupDoc = dedupDoc(ev)
+	ev.IgnoreDoc = ignoreDoc(ev)
+}
+
+// ignoreDoc lists the rules silenced for an event, with their reasons on
+// one line each, for the docs.
+func ignoreDoc(ev *Event) []string {
+	var out []string
+	for _, code := range slices.Sorted(maps.Keys(ev.Ignore)) {
+		line := string(code)
+		if title := codeTitle(code); title != "" {
+			line += " (" + title + ")"
+		}
+		out = append(out, line+": "+strings.Join(strings.Fields(ev.Ignore[code]), " "))
+	}
+	return out
 }
 
 // dedupDoc is the docs' description of an event's dedup.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
@@ -32,6 +33,8 @@ const (
 //     every other file of the case is the committed state it compares;
 //     for `breaking` (breaking_* and compatible_* cases), old.yaml is
 //     the schema before the change, named by `--against old.yaml`.
+//     The exit status expected follows from the output in the case's
+//     -format: errors or stale files mean 1.
 //
 // stdout.txt and stderr.txt hold what eventgen printed, when it printed
 // anything. `go test ./cmd/eventgen -update` rewrites the expected files.
@@ -127,35 +130,70 @@ func runGoldenCase(t *testing.T, dir string) {
 		updateCase(t, dir, want, got)
 		return
 	}
-	if wantCode := expectedExit(want); code != wantCode {
+	if wantCode := expectedExit(t, c, want); code != wantCode {
 		t.Errorf("eventgen %s: exit %d, want %d", strings.Join(c.args, " "), code, wantCode)
 	}
 	compareFiles(t, want, got)
-	checkFollowUp(t, c, code, stderr, inputs)
+	checkFollowUp(t, c, code, stdout, stderr, inputs)
 }
 
 // expectedExit is the exit status the expected output implies: 1 for
-// schema errors and for stale files reported by diff.
-func expectedExit(want map[string][]byte) int {
-	if bytes.Contains(want[stderrFile], []byte(": error: ")) || len(want[stdoutFile]) > 0 {
+// schema errors and for stale files reported by diff, in the case's format.
+func expectedExit(t *testing.T, c goldenCase, want map[string][]byte) int {
+	failed := false
+	switch c.flag("format") {
+	case "", "text":
+		failed = bytes.Contains(want[stderrFile], []byte(": error: ")) || len(want[stdoutFile]) > 0
+	case "json":
+		var doc struct {
+			Diagnostics []struct{ Severity string }
+			Stale       []json.RawMessage
+		}
+		if err := json.Unmarshal(want[stdoutFile], &doc); err != nil {
+			t.Fatalf("%s is not JSON: %v", stdoutFile, err)
+		}
+		failed = len(doc.Stale) > 0 || slices.ContainsFunc(doc.Diagnostics, func(d struct{ Severity string }) bool { return d.Severity == "error" })
+	case "github":
+		failed = bytes.HasPrefix(want[stdoutFile], []byte("::error ")) || bytes.Contains(want[stdoutFile], []byte("\n::error "))
+	default:
+		t.Fatalf("%s: unknown format %q", argsFile, c.flag("format"))
+	}
+	if failed {
 		return exitFail
 	}
 	return exitOK
 }
 
+// flag returns the value of the flag -name (or --name, -name=value) in the
+// case's command line, "" if it is not there.
+func (c goldenCase) flag(name string) string {
+	for i, a := range c.args {
+		a = strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+		if v, ok := strings.CutPrefix(a, name+"="); ok {
+			return v
+		}
+		if a == name && i+1 < len(c.args) {
+			return c.args[i+1]
+		}
+	}
+	return ""
+}
+
 // checkFollowUp runs the command that must agree with the case's: after
-// generate, diff finds nothing stale; after a failed check, generate fails
-// the same way and writes nothing.
-func checkFollowUp(t *testing.T, c goldenCase, code int, stderr string, inputs map[string][]byte) {
+// generate, diff finds nothing stale; after a failed check, generate with
+// the same flags fails the same way and writes nothing.
+func checkFollowUp(t *testing.T, c goldenCase, code int, stdout, stderr string, inputs map[string][]byte) {
 	switch {
 	case c.command() == "generate" && code == exitOK:
 		if code, stdout, stderr := runCLI(t, "diff", "schema.yaml"); code != exitOK || stdout != "" {
 			t.Errorf("diff after generate: exit %d\n%s%s", code, stdout, stderr)
 		}
 	case c.command() == "check" && code != exitOK:
-		gcode, _, gstderr := runCLI(t, "generate", "schema.yaml")
-		if gcode != code || gstderr != stderr {
-			t.Errorf("generate after check: exit %d, want %d; stderr (-check +generate):\n%s", gcode, code, unifiedDiff(stderrFile, []byte(stderr), []byte(gstderr)))
+		args := append([]string{"generate"}, c.args[1:]...)
+		gcode, gstdout, gstderr := runCLI(t, args...)
+		if gcode != code || gstderr != stderr || gstdout != stdout {
+			t.Errorf("generate after check: exit %d, want %d; stderr (-check +generate):\n%sstdout (-check +generate):\n%s", gcode, code,
+				unifiedDiff(stderrFile, []byte(stderr), []byte(gstderr)), unifiedDiff(stdoutFile, []byte(stdout), []byte(gstdout)))
 		}
 		if files := readCaseFiles(t, "."); len(files) != len(inputs) {
 			t.Errorf("generate wrote files despite errors: %d files, want %d", len(files), len(inputs))

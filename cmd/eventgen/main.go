@@ -22,7 +22,13 @@
 // new records) or full (both). Findings are `EBnnn` diagnostics pointing at
 // the new and the old position; docs/breaking.md lists the rules.
 //
-// From go generate:
+// generate, check, diff and breaking take -format text|json|github: text
+// is the output above; json is one JSON document on stdout, with the stale
+// files and their diffs for diff; github is GitHub Actions workflow
+// commands on stdout (::error file=F,line=L,col=C,title=EG012::message),
+// which the runner shows on the lines of a pull request. With -strict,
+// warnings are errors: the exit status is 1 and nothing is written. From
+// go generate:
 //
 //	//go:generate go run github.com/eventgen/eventgen/cmd/eventgen generate orders.yaml
 package main

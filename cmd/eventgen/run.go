@@ -29,6 +29,11 @@ const usage = `usage:
   eventgen breaking --against REF [--mode backward|forward|full] schema.yaml...
                                                 exit 1 on changes that break consumers; REF is a file, a directory or a git revision
   eventgen version                              print the version
+
+flags of generate, check and diff:
+  -format text|json|github   diagnostics as text on stderr (default), one JSON
+                             document on stdout, or GitHub Actions annotations on stdout
+  -strict                    treat warnings as errors (exit 1, nothing written)
 `
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -67,10 +72,16 @@ func runSchemas(cmd string, args []string, stdout, stderr io.Writer) int {
 	if cmd != "check" {
 		fl.StringVar(&out, "out", "", "directory for generated files (default: next to each schema)")
 	}
+	format := fl.String("format", generator.Formats[0], "output format: "+generator.FormatNames())
+	strict := fl.Bool("strict", false, "treat warnings as errors")
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
+		return exitUsage
+	}
+	if !slices.Contains(generator.Formats, *format) {
+		fmt.Fprintf(stderr, "eventgen %s: unknown format %q: want %s\n%s", cmd, *format, generator.FormatNames(), usage)
 		return exitUsage
 	}
 	if fl.NArg() == 0 {
@@ -86,33 +97,48 @@ func runSchemas(cmd string, args []string, stdout, stderr io.Writer) int {
 		}
 		inputs = append(inputs, generator.Input{Path: filepath.Clean(p), Data: data})
 	}
-	if cmd == "check" {
-		_, diags := generator.Check(inputs)
-		fmt.Fprint(stderr, diags.String())
-		if diags.HasErrors() {
+	lint := func(ds generator.Diagnostics) generator.Diagnostics {
+		if *strict {
+			return ds.Strict()
+		}
+		return ds
+	}
+	report := func(r generator.Report) int {
+		if err := r.Print(stdout, stderr, *format); err != nil {
+			fmt.Fprintf(stderr, "eventgen: %v\n", err)
+			return exitFail
+		}
+		if r.Failed() {
 			return exitFail
 		}
 		return exitOK
 	}
+	if cmd == "check" {
+		_, diags := generator.Check(inputs)
+		diags = lint(diags)
+		return report(generator.Report{Diagnostics: diags})
+	}
 	files, diags := generator.Generate(inputs, generator.Options{OutDir: out})
-	fmt.Fprint(stderr, diags.String())
-	if diags.HasErrors() {
-		return exitFail
+	// With --strict a warning stops generate too: nothing is written.
+	if diags = lint(diags); diags.HasErrors() {
+		return report(generator.Report{Diagnostics: diags})
 	}
 	plan, err := planWrites(inputs, files, out)
 	if err != nil {
+		report(generator.Report{Diagnostics: diags})
 		fmt.Fprintf(stderr, "eventgen: %v\n", err)
 		return exitFail
 	}
 	if cmd == "diff" {
+		// Non-nil: the comparison ran, and the json format says so.
+		stale := []generator.StaleFile{}
 		for _, c := range plan {
-			fmt.Fprint(stdout, unifiedDiff(c.path, c.old, c.new))
+			stale = append(stale, generator.StaleFile{Path: c.path, Diff: unifiedDiff(c.path, c.old, c.new)})
 		}
-		if len(plan) > 0 {
-			fmt.Fprintf(stderr, "eventgen: %d generated file(s) are stale; run eventgen generate\n", len(plan))
-			return exitFail
-		}
-		return exitOK
+		return report(generator.Report{Diagnostics: diags, Stale: stale})
+	}
+	if code := report(generator.Report{Diagnostics: diags}); code != exitOK {
+		return code
 	}
 	for _, c := range plan {
 		if err := c.apply(); err != nil {

@@ -200,3 +200,57 @@ func TestUnifiedDiff(t *testing.T) {
 		t.Errorf("new file diff:\n%s", got)
 	}
 }
+
+func TestUnknownFormatIsUsageError(t *testing.T) {
+	dir := t.TempDir()
+	schema := writeSchema(t, dir, "pings.yaml", validSchema)
+	for _, cmd := range []string{"generate", "check", "diff"} {
+		code, stdout, stderr := runCLI(t, cmd, "--format", "xml", schema)
+		if code != exitUsage || stdout != "" || !strings.Contains(stderr, `unknown format "xml": want text, json or github`) {
+			t.Errorf("%s --format xml: exit %d, stdout %q, stderr %q", cmd, code, stdout, stderr)
+		}
+	}
+	if files, _ := filepath.Glob(filepath.Join(dir, "*.gen.*")); len(files) > 0 {
+		t.Errorf("a usage error wrote %v", files)
+	}
+}
+
+// TestJSONAlwaysOneDocument: a program piping stdout to a JSON parser gets
+// a document when there is nothing to report too, and diff says that it
+// compared ("stale": []).
+func TestJSONAlwaysOneDocument(t *testing.T) {
+	dir := t.TempDir()
+	schema := writeSchema(t, dir, "pings.yaml", validSchema)
+	if code, stdout, stderr := runCLI(t, "check", "--format=json", schema); code != exitOK || stdout != "{\n  \"diagnostics\": []\n}\n" || stderr != "" {
+		t.Errorf("check: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if code, stdout, stderr := runCLI(t, "generate", "-format", "json", schema); code != exitOK || stdout != "{\n  \"diagnostics\": []\n}\n" || stderr != "" {
+		t.Errorf("generate: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if code, stdout, stderr := runCLI(t, "diff", "-format", "json", schema); code != exitOK || stdout != "{\n  \"diagnostics\": [],\n  \"stale\": []\n}\n" || stderr != "" {
+		t.Errorf("diff: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+}
+
+func TestStrictGenerateWritesNothing(t *testing.T) {
+	dir := t.TempDir()
+	// A redis dedup store on an at-most-once event: warning EG018.
+	schema := writeSchema(t, dir, "pings.yaml", strings.Replace(validSchema, "at-least-once", "at-most-once", 1))
+	code, _, stderr := runCLI(t, "generate", "--strict", schema)
+	if code != exitFail || !strings.Contains(stderr, ": error: ") || !strings.Contains(stderr, "(a warning; --strict makes it an error) [EG018]") {
+		t.Fatalf("generate --strict: exit %d, stderr %q", code, stderr)
+	}
+	if files, _ := filepath.Glob(filepath.Join(dir, "*.gen.*")); len(files) > 0 {
+		t.Errorf("generate --strict wrote %v", files)
+	}
+	if code, _, stderr := runCLI(t, "generate", schema); code != exitOK || !strings.Contains(stderr, ": warning: ") {
+		t.Errorf("generate without --strict: exit %d, stderr %q", code, stderr)
+	}
+	// A silenced warning is not reported, so --strict passes.
+	silenced := strings.Replace(validSchema, "at-least-once", "at-most-once", 1)
+	silenced = strings.Replace(silenced, "    fields:\n", "    ignore: {EG018: the marker counts unique pings}\n    fields:\n", 1)
+	writeSchema(t, dir, "pings.yaml", silenced)
+	if code, stdout, stderr := runCLI(t, "check", "--strict", schema); code != exitOK || stdout != "" || stderr != "" {
+		t.Errorf("check --strict with EG018 silenced: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+}
