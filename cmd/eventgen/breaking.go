@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,16 +24,22 @@ import (
 const gitTimeout = 30 * time.Second
 
 // runBreaking compares each schema with its version at --against and
-// reports the changes that break consumers in --mode.
+// reports the changes that break consumers in --mode, in --format.
 func runBreaking(args []string, stdout, stderr io.Writer) int {
 	fl := flag.NewFlagSet("eventgen breaking", flag.ContinueOnError)
 	fl.SetOutput(stderr)
 	against := fl.String("against", "", "the old schemas: a file, a directory holding them at the same relative paths, or a git revision (main, origin/main, HEAD~1, a commit)")
 	modeName := fl.String("mode", "backward", "backward (new consumers read old records), forward (old consumers read new records) or full (both)")
+	format := fl.String("format", generator.Formats[0], "output format: "+generator.FormatNames())
+	strict := fl.Bool("strict", false, "treat warnings (changes a new version allows) as errors")
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
+		return exitUsage
+	}
+	if !slices.Contains(generator.Formats, *format) {
+		fmt.Fprintf(stderr, "eventgen breaking: unknown format %q: want %s\n%s", *format, generator.FormatNames(), usage)
 		return exitUsage
 	}
 	mode, err := generator.ParseMode(*modeName)
@@ -60,24 +67,60 @@ func runBreaking(args []string, stdout, stderr io.Writer) int {
 		p = filepath.Clean(p)
 		d, err := breakingOne(p, ref, mode)
 		diags = append(diags, d...)
-		if err != nil {
+		var ce *compileError
+		switch {
+		case errors.As(err, &ce) && ce.isNew && *format != "text":
+			// For programs and annotations, the new schema's errors are
+			// diagnostics like check's: they are on the lines under review.
+			diags = append(diags, ce.diags...)
+			problems = append(problems, ce.summary())
+		case err != nil:
 			problems = append(problems, err.Error())
 		}
 	}
 	diags.Sort()
-	fmt.Fprint(stderr, diags.String())
+	if *strict {
+		diags = diags.Strict()
+	}
+	// One call prints the findings, in every format, as check does; the
+	// problems follow on stderr, which the json and github formats leave
+	// to people.
+	r := generator.Report{Diagnostics: diags}
+	if err := r.Print(stdout, stderr, *format); err != nil {
+		fmt.Fprintf(stderr, "eventgen: %v\n", err)
+		return exitFail
+	}
 	for _, msg := range problems {
 		fmt.Fprintf(stderr, "eventgen breaking: %s\n", msg)
 	}
-	if diags.HasErrors() || len(problems) > 0 {
+	if r.Failed() || len(problems) > 0 {
 		return exitFail
 	}
 	return exitOK
 }
 
+// compileError is a schema that does not compile, so that there is
+// nothing sound to compare.
+type compileError struct {
+	path, oldPath string // oldPath is "" when the new schema is the one failing
+	isNew         bool
+	diags         generator.Diagnostics
+}
+
+func (e *compileError) summary() string {
+	if e.isNew {
+		return fmt.Sprintf("%s does not compile, so it cannot be compared (eventgen check %s shows the same)", e.path, e.path)
+	}
+	return fmt.Sprintf("the old schema %s does not compile with this eventgen, so %s cannot be compared with it", e.oldPath, e.path)
+}
+
+func (e *compileError) Error() string {
+	return e.summary() + ":\n" + indent(e.diags.Error())
+}
+
 // breakingOne compares one schema with its old version. The findings come
-// back as diagnostics; err says why there was no comparison, or holds the
-// diagnostics of a schema that does not compile.
+// back as diagnostics; err says why there was no comparison, and is a
+// *compileError for a schema that does not compile.
 func breakingOne(path string, ref ref, mode generator.Mode) (generator.Diagnostics, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -85,7 +128,7 @@ func breakingOne(path string, ref ref, mode generator.Mode) (generator.Diagnosti
 	}
 	cur, diags := generator.Check([]generator.Input{{Path: path, Data: data}})
 	if diags.HasErrors() {
-		return nil, fmt.Errorf("%s does not compile, so it cannot be compared (eventgen check %s shows the same):\n%s", path, path, indent(diags.Error()))
+		return nil, &compileError{path: path, isNew: true, diags: diags}
 	}
 	old, err := ref.read(path)
 	if err != nil {
@@ -96,7 +139,7 @@ func breakingOne(path string, ref ref, mode generator.Mode) (generator.Diagnosti
 	}
 	prev, diags := generator.Check([]generator.Input{*old})
 	if diags.HasErrors() {
-		return nil, fmt.Errorf("the old schema %s does not compile with this eventgen, so %s cannot be compared with it:\n%s", old.Path, path, indent(diags.Error()))
+		return nil, &compileError{path: path, oldPath: old.Path, diags: diags}
 	}
 	return generator.Breaking(prev[0], cur[0], mode), nil
 }

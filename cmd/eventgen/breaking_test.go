@@ -166,9 +166,10 @@ func TestBreakingUsage(t *testing.T) {
 		{"breaking", "--against", "a.yaml"},                                 // no schema
 		{"breaking", "--against", "a.yaml", "--mode", "sideways", "b.yaml"}, // unknown mode
 		{"breaking", "--against", "a.yaml", "a.yaml", "b.yaml"},             // one file for two schemas
+		{"breaking", "--format", "xml", "--against", "a.yaml", "b.yaml"},    // unknown format
 	} {
-		if code, _, stderr := runCLI(t, args...); code != exitUsage {
-			t.Errorf("eventgen %s: exit %d, want 2\n%s", strings.Join(args, " "), code, stderr)
+		if code, stdout, stderr := runCLI(t, args...); code != exitUsage || stdout != "" {
+			t.Errorf("eventgen %s: exit %d, want 2, and stdout %q, want none\n%s", strings.Join(args, " "), code, stdout, stderr)
 		}
 	}
 }

@@ -30,7 +30,7 @@ const usage = `usage:
                                                 exit 1 on changes that break consumers; REF is a file, a directory or a git revision
   eventgen version                              print the version
 
-flags of generate, check and diff:
+flags of generate, check, diff and breaking:
   -format text|json|github   diagnostics as text on stderr (default), one JSON
                              document on stdout, or GitHub Actions annotations on stdout
   -strict                    treat warnings as errors (exit 1, nothing written)
