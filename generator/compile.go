@@ -609,8 +609,11 @@ func (c *compiler) ignore(ev *Event, entries []ignoreEntry) map[Code]string {
 		case codeSummaries[code] != "":
 			c.r.errorf(e.code.line, e.code.col, CodeIgnore, "%s cannot be silenced on event %s: it is an error, and code generated despite it would be wrong or unsafe; only warnings and breaking-change codes (EBnnn) can be ignored", code, ev.Name)
 			ok = false
+		case hasBreakingForm(code):
+			c.r.errorf(e.code.line, e.code.col, CodeIgnore, "unknown breaking-change code %q in ignore of event %s: eventgen breaking reports %s (docs/breaking.md lists them)%s", e.code.val, ev.Name, breakingCodeRange(), suggestCode(e.code.val))
+			ok = false
 		default:
-			c.r.errorf(e.code.line, e.code.col, CodeIgnore, "unknown code %q in ignore of event %s: want a warning (%s) or a breaking-change code (EBnnn)%s", e.code.val, ev.Name, strings.Join(silenceableWarnings(), ", "), suggestCode(e.code.val))
+			c.r.errorf(e.code.line, e.code.col, CodeIgnore, "unknown code %q in ignore of event %s: want a warning (%s) or a breaking-change code (%s)%s", e.code.val, ev.Name, strings.Join(silenceableWarnings(), ", "), breakingCodeRange(), suggestCode(e.code.val))
 			ok = false
 		}
 		if !e.reason.set {
@@ -642,12 +645,16 @@ func silenceableWarnings() []string {
 }
 
 // suggestCode suggests a code for a misspelt one: the same in upper case
-// (eg024), or a warning code one edit away (EG24). Codes are numbers:
-// one further away is another rule, not a typo.
+// (eg024), the same number written with more or fewer digits (EG24,
+// EB0018), or a warning code one edit away. Codes are numbers: one further
+// away is another rule, not a typo.
 func suggestCode(s string) string {
 	up := strings.ToUpper(s)
 	if up != s && silenceable(Code(up)) {
 		return "; did you mean " + quote(up) + "?"
+	}
+	if c, ok := sameNumberCode(up); ok {
+		return "; did you mean " + quote(string(c)) + "?"
 	}
 	for _, c := range silenceableWarnings() {
 		if levenshtein(up, c) == 1 {
@@ -655,6 +662,24 @@ func suggestCode(s string) string {
 		}
 	}
 	return ""
+}
+
+// sameNumberCode finds the silenceable code with the prefix (EG, EB) and
+// number of s, written with another count of digits: EB18 and EB0018 are
+// EB018.
+func sameNumberCode(s string) (Code, bool) {
+	if len(s) < 3 || len(s) > 8 || (s[:2] != "EG" && s[:2] != "EB") {
+		return "", false
+	}
+	n, err := strconv.Atoi(s[2:])
+	if err != nil || n < 0 || s[2] == '+' || s[2] == '-' {
+		return "", false
+	}
+	c := Code(fmt.Sprintf("%s%03d", s[:2], n))
+	if string(c) == s || !silenceable(c) {
+		return "", false
+	}
+	return c, true
 }
 
 // warnf reports a warning about ev, unless the event's ignore silences the
