@@ -2,6 +2,7 @@ package generator
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,28 +30,40 @@ func compileOne(t *testing.T, path, src string) *Schema {
 	return schemas[0]
 }
 
-// TestBreakingIgnore checks that an event's ignore map silences exactly
-// the codes it names, for that event. The loader's `ignore:` key comes
-// from another branch; the IR field is what breaking reads.
+// TestBreakingIgnore checks that an event's `ignore:`, read by the loader,
+// silences exactly the codes it names, for that event only. (The golden
+// case compatible_ignored does the same through the CLI.)
 func TestBreakingIgnore(t *testing.T) {
-	cur := strings.ReplaceAll(breakingOld, "topic: shop.orders", "topic: shop.orders.v2")
+	old := breakingOld + `  OrderPaid:
+    topic: shop.payments
+    guarantee: at-most-once
+    fields:
+      order_id: uuid
+`
+	cur := strings.ReplaceAll(old, "topic: shop.orders", "topic: shop.orders.v2")
+	cur = strings.ReplaceAll(cur, "topic: shop.payments", "topic: shop.payments.v2")
 	cur = strings.ReplaceAll(cur, "key: order_id", "key: customer_id")
-	old := compileOne(t, "old.yaml", breakingOld)
+	prev := compileOne(t, "old.yaml", old)
 
-	codes := func(ds Diagnostics) []Code {
-		var out []Code
+	codes := func(ds Diagnostics) []string {
+		var out []string
 		for _, d := range ds {
-			out = append(out, d.Code)
+			out = append(out, fmt.Sprintf("%d:%s", d.Pos.Line, d.Code))
 		}
 		return out
 	}
-	s := compileOne(t, "schema.yaml", cur)
-	if got := codes(Breaking(old, s, Backward)); len(got) != 2 || got[0] != CodeTopicChanged || got[1] != CodeKeyChanged {
-		t.Fatalf("without ignore: codes %v, want [EB009 EB010]", got)
+	if got, want := codes(Breaking(prev, compileOne(t, "schema.yaml", cur), Backward)), "[5:EB009 7:EB010 12:EB009]"; fmt.Sprint(got) != want {
+		t.Fatalf("without ignore: %v, want %s", got, want)
 	}
-	s.Events[0].Ignore = map[Code]string{CodeTopicChanged: "the old topic is mirrored to the new one"}
-	if got := codes(Breaking(old, s, Backward)); len(got) != 1 || got[0] != CodeKeyChanged {
-		t.Errorf("ignoring EB009: codes %v, want [EB010]", got)
+	// OrderPlaced silences its topic change; its key change, and OrderPaid's
+	// topic change, are still reported.
+	ignored := strings.Replace(cur, "    topic: shop.orders.v2\n", "    topic: shop.orders.v2\n    ignore: {EB009: the old topic is mirrored to the new one}\n", 1)
+	s := compileOne(t, "schema.yaml", ignored)
+	if got := s.Events[0].Ignore[CodeTopicChanged]; got != "the old topic is mirrored to the new one" {
+		t.Fatalf("OrderPlaced.Ignore[EB009] = %q", got)
+	}
+	if got, want := codes(Breaking(prev, s, Backward)), "[8:EB010 13:EB009]"; fmt.Sprint(got) != want {
+		t.Errorf("ignoring EB009 on OrderPlaced: %v, want %s", got, want)
 	}
 }
 
