@@ -63,6 +63,7 @@ type eventDecl struct {
 	doc  scalar
 	// topic, fields and settings as written on the event itself.
 	topic     scalar
+	version   scalar
 	settings  settings
 	fields    []*fieldDecl
 	fieldsSet scalar

@@ -1,6 +1,10 @@
 package generator
 
-import "strings"
+import (
+	"maps"
+	"slices"
+	"strings"
+)
 
 // Code is a stable diagnostic code, such as EG012. Codes are never reused
 // for a different rule; docs/schema.md lists each with its rule.
@@ -42,6 +46,7 @@ const (
 	CodeNoEvents            Code = "EG031"
 	CodePipelineUnsupported Code = "EG032"
 	CodeIgnore              Code = "EG033"
+	CodeEventVersion        Code = "EG034"
 )
 
 // codeSummaries says, for each code, the rule it enforces.
@@ -79,6 +84,7 @@ var codeSummaries = map[Code]string{
 	CodeNoEvents:            "The schema declares no events.",
 	CodePipelineUnsupported: "A pipeline whose guarantee is not exactly-once: version 1 generates exactly-once pipelines only.",
 	CodeIgnore:              "An event's `ignore` entry names an unknown code or an error (errors cannot be silenced: the generated code would be wrong or unsafe), or gives no reason.",
+	CodeEventVersion:        "An event's `version` is not a positive integer.",
 }
 
 // warningCodes are the codes reported as warnings; their summaries start
@@ -89,9 +95,18 @@ var warningCodes = map[Code]bool{
 	CodeTTLBelowRetention: true,
 }
 
-// isBreakingCode reports whether c has the form of a breaking-change code,
-// EBnnn. `ignore` accepts any of them; the breaking command applies them.
+// isBreakingCode reports whether c is one of the breaking-change codes
+// (EB001, ...) that `eventgen breaking` reports: `ignore` accepts these,
+// and breaking applies them. A code of that form that no rule has is
+// unknown, like a misspelt one.
 func isBreakingCode(c Code) bool {
+	_, ok := breakingRules[c]
+	return ok
+}
+
+// hasBreakingForm reports whether c is written like a breaking-change
+// code, EBnnn, known or not.
+func hasBreakingForm(c Code) bool {
 	s := string(c)
 	if len(s) != 5 || s[:2] != "EB" {
 		return false
@@ -104,6 +119,13 @@ func isBreakingCode(c Code) bool {
 	return true
 }
 
+// breakingCodeRange is how messages name the breaking-change codes,
+// e.g. "EB001 to EB018".
+func breakingCodeRange() string {
+	codes := slices.Sorted(maps.Keys(breakingRules))
+	return string(codes[0]) + " to " + string(codes[len(codes)-1])
+}
+
 // silenceable reports whether an event's `ignore` may name c.
 func silenceable(c Code) bool { return warningCodes[c] || isBreakingCode(c) }
 
@@ -111,7 +133,11 @@ func silenceable(c Code) bool { return warningCodes[c] || isBreakingCode(c) }
 // the first colon, e.g. "`dedup.ttl` is shorter than `retention`"; "" for a
 // code without a summary here.
 func codeTitle(c Code) string {
-	s := strings.TrimPrefix(codeSummaries[c], "(warning) ")
+	s := codeSummaries[c]
+	if r, ok := breakingRules[c]; ok {
+		s = r.summary
+	}
+	s = strings.TrimPrefix(s, "(warning) ")
 	if title, _, ok := strings.Cut(s, ": "); ok {
 		return title
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"go/token"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -255,7 +256,7 @@ func (c *compiler) fields(decls []*fieldDecl, owner string, methods []string) []
 			c.r.errorf(n.line, n.col, CodeFieldName, "field name %q in %s must be lower_snake_case (a-z, 0-9 and single underscores, starting with a letter)", n.val, owner)
 			continue
 		}
-		f := &Field{Name: n.val, GoName: snakeToCamel(n.val), Doc: strings.TrimSpace(fd.doc.val), Optional: fd.optional.val}
+		f := &Field{Pos: c.at(n), Name: n.val, GoName: snakeToCamel(n.val), Doc: strings.TrimSpace(fd.doc.val), Optional: fd.optional.val}
 		if slices.Contains(methods, f.GoName) {
 			// The Go name would hide a generated method: keep the wire
 			// name, suffix the Go name.
@@ -531,7 +532,8 @@ func (c *compiler) event(s *Schema, e *eventDecl) *Event {
 		c.r.errorf(n.line, n.col, CodeTypeName, "event name %q must be UpperCamelCase (letters and digits, starting with an upper-case letter)", n.val)
 		return nil
 	}
-	ev := &Event{Name: n.val, GoName: camelToGo(n.val), Doc: strings.TrimSpace(e.doc.val), Pos: c.at(n)}
+	ev := &Event{Name: n.val, GoName: camelToGo(n.val), Doc: strings.TrimSpace(e.doc.val), Pos: c.at(n), Version: 1}
+	c.eventVersion(ev, e.version)
 	nameEvent(s, ev)
 	c.events[n.val] = ev
 	if e.malformed {
@@ -550,8 +552,47 @@ func (c *compiler) event(s *Schema, e *eventDecl) *Event {
 	ev.Deprecated = set.deprecated.val
 	c.dedup(ev, set.dedup, n, set.noIdemKey(), set.retention)
 	c.guaranteeRules(ev, set)
+	c.eventPositions(ev, e, set)
 	nameEventSettings(ev)
 	return ev
+}
+
+// eventVersion reads the event's version: a positive integer, 1 if unset.
+func (c *compiler) eventVersion(ev *Event, v scalar) {
+	if !v.set {
+		return // unset, or unreadable and reported by the loader
+	}
+	n, err := strconv.Atoi(v.val)
+	if err != nil || n <= 0 || v.val[0] < '1' || v.val[0] > '9' {
+		c.r.errorf(v.line, v.col, CodeEventVersion, "event %s: version %q must be a positive integer such as 2", ev.Name, v.val)
+		return
+	}
+	ev.Version = n
+}
+
+// eventPositions records where the event's settings were written.
+func (c *compiler) eventPositions(ev *Event, e *eventDecl, set eventSettings) {
+	at := func(s scalar) Pos {
+		if !s.given() {
+			return Pos{}
+		}
+		return c.at(s)
+	}
+	atBool := func(b boolValue) Pos {
+		if b.line == 0 {
+			return Pos{}
+		}
+		return Pos{File: c.r.file, Line: b.line, Col: b.col}
+	}
+	ev.At = EventPositions{
+		Topic: at(e.topic), Version: at(e.version), Guarantee: at(set.guarantee),
+		Key: at(set.key), IdemKey: at(set.idemKeySet),
+		Outbox: atBool(set.outbox), Retention: at(set.retention),
+	}
+	if d := set.dedup; d != nil {
+		ev.At.Dedup = Pos{File: c.r.file, Line: d.line, Col: d.col}
+		ev.At.DedupStore, ev.At.DedupTTL = at(d.store), at(d.ttl)
+	}
 }
 
 // ignore checks an event's ignore entries and returns the rules they
@@ -568,8 +609,11 @@ func (c *compiler) ignore(ev *Event, entries []ignoreEntry) map[Code]string {
 		case codeSummaries[code] != "":
 			c.r.errorf(e.code.line, e.code.col, CodeIgnore, "%s cannot be silenced on event %s: it is an error, and code generated despite it would be wrong or unsafe; only warnings and breaking-change codes (EBnnn) can be ignored", code, ev.Name)
 			ok = false
+		case hasBreakingForm(code):
+			c.r.errorf(e.code.line, e.code.col, CodeIgnore, "unknown breaking-change code %q in ignore of event %s: eventgen breaking reports %s (docs/breaking.md lists them)%s", e.code.val, ev.Name, breakingCodeRange(), suggestCode(e.code.val))
+			ok = false
 		default:
-			c.r.errorf(e.code.line, e.code.col, CodeIgnore, "unknown code %q in ignore of event %s: want a warning (%s) or a breaking-change code (EBnnn)%s", e.code.val, ev.Name, strings.Join(silenceableWarnings(), ", "), suggestCode(e.code.val))
+			c.r.errorf(e.code.line, e.code.col, CodeIgnore, "unknown code %q in ignore of event %s: want a warning (%s) or a breaking-change code (%s)%s", e.code.val, ev.Name, strings.Join(silenceableWarnings(), ", "), breakingCodeRange(), suggestCode(e.code.val))
 			ok = false
 		}
 		if !e.reason.set {
@@ -601,12 +645,16 @@ func silenceableWarnings() []string {
 }
 
 // suggestCode suggests a code for a misspelt one: the same in upper case
-// (eg024), or a warning code one edit away (EG24). Codes are numbers:
-// one further away is another rule, not a typo.
+// (eg024), the same number written with more or fewer digits (EG24,
+// EB0018), or a warning code one edit away. Codes are numbers: one further
+// away is another rule, not a typo.
 func suggestCode(s string) string {
 	up := strings.ToUpper(s)
 	if up != s && silenceable(Code(up)) {
 		return "; did you mean " + quote(up) + "?"
+	}
+	if c, ok := sameNumberCode(up); ok {
+		return "; did you mean " + quote(string(c)) + "?"
 	}
 	for _, c := range silenceableWarnings() {
 		if levenshtein(up, c) == 1 {
@@ -614,6 +662,24 @@ func suggestCode(s string) string {
 		}
 	}
 	return ""
+}
+
+// sameNumberCode finds the silenceable code with the prefix (EG, EB) and
+// number of s, written with another count of digits: EB18 and EB0018 are
+// EB018.
+func sameNumberCode(s string) (Code, bool) {
+	if len(s) < 3 || len(s) > 8 || (s[:2] != "EG" && s[:2] != "EB") {
+		return "", false
+	}
+	n, err := strconv.Atoi(s[2:])
+	if err != nil || n < 0 || s[2] == '+' || s[2] == '-' {
+		return "", false
+	}
+	c := Code(fmt.Sprintf("%s%03d", s[:2], n))
+	if string(c) == s || !silenceable(c) {
+		return "", false
+	}
+	return c, true
 }
 
 // warnf reports a warning about ev, unless the event's ignore silences the

@@ -104,6 +104,13 @@ type Event struct {
 	Retention  time.Duration
 	Deprecated bool
 	Fields     []*Field
+	// Version is the event's `version:` (default 1); a new version is a
+	// new CloudEvents type, which `eventgen breaking` lets change the
+	// wire shape.
+	Version int
+	// At is where each setting was written (on the event or in defaults),
+	// for diagnostics that compare two schemas.
+	At EventPositions
 	// CEType is the CloudEvents type, e.g. orders.OrderPlaced.v1.
 	CEType      string
 	Fingerprint string
@@ -136,8 +143,18 @@ type Event struct {
 	Anchor string
 }
 
+// EventPositions locate an event's settings; a zero Pos is a setting not
+// written anywhere (the default applies).
+type EventPositions struct {
+	Topic, Version, Guarantee, Key, IdemKey Pos
+	Dedup, DedupStore, DedupTTL             Pos
+	Outbox, Retention                       Pos
+}
+
 // Field is a field of an event or record.
 type Field struct {
+	// Pos is where the field's name is written.
+	Pos      Pos
 	Name     string // the wire name (JSON key)
 	GoName   string
 	Doc      string

@@ -87,7 +87,7 @@ var (
 	topKeys      = []string{"version", "package", "source", "defaults", "types", "events", "pipelines"}
 	settingKeys  = []string{"guarantee", "key", "idempotency_key", "dedup", "outbox", "retention", "deprecated"}
 	defaultKeys  = settingKeys
-	eventKeys    = append([]string{"doc", "topic", "fields", "ignore"}, settingKeys...)
+	eventKeys    = append([]string{"doc", "topic", "version", "fields", "ignore"}, settingKeys...)
 	typeKeys     = []string{"doc", "fields", "enum"}
 	fieldKeys    = []string{"type", "optional", "doc"}
 	dedupKeys    = []string{"store", "ttl", "reason"}
@@ -307,6 +307,8 @@ func (l loader) eventDecl(k, v *yaml.Node) *eventDecl {
 			e.doc = l.scalar(v, "doc")
 		case "topic":
 			e.topic = l.scalar(v, "topic")
+		case "version":
+			e.version = l.scalar(v, "version")
 		case "fields":
 			e.fieldsSet = keyScalar(k)
 			e.fields = l.fields(v, what)

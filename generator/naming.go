@@ -1,6 +1,7 @@
 package generator
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -70,7 +71,7 @@ func enumValueName(nt *NamedType, value string) string {
 // nameEvent sets the names that follow from the event's name alone.
 func nameEvent(s *Schema, ev *Event) {
 	ev.MetaVar = lowerFirst(ev.GoName) + "Meta"
-	ev.CEType = s.Package + "." + ev.Name + ".v1"
+	ev.CEType = fmt.Sprintf("%s.%s.v%d", s.Package, ev.Name, max(ev.Version, 1))
 	ev.Send = "Send" + ev.GoName
 	ev.Handler = ev.GoName + "Handler"
 	ev.Handle = "Handle" + ev.GoName

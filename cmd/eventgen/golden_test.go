@@ -30,7 +30,9 @@ const (
 //   - invalid_* cases run `check schema.yaml`; stderr.txt is the expected
 //     output, and `generate` must write nothing;
 //   - a case with args.txt runs the command line it holds; for `diff`,
-//     every other file of the case is the committed state it compares.
+//     every other file of the case is the committed state it compares;
+//     for `breaking` (breaking_* and compatible_* cases), old.yaml is
+//     the schema before the change, named by `--against old.yaml`.
 //     The exit status expected follows from the output in the case's
 //     -format: errors or stale files mean 1.
 //
@@ -92,8 +94,9 @@ func (c goldenCase) isOutput(name string) bool {
 	case name == stdoutFile || name == stderrFile:
 		return true
 	}
-	// diff compares the committed files; generate and check produce them.
-	return c.command() != "diff"
+	// diff compares the committed files and breaking the old schema with
+	// the new; generate and check produce them.
+	return c.command() != "diff" && c.command() != "breaking"
 }
 
 func runGoldenCase(t *testing.T, dir string) {

@@ -6,6 +6,8 @@
 //	eventgen generate [-out DIR] schema.yaml...   write generated files (only those that changed)
 //	eventgen check schema.yaml...                 validate and lint, write nothing
 //	eventgen diff [-out DIR] schema.yaml...       exit 1 and print a diff if generated code is stale
+//	eventgen breaking --against REF [--mode backward|forward|full] schema.yaml...
+//	                                              exit 1 on changes that break consumers
 //	eventgen jsonschema                           print the JSON Schema of the schema language
 //	eventgen asyncapi [-out FILE] schema.yaml     print (or write to FILE) the AsyncAPI 3.0.0 document, as YAML
 //	eventgen version                              print the version
@@ -23,12 +25,21 @@
 // exit status is 0 on success, 1 on schema errors or stale output, 2 on
 // usage errors.
 //
-// generate, check and diff take -format text|json|github: text is the
-// output above; json is one JSON document on stdout, with the stale files
-// and their diffs for diff; github is GitHub Actions workflow commands on
-// stdout (::error file=F,line=L,col=C,title=EG012::message), which the
-// runner shows on the lines of a pull request. With -strict, warnings are
-// errors: the exit status is 1 and nothing is written. From go generate:
+// breaking compares each schema with its old version at REF: a file, a
+// directory holding the old schemas at the same relative paths, or a git
+// revision (main, origin/main, HEAD~1, a commit) read with git show. The
+// mode is Confluent Schema Registry's: backward (the default; consumers
+// built from the new schema read old records), forward (old consumers read
+// new records) or full (both). Findings are `EBnnn` diagnostics pointing at
+// the new and the old position; docs/breaking.md lists the rules.
+//
+// generate, check, diff and breaking take -format text|json|github: text
+// is the output above; json is one JSON document on stdout, with the stale
+// files and their diffs for diff; github is GitHub Actions workflow
+// commands on stdout (::error file=F,line=L,col=C,title=EG012::message),
+// which the runner shows on the lines of a pull request. With -strict,
+// warnings are errors: the exit status is 1 and nothing is written. From
+// go generate:
 //
 //	//go:generate go run github.com/eventgen/eventgen/cmd/eventgen generate orders.yaml
 package main

@@ -26,11 +26,13 @@ const usage = `usage:
   eventgen generate [-out DIR] schema.yaml...   write generated files (only those whose bytes changed)
   eventgen check schema.yaml...                 validate and lint without writing
   eventgen diff [-out DIR] schema.yaml...       exit 1 and print a unified diff when generated code is stale
+  eventgen breaking --against REF [--mode backward|forward|full] schema.yaml...
+                                                exit 1 on changes that break consumers; REF is a file, a directory or a git revision
   eventgen jsonschema                           print the JSON Schema of the schema language (for editors)
   eventgen asyncapi [-out FILE] schema.yaml     print (or write to FILE) the schema's AsyncAPI 3.0.0 document, as YAML
   eventgen version                              print the version
 
-flags of generate, check and diff:
+flags of generate, check, diff and breaking:
   -format text|json|github   diagnostics as text on stderr (default), one JSON
                              document on stdout, or GitHub Actions annotations on stdout
   -strict                    treat warnings as errors (exit 1, nothing written)
@@ -45,6 +47,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "generate", "diff", "check":
 		return runSchemas(cmd, args, stdout, stderr)
+	case "breaking":
+		return runBreaking(args, stdout, stderr)
 	case "jsonschema":
 		return runJSONSchema(args, stdout, stderr)
 	case "asyncapi":
