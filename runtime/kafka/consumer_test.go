@@ -33,7 +33,7 @@ func runConsumer(t *testing.T, c *Consumer) (cancel func() error) {
 }
 
 func TestConsumerDeadLetter(t *testing.T) {
-	cl := kafkatest.Start(t, kafkatest.Partitions(3))
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: 3})
 	et := testEventType("Payment", "payments", event.AtLeastOnce)
 	cl.CreateTopic(t, et.Topic, 3)
 	cl.CreateTopic(t, DeadLetterTopic(et.Topic), 3)
@@ -125,7 +125,7 @@ func TestConsumerDeadLetter(t *testing.T) {
 }
 
 func TestConsumerAtMostOnceCommitsBeforeHandling(t *testing.T) {
-	cl := kafkatest.Start(t, kafkatest.Partitions(3))
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: 3})
 	et := testEventType("Click", "clicks", event.AtMostOnce)
 	cl.CreateTopic(t, et.Topic, 3)
 	const n = 300
@@ -167,7 +167,7 @@ func TestConsumerAtMostOnceCommitsBeforeHandling(t *testing.T) {
 }
 
 func TestConsumerGracefulShutdown(t *testing.T) {
-	cl := kafkatest.Start(t, kafkatest.Partitions(1))
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: 1})
 	et := testEventType("Order", "orders", event.AtLeastOnce)
 	cl.CreateTopic(t, et.Topic, 1)
 	produceInputs(t, cl.Brokers(), et, 100, 1, nil)
@@ -234,7 +234,7 @@ func TestConsumerRegistrationErrors(t *testing.T) {
 // record and committing it, twice, and checks that every record was handled
 // at least once.
 func TestConsumerAtLeastOnceSIGKILL(t *testing.T) {
-	cl := kafkatest.Start(t, kafkatest.Partitions(3))
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: 3})
 	et := testEventType("Input", "alo-in", event.AtLeastOnce)
 	cl.CreateTopic(t, et.Topic, 3)
 	const n = 3000
@@ -283,7 +283,7 @@ func TestConsumerAtLeastOnceSIGKILL(t *testing.T) {
 // handler: the record (and the rest of its committed batch) is not
 // redelivered, and nothing is handled twice.
 func TestConsumerAtMostOnceSIGKILL(t *testing.T) {
-	cl := kafkatest.Start(t, kafkatest.Partitions(3))
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: 3})
 	et := testEventType("Input", "amo-in", event.AtMostOnce)
 	cl.CreateTopic(t, et.Topic, 3)
 	const n, crash = 2000, 777

@@ -32,7 +32,7 @@ var benchSeq atomic.Int64
 
 func benchSetup(b *testing.B) (cl *kafkatest.Cluster, in, out *event.Type, group string) {
 	b.Helper()
-	cl = kafkatest.Start(b, kafkatest.Partitions(benchParts))
+	cl = kafkatest.Start(b, kafkatest.Options{Partitions: benchParts})
 	id := benchSeq.Add(1)
 	in = testEventType("Input", fmt.Sprintf("bench-in-%d", id), event.ExactlyOnce)
 	out = testEventType("Output", fmt.Sprintf("bench-out-%d", id), event.ExactlyOnce)

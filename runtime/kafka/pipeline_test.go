@@ -176,8 +176,8 @@ func TestPipelineExactlyOnceUnderFaults(t *testing.T) {
 		t.Skip("long fault-injection test")
 	}
 	const parts, n, skipMod = 4, 20000, 7
-	cl := kafkatest.Start(t, kafkatest.Partitions(parts), kafkatest.InProcess(),
-		kafkatest.KfakeOptions(kfake.BrokerConfigs(map[string]string{"group.min.session.timeout.ms": "500"})))
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: parts, InProcess: true,
+		Kfake: []kfake.Opt{kfake.BrokerConfigs(map[string]string{"group.min.session.timeout.ms": "500"})}})
 	in := testEventType("Input", "eos-in", event.ExactlyOnce)
 	out := testEventType("Output", "eos-out", event.ExactlyOnce)
 	cl.CreateTopic(t, in.Topic, parts)
@@ -373,7 +373,7 @@ func runPipelineInProcess(t *testing.T, cfg PipelineConfig, in, out *event.Type,
 }
 
 func TestPipelineEmptyOutputCommitsOffsets(t *testing.T) {
-	cl := kafkatest.Start(t, kafkatest.Partitions(3))
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: 3})
 	in := testEventType("Input", "empty-in", event.ExactlyOnce)
 	out := testEventType("Output", "empty-out", event.ExactlyOnce)
 	cl.CreateTopic(t, in.Topic, 3)
@@ -396,7 +396,7 @@ func TestPipelineEmptyOutputCommitsOffsets(t *testing.T) {
 }
 
 func TestPipelineDeadLetter(t *testing.T) {
-	cl := kafkatest.Start(t, kafkatest.Partitions(2))
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: 2})
 	in := testEventType("Input", "pdlq-in", event.ExactlyOnce)
 	out := testEventType("Output", "pdlq-out", event.ExactlyOnce)
 	for _, tp := range []string{in.Topic, out.Topic, DeadLetterTopic(in.Topic)} {
@@ -436,7 +436,7 @@ func TestPipelineDeadLetter(t *testing.T) {
 
 func TestPipelineRebalance(t *testing.T) {
 	const parts, n = 6, 8000
-	cl := kafkatest.Start(t, kafkatest.Partitions(parts))
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: parts})
 	in := testEventType("Input", "rb-in", event.ExactlyOnce)
 	out := testEventType("Output", "rb-out", event.ExactlyOnce)
 	cl.CreateTopic(t, in.Topic, parts)

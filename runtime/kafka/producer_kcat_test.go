@@ -60,7 +60,7 @@ func keys(n int) []string {
 // kcat) reads eventgen's records with the documented key and headers.
 func TestKcatReadsEventgenRecords(t *testing.T) {
 	kcatPath(t)
-	c := kafkatest.Start(t)
+	c := kafkatest.Start(t, kafkatest.Options{})
 	const topic, partitions = "kcat-read", 4
 	c.CreateTopic(t, topic, partitions)
 	et := testevent.Type(topic, event.AtLeastOnce)
@@ -125,7 +125,7 @@ func TestKcatReadsEventgenRecords(t *testing.T) {
 // same key on the same partition.
 func TestKcatMurmur2PartitionsMatch(t *testing.T) {
 	kcatPath(t)
-	c := kafkatest.Start(t)
+	c := kafkatest.Start(t, kafkatest.Options{})
 	const partitions = 7
 	c.CreateTopic(t, "murmur-kcat", partitions)
 	c.CreateTopic(t, "murmur-eventgen", partitions)

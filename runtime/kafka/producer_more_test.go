@@ -30,7 +30,7 @@ func TestAtMostOnceNeverBlocks(t *testing.T) {
 		{"broker-down", func(c *kafkatest.Cluster) { c.Close() }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := kafkatest.Start(t, kafkatest.Partitions(3))
+			c := kafkatest.Start(t, kafkatest.Options{Partitions: 3})
 			topic := "amo-" + tc.name
 			c.CreateTopic(t, topic, 3)
 			et := testevent.Type(topic, event.AtMostOnce)
@@ -139,7 +139,7 @@ func TestProducerRejectsConflictingTune(t *testing.T) {
 
 // TestProducerRejectsBadEvents checks validation and guarantee mismatches.
 func TestProducerRejectsBadEvents(t *testing.T) {
-	c := kafkatest.Start(t)
+	c := kafkatest.Start(t, kafkatest.Options{})
 	amo, err := kafka.NewAtMostOnceProducer(testConfig(c, nil))
 	if err != nil {
 		t.Fatal(err)
@@ -173,7 +173,7 @@ const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 // TestProducerHeadersAndKey checks, for each producer, the record key and
 // the CloudEvents and traceparent headers.
 func TestProducerHeadersAndKey(t *testing.T) {
-	c := kafkatest.Start(t)
+	c := kafkatest.Start(t, kafkatest.Options{})
 	before := time.Now().Add(-time.Second)
 	for _, g := range []event.Guarantee{event.AtMostOnce, event.AtLeastOnce, event.ExactlyOnce} {
 		t.Run(g.String(), func(t *testing.T) {
@@ -308,7 +308,7 @@ type txnFixture struct {
 }
 
 func newTxnFixture(t *testing.T, name string) *txnFixture {
-	c := kafkatest.Start(t)
+	c := kafkatest.Start(t, kafkatest.Options{})
 	f := &txnFixture{c: c, m: new(kafka.Counters), prefix: name}
 	f.a = testevent.Type(name+"-a", event.ExactlyOnce)
 	f.b = testevent.Type(name+"-b", event.ExactlyOnce)

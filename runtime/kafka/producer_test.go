@@ -185,7 +185,7 @@ func TestAtLeastOnceUnderFaults(t *testing.T) {
 		// goroutine pipelines every record; each callback must report success.
 		for _, mode := range []string{"Send", "SendAsync"} {
 			t.Run(tc.name+"/"+mode, func(t *testing.T) {
-				c := kafkatest.Start(t, kafkatest.Partitions(3))
+				c := kafkatest.Start(t, kafkatest.Options{Partitions: 3})
 				topic := "alo-" + tc.name + "-" + mode
 				c.CreateTopic(t, topic, 3)
 				et := testevent.Type(topic, event.AtLeastOnce)
@@ -277,7 +277,7 @@ func TestNonIdempotentControlDuplicates(t *testing.T) {
 		{"killed-connections", func(c *kafkatest.Cluster) *kafkatest.Fault { return c.KillConnectionsOnProduce(3) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := kafkatest.Start(t, kafkatest.Partitions(3))
+			c := kafkatest.Start(t, kafkatest.Options{Partitions: 3})
 			topic := "control-" + tc.name
 			c.CreateTopic(t, topic, 3)
 			et := testevent.Type(topic, event.AtLeastOnce)

@@ -32,7 +32,7 @@ func TestGeneratedConsumerReadsKcatRecords(t *testing.T) {
 		}
 		t.Skip(msg)
 	}
-	c := kafkatest.Start(t, kafkatest.Partitions(4))
+	c := kafkatest.Start(t, kafkatest.Options{Partitions: 4})
 	topic := (*shop.OrderPlaced)(nil).EventType().Topic
 	c.CreateTopic(t, topic, 4)
 	c.CreateTopic(t, topic+".dlq", 1)
