@@ -42,7 +42,7 @@ func TestConsumerDeadLetter(t *testing.T) {
 
 	var met Counters
 	c, err := NewConsumer(ConsumerConfig{
-		Config:  Config{Brokers: cl.Brokers(), Metrics: &met, Tune: fastTune},
+		Config:  Config{Brokers: cl.Brokers(), Metrics: &met, Tune: kafkatest.FastTune},
 		GroupID: "dlq-test",
 		Retry:   RetryPolicy{MaxAttempts: 3, Backoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond},
 	})
@@ -69,13 +69,13 @@ func TestConsumerDeadLetter(t *testing.T) {
 		return nil
 	})
 	stop := runConsumer(t, c)
-	client := newTestClient(t, cl.Brokers())
-	waitCommitted(t, client, "dlq-test", et.Topic, 3, 30*time.Second)
+	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
+	kafkatest.WaitCommitted(t, client, "dlq-test", et.Topic, 3, 30*time.Second)
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
 
-	dead := readN(t, client, DeadLetterTopic(et.Topic), 3, 7, 20*time.Second)
+	dead := kafkatest.ReadN(t, client, DeadLetterTopic(et.Topic), 3, 7, 20*time.Second)
 	bySeq := map[string]bool{}
 	for _, m := range dead {
 		errText, _ := HeaderValue(m.Headers, HeaderDLQError)
@@ -130,10 +130,10 @@ func TestConsumerAtMostOnceCommitsBeforeHandling(t *testing.T) {
 	cl.CreateTopic(t, et.Topic, 3)
 	const n = 300
 	produceInputs(t, cl.Brokers(), et, n, 9, nil)
-	client := newTestClient(t, cl.Brokers())
+	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
 
 	var met Counters
-	c, err := NewConsumer(ConsumerConfig{Config: Config{Brokers: cl.Brokers(), Metrics: &met, Tune: fastTune}, GroupID: "amo-test", MaxBatch: 50})
+	c, err := NewConsumer(ConsumerConfig{Config: Config{Brokers: cl.Brokers(), Metrics: &met, Tune: kafkatest.FastTune}, GroupID: "amo-test", MaxBatch: 50})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func TestConsumerAtMostOnceCommitsBeforeHandling(t *testing.T) {
 	HandleAtMostOnce(c, et, decodeTestEvent, func(ctx context.Context, e testEvent, r AtMostOnceRecord) error {
 		if e.Seq%20 == 0 { // spot-check the group's committed offset from outside
 			checks.Add(1)
-			off, err := committed(client, "amo-test", et.Topic, 3)
+			off, err := kafkatest.Committed(client, "amo-test", et.Topic, 3)
 			if err != nil || off[r.Partition] <= r.Offset {
 				violations.Add(1)
 				t.Errorf("seq %d at offset %d handled while committed offset is %d (%v)", e.Seq, r.Offset, off[r.Partition], err)
@@ -153,7 +153,7 @@ func TestConsumerAtMostOnceCommitsBeforeHandling(t *testing.T) {
 		return nil
 	})
 	stop := runConsumer(t, c)
-	waitFor(t, 30*time.Second, "all records handled or dropped", func() bool {
+	kafkatest.WaitFor(t, 30*time.Second, "all records handled or dropped", func() bool {
 		return met.Get("Click", Handled)+met.Get("Click", Dropped) == n
 	})
 	if err := stop(); err != nil {
@@ -171,9 +171,9 @@ func TestConsumerGracefulShutdown(t *testing.T) {
 	et := testEventType("Order", "orders", event.AtLeastOnce)
 	cl.CreateTopic(t, et.Topic, 1)
 	produceInputs(t, cl.Brokers(), et, 100, 1, nil)
-	client := newTestClient(t, cl.Brokers())
+	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
 
-	c, err := NewConsumer(ConsumerConfig{Config: Config{Brokers: cl.Brokers(), Tune: fastTune}, GroupID: "shutdown-test", CommitInterval: time.Hour})
+	c, err := NewConsumer(ConsumerConfig{Config: Config{Brokers: cl.Brokers(), Tune: kafkatest.FastTune}, GroupID: "shutdown-test", CommitInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +205,7 @@ func TestConsumerGracefulShutdown(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("Run did not return")
 	}
-	off, err := committed(client, "shutdown-test", et.Topic, 1)
+	off, err := kafkatest.Committed(client, "shutdown-test", et.Topic, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +239,7 @@ func TestConsumerAtLeastOnceSIGKILL(t *testing.T) {
 	cl.CreateTopic(t, et.Topic, 3)
 	const n = 3000
 	produceInputs(t, cl.Brokers(), et, n, 30, nil)
-	client := newTestClient(t, cl.Brokers())
+	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
 	logPath := tempPath(t, "handled.log")
 	env := map[string]string{
 		"CHILD_BROKERS": strings.Join(cl.Brokers(), ","), "CHILD_TOPIC": et.Topic, "CHILD_GROUP": "alo-kill",
@@ -255,7 +255,7 @@ func TestConsumerAtLeastOnceSIGKILL(t *testing.T) {
 	}
 	env["CHILD_KILL_AFTER"] = "0"
 	ch := startChild(t, "consumer", env)
-	waitCommitted(t, client, "alo-kill", et.Topic, 3, 60*time.Second)
+	kafkatest.WaitCommitted(t, client, "alo-kill", et.Topic, 3, 60*time.Second)
 	if err := ch.terminate(t); err != nil {
 		t.Fatalf("final child: %v\n%s", err, ch.log())
 	}
@@ -288,7 +288,7 @@ func TestConsumerAtMostOnceSIGKILL(t *testing.T) {
 	cl.CreateTopic(t, et.Topic, 3)
 	const n, crash = 2000, 777
 	produceInputs(t, cl.Brokers(), et, n, 30, nil)
-	client := newTestClient(t, cl.Brokers())
+	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
 	logPath := tempPath(t, "handled.log")
 	env := map[string]string{
 		"CHILD_BROKERS": strings.Join(cl.Brokers(), ","), "CHILD_TOPIC": et.Topic, "CHILD_GROUP": "amo-kill",
@@ -302,7 +302,7 @@ func TestConsumerAtMostOnceSIGKILL(t *testing.T) {
 	}
 	env["CHILD_CRASH_SEQ"] = ""
 	ch = startChild(t, "consumer", env)
-	waitCommitted(t, client, "amo-kill", et.Topic, 3, 60*time.Second)
+	kafkatest.WaitCommitted(t, client, "amo-kill", et.Topic, 3, 60*time.Second)
 	if err := ch.terminate(t); err != nil {
 		t.Fatalf("final child: %v\n%s", err, ch.log())
 	}

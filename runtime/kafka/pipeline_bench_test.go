@@ -56,7 +56,7 @@ func BenchmarkPipeline(b *testing.B) {
 	cl, in, out, group := benchSetup(b)
 	done := make(chan struct{})
 	cfg := PipelineConfig{
-		Config:  Config{Brokers: cl.Brokers(), Metrics: countTo(int64(b.N), done), Tune: fastTune},
+		Config:  Config{Brokers: cl.Brokers(), Metrics: countTo(int64(b.N), done), Tune: kafkatest.FastTune},
 		GroupID: group, TransactionalID: group + "-tx", BatchSize: benchBatch,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -164,7 +164,7 @@ func BenchmarkRawSaramaTxnLoop(b *testing.B) {
 	pc.Net.MaxOpenRequests = 1
 	pc.Producer.Return.Successes = true
 	pc.Producer.Transaction.ID = group + "-tx"
-	fastTune(pc)
+	kafkatest.FastTune(pc)
 	prod, err := sarama.NewSyncProducer(cl.Brokers(), pc)
 	if err != nil {
 		b.Fatal(err)
@@ -175,7 +175,7 @@ func BenchmarkRawSaramaTxnLoop(b *testing.B) {
 	sc.Consumer.IsolationLevel = sarama.ReadCommitted
 	sc.Consumer.Offsets.AutoCommit.Enable = false
 	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
-	fastTune(sc)
+	kafkatest.FastTune(sc)
 	cg, err := sarama.NewConsumerGroup(cl.Brokers(), group, sc)
 	if err != nil {
 		b.Fatal(err)

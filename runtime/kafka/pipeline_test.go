@@ -43,10 +43,10 @@ func runChildPipeline(ctx context.Context) error {
 			fmt.Fprintln(os.Stderr, "child: continued")
 		}
 	}}
-	tune := fastTune
+	tune := kafkatest.FastTune
 	if ms := envInt("CHILD_SESSION_MS"); ms > 0 {
 		tune = func(sc *sarama.Config) {
-			fastTune(sc)
+			kafkatest.FastTune(sc)
 			sc.Consumer.Group.Session.Timeout = time.Duration(ms) * time.Millisecond
 			sc.Consumer.Group.Heartbeat.Interval = time.Duration(ms) * time.Millisecond / 5
 		}
@@ -105,7 +105,8 @@ func checkOutput(t *testing.T, client sarama.Client, brokers []string, out *even
 	var rep outputReport
 	count := map[int64]int{}
 	for p := range int32(partitions) {
-		msgs := readPartitionUntil(t, client, out.Topic, p, 60*time.Second, func(m *sarama.ConsumerMessage) bool { return string(m.Value) == "SENTINEL" })
+		msgs := kafkatest.ReadPartition(t, client, out.Topic, p, kafkatest.ReadOptions{Until: func(m *sarama.ConsumerMessage) bool { return string(m.Value) == "SENTINEL" }})
+		msgs = msgs[:len(msgs)-1] // the sentinel
 		lastSrc := int64(-1)
 		for _, m := range msgs {
 			rep.records++
@@ -185,14 +186,14 @@ func TestPipelineExactlyOnceUnderFaults(t *testing.T) {
 	cl.CreateTopic(t, DeadLetterTopic(in.Topic), parts)
 	start := time.Now()
 	produceInputs(t, cl.Brokers(), in, n, 64, nil)
-	client := newTestClient(t, cl.Brokers())
+	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
 	const group = "eos"
 	progress := func() int64 {
-		c, err := committed(client, group, in.Topic, parts)
+		c, err := kafkatest.Committed(client, group, in.Topic, parts)
 		if err != nil {
 			return -1
 		}
-		return sum(c)
+		return kafkatest.Sum(c)
 	}
 	env := map[string]string{
 		"CHILD_BROKERS": strings.Join(cl.Brokers(), ","), "CHILD_IN": in.Topic, "CHILD_OUT": out.Topic,
@@ -221,7 +222,7 @@ func TestPipelineExactlyOnceUnderFaults(t *testing.T) {
 		target := progress() + 500 + int64(rng.IntN(2000))
 		ch := startChild(t, "pipeline", env)
 		restarts++
-		waitFor(t, 60*time.Second, "pipeline progress", func() bool { return ch.exited() || progress() >= target })
+		kafkatest.WaitFor(t, 60*time.Second, "pipeline progress", func() bool { return ch.exited() || progress() >= target })
 		if ch.exited() {
 			t.Fatalf("child exited early: %v\n%s", ch.err, ch.log())
 		}
@@ -243,7 +244,7 @@ func TestPipelineExactlyOnceUnderFaults(t *testing.T) {
 	fatalExits := 0
 	ch := startChild(t, "pipeline", env)
 	restarts++
-	waitFor(t, 60*time.Second, "all injected faults to fire", func() bool {
+	kafkatest.WaitFor(t, 60*time.Second, "all injected faults to fire", func() bool {
 		if ch.exited() {
 			if code := exitCode(ch.err); code != 1 || !strings.Contains(ch.log(), "fatal transaction error") {
 				t.Fatalf("child exited with %d, want 1 after the fatal EndTxn error; log:\n%s", code, ch.log())
@@ -267,7 +268,7 @@ func TestPipelineExactlyOnceUnderFaults(t *testing.T) {
 	env["CHILD_STOP_AT_TXN"] = strconv.Itoa(2 + rng.IntN(5))
 	zombie := startChild(t, "pipeline", env)
 	restarts++
-	waitFor(t, 60*time.Second, "the zombie to stop", func() bool { return zombie.exited() || processState(zombie.cmd.Process.Pid) == 'T' })
+	kafkatest.WaitFor(t, 60*time.Second, "the zombie to stop", func() bool { return zombie.exited() || processState(zombie.cmd.Process.Pid) == 'T' })
 	if zombie.exited() {
 		t.Fatalf("zombie exited: %v\n%s", zombie.err, zombie.log())
 	}
@@ -275,7 +276,7 @@ func TestPipelineExactlyOnceUnderFaults(t *testing.T) {
 	env["CHILD_STOP_AT_TXN"] = "0"
 	repl := startChild(t, "pipeline", env)
 	restarts++
-	waitFor(t, 60*time.Second, "the replacement to make progress", func() bool { return progress() >= before+500 || repl.exited() })
+	kafkatest.WaitFor(t, 60*time.Second, "the replacement to make progress", func() bool { return progress() >= before+500 || repl.exited() })
 	_ = zombie.cmd.Process.Signal(syscall.SIGCONT)
 	zerr := zombie.wait(t, 60*time.Second)
 	if exitCode(zerr) != 3 {
@@ -298,7 +299,7 @@ func TestPipelineExactlyOnceUnderFaults(t *testing.T) {
 	zenv["CHILD_STOP_AT_TXN"] = strconv.Itoa(2 + rng.IntN(4))
 	zombie2 := startChild(t, "pipeline", zenv)
 	restarts++
-	waitFor(t, 60*time.Second, "the second zombie to stop", func() bool {
+	kafkatest.WaitFor(t, 60*time.Second, "the second zombie to stop", func() bool {
 		return zombie2.exited() || processState(zombie2.cmd.Process.Pid) == 'T'
 	})
 	if zombie2.exited() {
@@ -308,15 +309,15 @@ func TestPipelineExactlyOnceUnderFaults(t *testing.T) {
 	other := startChild(t, "pipeline", env)
 	restarts++
 	stoppedAt := time.Now()
-	waitFor(t, 60*time.Second, "the other member to make progress", func() bool { return progress() >= before+500 || other.exited() })
+	kafkatest.WaitFor(t, 60*time.Second, "the other member to make progress", func() bool { return progress() >= before+500 || other.exited() })
 	takeover := time.Since(stoppedAt)
 	_ = zombie2.cmd.Process.Signal(syscall.SIGCONT)
-	waitFor(t, 60*time.Second, "the second zombie's transaction to be rejected", func() bool {
+	kafkatest.WaitFor(t, 60*time.Second, "the second zombie's transaction to be rejected", func() bool {
 		return zombie2.exited() || strings.Contains(zombie2.log(), "transaction aborted")
 	})
 
 	// 6. Both finish and shut down gracefully.
-	waitCommitted(t, client, group, in.Topic, parts, 90*time.Second)
+	kafkatest.WaitCommitted(t, client, group, in.Topic, parts, 90*time.Second)
 	zlog := zombie2.log()
 	if err := zombie2.terminate(t); err != nil && exitCode(err) != 3 {
 		t.Errorf("session-timeout zombie exit %d (%v), want 0 (aborted, rejoined) or 3 (fenced); log:\n%s", exitCode(err), err, zlog)
@@ -379,12 +380,12 @@ func TestPipelineEmptyOutputCommitsOffsets(t *testing.T) {
 	cl.CreateTopic(t, in.Topic, 3)
 	cl.CreateTopic(t, out.Topic, 3)
 	produceInputs(t, cl.Brokers(), in, 500, 10, nil)
-	client := newTestClient(t, cl.Brokers())
+	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
 	var met Counters
 	stop := runPipelineInProcess(t, PipelineConfig{
-		Config: Config{Brokers: cl.Brokers(), Metrics: &met, Tune: fastTune}, GroupID: "empty", TransactionalID: "empty-tx", BatchSize: 40,
+		Config: Config{Brokers: cl.Brokers(), Metrics: &met, Tune: kafkatest.FastTune}, GroupID: "empty", TransactionalID: "empty-tx", BatchSize: 40,
 	}, in, out, func(context.Context, testEvent, *Emitter) error { return nil })
-	waitCommitted(t, client, "empty", in.Topic, 3, 30*time.Second)
+	kafkatest.WaitCommitted(t, client, "empty", in.Topic, 3, 30*time.Second)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -408,19 +409,19 @@ func TestPipelineDeadLetter(t *testing.T) {
 		raw[s] = (&testEvent{K: "k" + strconv.Itoa(int(s)%5), Seq: s, Fail: true}).AppendJSON(nil)
 	}
 	produceInputs(t, cl.Brokers(), in, n, 5, raw)
-	client := newTestClient(t, cl.Brokers())
+	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
 	var met Counters
 	stop := runPipelineInProcess(t, PipelineConfig{
-		Config: Config{Brokers: cl.Brokers(), Metrics: &met, Tune: fastTune}, GroupID: "pdlq", TransactionalID: "pdlq-tx",
+		Config: Config{Brokers: cl.Brokers(), Metrics: &met, Tune: kafkatest.FastTune}, GroupID: "pdlq", TransactionalID: "pdlq-tx",
 		Retry: RetryPolicy{MaxAttempts: 2, Backoff: time.Millisecond},
 	}, in, out, testTransform(out, 0))
-	waitCommitted(t, client, "pdlq", in.Topic, 2, 30*time.Second)
+	kafkatest.WaitCommitted(t, client, "pdlq", in.Topic, 2, 30*time.Second)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	rep := checkOutput(t, client, cl.Brokers(), out, 2, n, 0, map[int64]bool{3: true, 17: true, 50: true, 120: true})
 	rep.check(t)
-	dead := readN(t, client, DeadLetterTopic(in.Topic), 2, 4, 20*time.Second)
+	dead := kafkatest.ReadN(t, client, DeadLetterTopic(in.Topic), 2, 4, 20*time.Second)
 	for _, m := range dead {
 		att, _ := HeaderValue(m.Headers, HeaderDLQAttempts)
 		msg, _ := HeaderValue(m.Headers, HeaderDLQError)
@@ -442,7 +443,7 @@ func TestPipelineRebalance(t *testing.T) {
 	cl.CreateTopic(t, in.Topic, parts)
 	cl.CreateTopic(t, out.Topic, parts)
 	produceInputs(t, cl.Brokers(), in, n, 48, nil)
-	client := newTestClient(t, cl.Brokers())
+	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
 	start := time.Now()
 	var metA, metB Counters
 	var mu sync.Mutex
@@ -457,16 +458,16 @@ func TestPipelineRebalance(t *testing.T) {
 		return testTransform(out, 0)(ctx, e, em)
 	}
 	cfg := func(id string, met *Counters) PipelineConfig {
-		return PipelineConfig{Config: Config{Brokers: cl.Brokers(), Metrics: met, Tune: fastTune}, GroupID: "rb", TransactionalID: id, BatchSize: 50}
+		return PipelineConfig{Config: Config{Brokers: cl.Brokers(), Metrics: met, Tune: kafkatest.FastTune}, GroupID: "rb", TransactionalID: id, BatchSize: 50}
 	}
 	stopA := runPipelineInProcess(t, cfg("rb-a", &metA), in, out, h)
-	waitFor(t, 60*time.Second, "member A progress", func() bool { return metA.Get("Input", Committed) >= 1500 })
+	kafkatest.WaitFor(t, 60*time.Second, "member A progress", func() bool { return metA.Get("Input", Committed) >= 1500 })
 	stopB := runPipelineInProcess(t, cfg("rb-b", &metB), in, out, h)
-	waitFor(t, 60*time.Second, "member B to commit", func() bool { return metB.Get("Input", Committed) > 0 })
+	kafkatest.WaitFor(t, 60*time.Second, "member B to commit", func() bool { return metB.Get("Input", Committed) > 0 })
 	mu.Lock()
 	slow = false
 	mu.Unlock()
-	waitCommitted(t, client, "rb", in.Topic, parts, 60*time.Second)
+	kafkatest.WaitCommitted(t, client, "rb", in.Topic, parts, 60*time.Second)
 	if err := stopA(); err != nil {
 		t.Fatal(err)
 	}

@@ -150,7 +150,7 @@ func TestKcatMurmur2PartitionsMatch(t *testing.T) {
 
 	where := func(topic string) map[string]int32 {
 		m := map[string]int32{}
-		for _, msg := range readAll(t, c.Brokers(), topic) {
+		for _, msg := range kafkatest.ReadAll(t, c.Brokers(), topic) {
 			m[string(msg.Key)] = msg.Partition
 		}
 		return m

@@ -38,7 +38,7 @@ func TestAtMostOnceNeverBlocks(t *testing.T) {
 			cfg := testConfig(c, &m)
 			cfg.CloseTimeout = time.Second
 			cfg.Tune = func(sc *sarama.Config) {
-				tuneFast(sc)
+				kafkatest.FastTune(sc)
 				sc.Metadata.Retry.Max = 1
 				sc.Net.ReadTimeout = 2 * time.Second
 				sc.Net.WriteTimeout = 2 * time.Second
@@ -205,8 +205,8 @@ func TestProducerHeadersAndKey(t *testing.T) {
 				mustNil(t, p.InTx(ctx, func(tx *kafka.Tx) error { return tx.Send(with) }))
 				mustNil(t, p.InTx(t.Context(), func(tx *kafka.Tx) error { return tx.Send(without) }), p.Close())
 			}
-			cl := newClient(t, c.Brokers(), sarama.ReadCommitted)
-			msgs := readPartition(t, cl, topic, 0, func(m *sarama.ConsumerMessage) bool { return string(m.Key) == "bob" }, true)
+			cl := kafkatest.NewClient(t, c.Brokers(), kafkatest.ClientOptions{})
+			msgs := kafkatest.ReadPartition(t, cl, topic, 0, kafkatest.ReadOptions{Until: func(m *sarama.ConsumerMessage) bool { return string(m.Key) == "bob" }})
 			if len(msgs) != 2 {
 				t.Fatalf("read %d records, want 2", len(msgs))
 			}
@@ -269,16 +269,16 @@ func mustNil(t testing.TB, errs ...error) {
 // with order ID stop and returns the order IDs read, in order.
 func committedIDs(t testing.TB, brokers []string, topic, stop string) []string {
 	t.Helper()
-	cl := newClient(t, brokers, sarama.ReadCommitted)
+	cl := kafkatest.NewClient(t, brokers, kafkatest.ClientOptions{})
 	var out []string
-	readPartition(t, cl, topic, 0, func(m *sarama.ConsumerMessage) bool {
+	kafkatest.ReadPartition(t, cl, topic, 0, kafkatest.ReadOptions{Until: func(m *sarama.ConsumerMessage) bool {
 		o, err := testevent.Decode(nil, m.Value)
 		if err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, o.ID)
 		return o.ID == stop
-	}, true)
+	}})
 	return out
 }
 
@@ -286,16 +286,16 @@ func committedIDs(t testing.TB, brokers []string, topic, stop string) []string {
 // included, until the record with order ID stop.
 func uncommittedIDs(t testing.TB, brokers []string, topic, stop string) map[string]bool {
 	t.Helper()
-	cl := newClient(t, brokers, sarama.ReadUncommitted)
+	cl := kafkatest.NewClient(t, brokers, kafkatest.ClientOptions{ReadUncommitted: true})
 	out := map[string]bool{}
-	readPartition(t, cl, topic, 0, func(m *sarama.ConsumerMessage) bool {
+	kafkatest.ReadPartition(t, cl, topic, 0, kafkatest.ReadOptions{Until: func(m *sarama.ConsumerMessage) bool {
 		o, err := testevent.Decode(nil, m.Value)
 		if err != nil {
 			t.Fatal(err)
 		}
 		out[o.ID] = true
 		return o.ID == stop
-	}, true)
+	}})
 	return out
 }
 

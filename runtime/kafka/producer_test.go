@@ -14,92 +14,8 @@ import (
 	"github.com/eventgen/eventgen/runtime/kafka/kafkatest"
 )
 
-// tuneFast lowers sarama's backoffs so that tests recover from injected
-// faults quickly.
-func tuneFast(sc *sarama.Config) {
-	sc.Metadata.Retry.Backoff = 20 * time.Millisecond
-	sc.Producer.Retry.Backoff = 20 * time.Millisecond
-	sc.Producer.Transaction.Retry.Backoff = 20 * time.Millisecond
-	sc.Producer.Transaction.Timeout = 10 * time.Second
-	sc.Consumer.Retry.Backoff = 50 * time.Millisecond
-	sc.Consumer.MaxWaitTime = 100 * time.Millisecond
-	sc.Net.DialTimeout = 3 * time.Second
-}
-
 func testConfig(c *kafkatest.Cluster, m kafka.Metrics) kafka.Config {
-	return kafka.Config{Brokers: c.Brokers(), ClientID: "producer-test", Metrics: m, Tune: tuneFast}
-}
-
-func newClient(t testing.TB, brokers []string, isolation sarama.IsolationLevel) sarama.Client {
-	t.Helper()
-	sc := sarama.NewConfig()
-	sc.Version = kafka.ProtocolVersion()
-	sc.Consumer.IsolationLevel = isolation
-	tuneFast(sc)
-	cl, err := sarama.NewClient(brokers, sc)
-	if err != nil {
-		t.Fatalf("client: %v", err)
-	}
-	t.Cleanup(func() { cl.Close() })
-	return cl
-}
-
-// readAll reads every record of topic (read_uncommitted) up to the high
-// watermarks taken when it starts.
-func readAll(t testing.TB, brokers []string, topic string) []*sarama.ConsumerMessage {
-	t.Helper()
-	cl := newClient(t, brokers, sarama.ReadUncommitted)
-	if err := cl.RefreshMetadata(topic); err != nil {
-		t.Fatalf("metadata: %v", err)
-	}
-	parts, err := cl.Partitions(topic)
-	if err != nil {
-		t.Fatalf("partitions of %s: %v", topic, err)
-	}
-	var out []*sarama.ConsumerMessage
-	for _, p := range parts {
-		hwm, err := cl.GetOffset(topic, p, sarama.OffsetNewest)
-		if err != nil {
-			t.Fatalf("high watermark %s/%d: %v", topic, p, err)
-		}
-		out = append(out, readPartition(t, cl, topic, p, func(m *sarama.ConsumerMessage) bool { return m.Offset >= hwm-1 }, hwm > 0)...)
-	}
-	return out
-}
-
-// readPartition consumes topic/p from the oldest offset until stop returns
-// true for a record (or at once if !any), failing the test after 15 s.
-func readPartition(t testing.TB, cl sarama.Client, topic string, p int32, stop func(*sarama.ConsumerMessage) bool, any bool) []*sarama.ConsumerMessage {
-	t.Helper()
-	if !any {
-		return nil
-	}
-	cons, err := sarama.NewConsumerFromClient(cl)
-	if err != nil {
-		t.Fatalf("consumer: %v", err)
-	}
-	defer cons.Close()
-	pc, err := cons.ConsumePartition(topic, p, sarama.OffsetOldest)
-	if err != nil {
-		t.Fatalf("consume %s/%d: %v", topic, p, err)
-	}
-	defer pc.Close()
-	deadline := time.NewTimer(15 * time.Second)
-	defer deadline.Stop()
-	var out []*sarama.ConsumerMessage
-	for {
-		select {
-		case m := <-pc.Messages():
-			out = append(out, m)
-			if stop(m) {
-				return out
-			}
-		case err := <-pc.Errors():
-			t.Logf("consume %s/%d: %v", topic, p, err)
-		case <-deadline.C:
-			t.Fatalf("reading %s/%d: timed out after %d records", topic, p, len(out))
-		}
-	}
+	return kafka.Config{Brokers: c.Brokers(), ClientID: "producer-test", Metrics: m, Tune: kafkatest.FastTune}
 }
 
 // tally counts lost and duplicated orders among the records, by order ID.
@@ -214,7 +130,7 @@ func TestAtLeastOnceUnderFaults(t *testing.T) {
 				if hits == 0 {
 					t.Fatalf("no fault fired: the test proves nothing")
 				}
-				lost, dups := tally(t, readAll(t, c.Brokers(), topic), want)
+				lost, dups := tally(t, kafkatest.ReadAll(t, c.Brokers(), topic), want)
 				t.Logf("%s/%s: %d records, %d faults fired, retried=%d acked=%d, lost=%d duplicated=%d",
 					tc.name, mode, n, hits, m.Get("Order", kafka.Retried), m.Get("Order", kafka.Acked), lost, dups)
 				if lost != 0 || dups != 0 {
@@ -287,7 +203,7 @@ func TestNonIdempotentControlDuplicates(t *testing.T) {
 			sc.Producer.Retry.Max = 10
 			sc.Producer.Partitioner = sarama.NewMurmur2Partitioner
 			sc.Producer.Return.Successes = true
-			tuneFast(sc)
+			kafkatest.FastTune(sc)
 			sp, err := sarama.NewSyncProducer(c.Brokers(), sc)
 			if err != nil {
 				t.Fatal(err)
@@ -303,7 +219,7 @@ func TestNonIdempotentControlDuplicates(t *testing.T) {
 			var second *kafkatest.Fault
 			sendAll(t, et, want, 8, send, func() { second = tc.inject(c) })
 			sp.Close()
-			lost, dups := tally(t, readAll(t, c.Brokers(), topic), want)
+			lost, dups := tally(t, kafkatest.ReadAll(t, c.Brokers(), topic), want)
 			t.Logf("control %s: %d records, %d faults fired, lost=%d duplicated=%d",
 				tc.name, n, faultCount(first)+faultCount(second), lost, dups)
 			if lost != 0 {
