@@ -25,8 +25,8 @@ func runConsumer(t *testing.T, c *Consumer) (cancel func() error) {
 		select {
 		case err := <-done:
 			return err
-		case <-time.After(30 * time.Second):
-			t.Fatal("Consumer.Run did not return within 30s of cancel")
+		case <-time.After(kafkatest.Timeout(30 * time.Second)):
+			t.Fatal("Consumer.Run did not return within 30s (scaled) of cancel")
 			return nil
 		}
 	}

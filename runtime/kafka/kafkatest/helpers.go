@@ -308,3 +308,36 @@ func WaitCommitted(t testing.TB, client sarama.Client, group, topic string, part
 		return true
 	})
 }
+
+// Group describes a consumer group as its coordinator reports it.
+type Group struct {
+	// State is the group's state: "Empty", "PreparingRebalance",
+	// "CompletingRebalance", "Stable" or "Dead".
+	State string
+	// Members is the number of members of the current generation.
+	Members int
+}
+
+// DescribeGroup returns the group's state and member count, for tests that
+// wait until a member has joined or a rebalance has begun.
+func DescribeGroup(client sarama.Client, group string) (Group, error) {
+	if err := client.RefreshCoordinator(group); err != nil {
+		return Group{}, err
+	}
+	broker, err := client.Coordinator(group)
+	if err != nil {
+		return Group{}, err
+	}
+	resp, err := broker.DescribeGroups(&sarama.DescribeGroupsRequest{Groups: []string{group}})
+	if err != nil {
+		return Group{}, err
+	}
+	if len(resp.Groups) != 1 {
+		return Group{}, fmt.Errorf("describing group %s: %d groups in the answer", group, len(resp.Groups))
+	}
+	g := resp.Groups[0]
+	if g.Err != sarama.ErrNoError {
+		return Group{}, fmt.Errorf("describing group %s: %w", group, g.Err)
+	}
+	return Group{State: g.State, Members: len(g.Members)}, nil
+}
