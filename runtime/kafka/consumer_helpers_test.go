@@ -196,8 +196,11 @@ func (c *child) exited() bool {
 	}
 }
 
+// wait waits for the child to exit, failing the test after d (scaled by
+// kafkatest.Timeout).
 func (c *child) wait(t testing.TB, d time.Duration) error {
 	t.Helper()
+	d = kafkatest.Timeout(d)
 	select {
 	case <-c.done:
 		return c.err

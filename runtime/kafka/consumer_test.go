@@ -202,7 +202,7 @@ func TestConsumerGracefulShutdown(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(30 * time.Second):
+	case <-time.After(kafkatest.Timeout(30 * time.Second)):
 		t.Fatal("Run did not return")
 	}
 	off, err := kafkatest.Committed(client, "shutdown-test", et.Topic, 1)

@@ -73,7 +73,7 @@ func BenchmarkPipeline(b *testing.B) {
 	case <-done:
 	case err := <-errc:
 		b.Fatalf("pipeline stopped: %v", err)
-	case <-time.After(5 * time.Minute):
+	case <-time.After(kafkatest.Timeout(5 * time.Minute)):
 		b.Fatal("timed out")
 	}
 	b.StopTimer()
@@ -196,7 +196,7 @@ func BenchmarkRawSaramaTxnLoop(b *testing.B) {
 	}()
 	select {
 	case <-h.done:
-	case <-time.After(5 * time.Minute):
+	case <-time.After(kafkatest.Timeout(5 * time.Minute)):
 		b.Fatal("timed out")
 	}
 	b.StopTimer()

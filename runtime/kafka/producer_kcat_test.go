@@ -35,7 +35,7 @@ func kcatPath(t *testing.T) string {
 
 func runKcat(t *testing.T, stdin string, args ...string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), kafkatest.Timeout(60*time.Second))
 	defer cancel()
 	cmd := exec.CommandContext(ctx, kcatPath(t), args...)
 	cmd.Stdin = strings.NewReader(stdin)

@@ -52,7 +52,7 @@ func ids(prefix string, n int) []string {
 // midway once after half were sent.
 func sendAll(t testing.TB, et *event.Type, want []string, workers int, send func(context.Context, event.Event) error, midway func()) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), kafkatest.Timeout(60*time.Second))
 	defer cancel()
 	var (
 		wg   sync.WaitGroup

@@ -144,7 +144,7 @@ func (c *Cluster) Close() {
 // existing topic is not an error.
 func (c *Cluster) CreateTopic(t testing.TB, name string, partitions int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout(30*time.Second))
 	defer cancel()
 	if err := c.EnsureTopic(ctx, name, partitions); err != nil {
 		t.Fatal(err)
