@@ -91,13 +91,7 @@ func produceInputs(t testing.TB, brokers []string, et *event.Type, n, keys int, 
 // for tests that hold inputs back and produce them in steps.
 func produceRange(t testing.TB, brokers []string, et *event.Type, from, n, keys int, raw map[int64][]byte) {
 	t.Helper()
-	pc := sarama.NewConfig()
-	pc.Version = ProtocolVersion()
-	pc.Producer.Partitioner = sarama.NewMurmur2Partitioner
-	pc.Producer.Idempotent = true
-	pc.Producer.RequiredAcks = sarama.WaitForAll
-	pc.Net.MaxOpenRequests = 1
-	pc.Producer.Return.Successes = true
+	pc := idempotentConfig()
 	pc.Producer.Flush.Messages = 500
 	pc.Producer.Flush.Frequency = 5 * time.Millisecond
 	p, err := sarama.NewAsyncProducer(brokers, pc)
@@ -255,6 +249,64 @@ func exitCode(err error) int {
 		return -1000
 	}
 	return 0
+}
+
+// lostAndDuplicated counts the seqs 0..n-1 never seen and the extra times
+// the others were seen.
+func lostAndDuplicated(seen map[int64]int, n int) (lost, dups int) {
+	for seq := range int64(n) {
+		switch c := seen[seq]; {
+		case c == 0:
+			lost++
+		case c > 1:
+			dups += c - 1
+		}
+	}
+	return lost, dups
+}
+
+// runInBackground runs run in a goroutine with a context that the returned
+// stop (and t's cleanup) cancels; stop returns run's error, failing the
+// test if run does not return within 30 s (scaled) of the cancel.
+func runInBackground(t *testing.T, what string, run func(context.Context) error) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	t.Cleanup(cancel)
+	return func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(kafkatest.Timeout(30 * time.Second)):
+			t.Fatalf("%s did not return within 30 s (scaled) of cancel", what)
+			return nil
+		}
+	}
+}
+
+// txnConfig is the raw sarama configuration of a transactional producer
+// that tests and benchmarks use to write what eventgen's pipeline would
+// (or, in a control, to get it wrong on purpose).
+func txnConfig(id string) *sarama.Config {
+	pc := idempotentConfig()
+	pc.Producer.Transaction.ID = id
+	kafkatest.FastTune(pc)
+	return pc
+}
+
+// idempotentConfig is the raw sarama configuration of an idempotent
+// producer (acks=all, one request in flight, murmur2 like eventgen's).
+func idempotentConfig() *sarama.Config {
+	pc := sarama.NewConfig()
+	pc.Version = ProtocolVersion()
+	pc.Producer.Partitioner = sarama.NewMurmur2Partitioner
+	pc.Producer.Idempotent = true
+	pc.Producer.RequiredAcks = sarama.WaitForAll
+	pc.Net.MaxOpenRequests = 1
+	pc.Producer.Return.Successes = true
+	return pc
 }
 
 // readHandledLog parses "partition offset seq" lines written by children.

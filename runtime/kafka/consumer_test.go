@@ -14,22 +14,9 @@ import (
 	"github.com/eventgen/eventgen/runtime/kafka/kafkatest"
 )
 
-func runConsumer(t *testing.T, c *Consumer) (cancel func() error) {
+func runConsumer(t *testing.T, c *Consumer) (stop func() error) {
 	t.Helper()
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(stop)
-	return func() error {
-		stop()
-		select {
-		case err := <-done:
-			return err
-		case <-time.After(kafkatest.Timeout(30 * time.Second)):
-			t.Fatal("Consumer.Run did not return within 30s (scaled) of cancel")
-			return nil
-		}
-	}
+	return runInBackground(t, "Consumer.Run", c.Run)
 }
 
 func TestConsumerDeadLetter(t *testing.T) {
@@ -260,15 +247,7 @@ func TestConsumerAtLeastOnceSIGKILL(t *testing.T) {
 		t.Fatalf("final child: %v\n%s", err, ch.log())
 	}
 	seen := readHandledLog(t, logPath)
-	lost, dups := 0, 0
-	for seq := range int64(n) {
-		switch c := seen[seq]; {
-		case c == 0:
-			lost++
-		case c > 1:
-			dups += c - 1
-		}
-	}
+	lost, dups := lostAndDuplicated(seen, n)
 	if lost != 0 {
 		t.Errorf("%d records never handled", lost)
 	}
@@ -307,15 +286,7 @@ func TestConsumerAtMostOnceSIGKILL(t *testing.T) {
 		t.Fatalf("final child: %v\n%s", err, ch.log())
 	}
 	seen := readHandledLog(t, logPath)
-	lost, dups := 0, 0
-	for seq := range int64(n) {
-		switch c := seen[seq]; {
-		case c == 0:
-			lost++
-		case c > 1:
-			dups += c - 1
-		}
-	}
+	lost, dups := lostAndDuplicated(seen, n)
 	if seen[crash] != 0 {
 		t.Errorf("the record whose handler crashed was redelivered and handled %d times", seen[crash])
 	}

@@ -156,16 +156,7 @@ func (h *rawTxnHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sar
 
 func BenchmarkRawSaramaTxnLoop(b *testing.B) {
 	cl, in, out, group := benchSetup(b)
-	pc := sarama.NewConfig()
-	pc.Version = ProtocolVersion()
-	pc.Producer.Partitioner = sarama.NewMurmur2Partitioner
-	pc.Producer.Idempotent = true
-	pc.Producer.RequiredAcks = sarama.WaitForAll
-	pc.Net.MaxOpenRequests = 1
-	pc.Producer.Return.Successes = true
-	pc.Producer.Transaction.ID = group + "-tx"
-	kafkatest.FastTune(pc)
-	prod, err := sarama.NewSyncProducer(cl.Brokers(), pc)
+	prod, err := sarama.NewSyncProducer(cl.Brokers(), txnConfig(group+"-tx"))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -456,20 +456,9 @@ func lastLine(s string) string {
 // cancels it and returns RunPipeline's error.
 func runPipelineInProcess(t *testing.T, cfg PipelineConfig, in, out *event.Type, h func(context.Context, testEvent, *Emitter) error) func() error {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- RunPipeline(ctx, cfg, in, []*event.Type{out}, decodeTestEvent, h) }()
-	t.Cleanup(cancel)
-	return func() error {
-		cancel()
-		select {
-		case err := <-done:
-			return err
-		case <-time.After(kafkatest.Timeout(30 * time.Second)):
-			t.Fatal("RunPipeline did not return within 30s (scaled) of cancel")
-			return nil
-		}
-	}
+	return runInBackground(t, "RunPipeline", func(ctx context.Context) error {
+		return RunPipeline(ctx, cfg, in, []*event.Type{out}, decodeTestEvent, h)
+	})
 }
 
 func TestPipelineEmptyOutputCommitsOffsets(t *testing.T) {
@@ -668,16 +657,7 @@ func TestPipelineCheckerDetectsDuplicates(t *testing.T) {
 	produceInputs(t, cl.Brokers(), in, n, 8, nil)
 	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
 
-	pc := sarama.NewConfig()
-	pc.Version = ProtocolVersion()
-	pc.Producer.Partitioner = sarama.NewMurmur2Partitioner
-	pc.Producer.Idempotent = true
-	pc.Producer.RequiredAcks = sarama.WaitForAll
-	pc.Net.MaxOpenRequests = 1
-	pc.Producer.Return.Successes = true
-	pc.Producer.Transaction.ID = "ctl-tx"
-	kafkatest.FastTune(pc)
-	prod, err := sarama.NewSyncProducer(cl.Brokers(), pc)
+	prod, err := sarama.NewSyncProducer(cl.Brokers(), txnConfig("ctl-tx"))
 	if err != nil {
 		t.Fatal(err)
 	}

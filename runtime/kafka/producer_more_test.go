@@ -374,11 +374,7 @@ func countTag(ids map[string]bool, tag string) int {
 // aborted) not at all.
 func TestTransactionalCommitAndAbort(t *testing.T) {
 	f := newTxnFixture(t, "txn-basic")
-	p, err := kafka.NewTransactionalProducer(kafka.ProducerConfig{Config: f.cfg, TransactionalID: "txn-basic"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	p := f.producer(t, "txn-basic")
 	mustNil(t, p.InTx(t.Context(), func(tx *kafka.Tx) error { return f.send(tx, "committed", 3, 2) }))
 
 	tx, err := p.Begin(t.Context())
@@ -415,6 +411,42 @@ func TestTransactionalCommitAndAbort(t *testing.T) {
 	}
 }
 
+// producer returns a transactional producer with the given ID, closed at
+// t's cleanup.
+func (f *txnFixture) producer(t *testing.T, id string) *kafka.TransactionalProducer {
+	t.Helper()
+	p, err := kafka.NewTransactionalProducer(kafka.ProducerConfig{Config: f.cfg, TransactionalID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// failTxn runs one transaction of "failed" records that fault breaks and
+// checks that it returns want and that the fault fired once.
+func (f *txnFixture) failTxn(t *testing.T, p *kafka.TransactionalProducer, fault *kafkatest.Fault, want error) {
+	t.Helper()
+	err := p.InTx(t.Context(), func(tx *kafka.Tx) error { return f.send(tx, "failed", 2, 2) })
+	if !errors.Is(err, want) {
+		t.Fatalf("err = %v, want %v", err, want)
+	}
+	if fault.Hits() != 1 {
+		t.Fatalf("fault fired %d times, want 1", fault.Hits())
+	}
+}
+
+// wantVisible checks how many committed records of each tag are visible.
+func (f *txnFixture) wantVisible(t *testing.T, want map[string]int) {
+	t.Helper()
+	vis := f.visible(t)
+	for tag, n := range want {
+		if got := countTag(vis, tag); got != n {
+			t.Errorf("visible %q records: %d, want %d", tag, got, n)
+		}
+	}
+}
+
 // TestTransactionalInjectedErrors injects broker errors into the
 // transaction protocol and checks the documented outcome of each.
 func TestTransactionalInjectedErrors(t *testing.T) {
@@ -423,98 +455,46 @@ func TestTransactionalInjectedErrors(t *testing.T) {
 	}
 	t.Run("add-partitions-abortable", func(t *testing.T) {
 		f := newTxnFixture(t, "txn-addparts")
-		p, err := kafka.NewTransactionalProducer(kafka.ProducerConfig{Config: f.cfg, TransactionalID: "txn-addparts"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer p.Close()
-		fault := f.c.FailAddPartitionsToTxn(1, nil)
-		err = p.InTx(t.Context(), func(tx *kafka.Tx) error { return f.send(tx, "failed", 2, 2) })
-		if !errors.Is(err, kafka.ErrTxnAborted) {
-			t.Fatalf("err = %v, want ErrTxnAborted", err)
-		}
-		if fault.Hits() != 1 {
-			t.Fatalf("fault fired %d times, want 1", fault.Hits())
-		}
+		p := f.producer(t, "txn-addparts")
+		f.failTxn(t, p, f.c.FailAddPartitionsToTxn(1, nil), kafka.ErrTxnAborted)
 		// The producer is still usable.
 		mustNil(t, p.InTx(t.Context(), func(tx *kafka.Tx) error { return f.send(tx, "retry", 2, 2) }))
-		vis := f.visible(t)
-		if countTag(vis, "failed") != 0 || countTag(vis, "retry") != 4 {
-			t.Errorf("visible: %d failed (want 0), %d retry (want 4)", countTag(vis, "failed"), countTag(vis, "retry"))
-		}
+		f.wantVisible(t, map[string]int{"failed": 0, "retry": 4})
 	})
 	t.Run("end-txn-fatal", func(t *testing.T) {
 		f := newTxnFixture(t, "txn-endfatal")
-		p, err := kafka.NewTransactionalProducer(kafka.ProducerConfig{Config: f.cfg, TransactionalID: "txn-endfatal"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer p.Close()
-		fault := f.c.FailEndTxn(1, kerr.UnknownServerError)
-		err = p.InTx(t.Context(), func(tx *kafka.Tx) error { return f.send(tx, "failed", 2, 2) })
-		if !errors.Is(err, kafka.ErrProducerFatal) {
-			t.Fatalf("err = %v, want ErrProducerFatal", err)
-		}
-		if fault.Hits() != 1 {
-			t.Fatalf("fault fired %d times, want 1", fault.Hits())
-		}
+		p := f.producer(t, "txn-endfatal")
+		f.failTxn(t, p, f.c.FailEndTxn(1, kerr.UnknownServerError), kafka.ErrProducerFatal)
 		if _, err := p.Begin(t.Context()); !errors.Is(err, kafka.ErrProducerFatal) {
 			t.Errorf("Begin after fatal error: %v, want ErrProducerFatal", err)
 		}
 		// A new producer with the same ID aborts what the old one left open.
-		p2, err := kafka.NewTransactionalProducer(kafka.ProducerConfig{Config: f.cfg, TransactionalID: "txn-endfatal"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer p2.Close()
+		p2 := f.producer(t, "txn-endfatal")
 		mustNil(t, p2.InTx(t.Context(), func(tx *kafka.Tx) error { return f.send(tx, "recreated", 1, 1) }))
-		vis := f.visible(t)
-		if countTag(vis, "failed") != 0 || countTag(vis, "recreated") != 2 {
-			t.Errorf("visible: %d failed (want 0), %d recreated (want 2)", countTag(vis, "failed"), countTag(vis, "recreated"))
-		}
+		f.wantVisible(t, map[string]int{"failed": 0, "recreated": 2})
 	})
 	t.Run("end-txn-abortable", func(t *testing.T) {
 		// The records are written, the commit fails with an abortable error,
 		// the producer aborts: the records are in the log but invisible to
 		// read_committed, and the producer is usable.
 		f := newTxnFixture(t, "txn-endabort")
-		p, err := kafka.NewTransactionalProducer(kafka.ProducerConfig{Config: f.cfg, TransactionalID: "txn-endabort"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer p.Close()
-		fault := f.c.FailEndTxn(1, kerr.UnknownProducerID)
-		err = p.InTx(t.Context(), func(tx *kafka.Tx) error { return f.send(tx, "failed", 2, 2) })
-		if !errors.Is(err, kafka.ErrTxnAborted) {
-			t.Fatalf("err = %v, want ErrTxnAborted", err)
-		}
-		if fault.Hits() != 1 {
-			t.Fatalf("fault fired %d times, want 1", fault.Hits())
-		}
+		p := f.producer(t, "txn-endabort")
+		f.failTxn(t, p, f.c.FailEndTxn(1, kerr.UnknownProducerID), kafka.ErrTxnAborted)
 		mustNil(t, p.InTx(t.Context(), func(tx *kafka.Tx) error { return f.send(tx, "retry", 2, 2) }))
-		vis := f.visible(t)
-		if countTag(vis, "failed") != 0 || countTag(vis, "retry") != 4 {
-			t.Errorf("visible: %d failed (want 0), %d retry (want 4)", countTag(vis, "failed"), countTag(vis, "retry"))
-		}
+		f.wantVisible(t, map[string]int{"failed": 0, "retry": 4})
 		if n := countTag(uncommittedIDs(t, f.c.Brokers(), f.a.Topic, "marker-a-0"), "failed"); n != 2 {
 			t.Errorf("read_uncommitted sees %d of the 2 aborted records on topic a, want 2 (written, then aborted)", n)
 		}
 	})
 	t.Run("end-txn-retriable", func(t *testing.T) {
 		f := newTxnFixture(t, "txn-endretry")
-		p, err := kafka.NewTransactionalProducer(kafka.ProducerConfig{Config: f.cfg, TransactionalID: "txn-endretry"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer p.Close()
+		p := f.producer(t, "txn-endretry")
 		fault := f.c.FailEndTxn(2, kerr.ConcurrentTransactions)
 		mustNil(t, p.InTx(t.Context(), func(tx *kafka.Tx) error { return f.send(tx, "ok", 2, 2) }))
 		if fault.Hits() != 2 {
 			t.Fatalf("fault fired %d times, want 2", fault.Hits())
 		}
-		if got := countTag(f.visible(t), "ok"); got != 4 {
-			t.Errorf("%d of 4 records visible", got)
-		}
+		f.wantVisible(t, map[string]int{"ok": 4})
 	})
 }
 
@@ -525,20 +505,12 @@ func TestTransactionalFencing(t *testing.T) {
 		t.Skip("sarama v1.61.1 races on the fenced produce path (IBM/sarama#2913, in the dependency, not eventgen); run without -race")
 	}
 	f := newTxnFixture(t, "txn-fence")
-	old, err := kafka.NewTransactionalProducer(kafka.ProducerConfig{Config: f.cfg, TransactionalID: "txn-fence"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer old.Close()
+	old := f.producer(t, "txn-fence")
 	mustNil(t, old.InTx(t.Context(), func(tx *kafka.Tx) error { return f.send(tx, "before", 1, 1) }))
 
-	newer, err := kafka.NewTransactionalProducer(kafka.ProducerConfig{Config: f.cfg, TransactionalID: "txn-fence"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer newer.Close()
+	newer := f.producer(t, "txn-fence")
 
-	err = old.InTx(t.Context(), func(tx *kafka.Tx) error { return f.send(tx, "zombie", 3, 3) })
+	err := old.InTx(t.Context(), func(tx *kafka.Tx) error { return f.send(tx, "zombie", 3, 3) })
 	if !errors.Is(err, kafka.ErrProducerFenced) {
 		t.Fatalf("fenced producer: err = %v, want ErrProducerFenced", err)
 	}

@@ -85,18 +85,22 @@ func sendAll(t testing.TB, et *event.Type, want []string, workers int, send func
 
 func faultCount(f *kafkatest.Fault) int { return f.Hits() }
 
+// produceFaults are the faults TestAtLeastOnceUnderFaults and its control
+// inject, each twice: before the first record and half way.
+var produceFaults = []struct {
+	name   string
+	inject func(*kafkatest.Cluster) *kafkatest.Fault
+}{
+	{"lost-acks", func(c *kafkatest.Cluster) *kafkatest.Fault { return c.LoseProduceAcks(3) }},
+	{"killed-connections", func(c *kafkatest.Cluster) *kafkatest.Fault { return c.KillConnectionsOnProduce(3) }},
+}
+
 // TestAtLeastOnceUnderFaults sends through the idempotent producer while the
 // broker loses produce acknowledgements or drops connections after writing,
 // and checks that every record is stored exactly once.
 func TestAtLeastOnceUnderFaults(t *testing.T) {
 	const n = 3000
-	for _, tc := range []struct {
-		name   string
-		inject func(*kafkatest.Cluster) *kafkatest.Fault
-	}{
-		{"lost-acks", func(c *kafkatest.Cluster) *kafkatest.Fault { return c.LoseProduceAcks(3) }},
-		{"killed-connections", func(c *kafkatest.Cluster) *kafkatest.Fault { return c.KillConnectionsOnProduce(3) }},
-	} {
+	for _, tc := range produceFaults {
 		// Send: 8 goroutines each wait for their ack. SendAsync: one
 		// goroutine pipelines every record; each callback must report success.
 		for _, mode := range []string{"Send", "SendAsync"} {
@@ -185,13 +189,7 @@ func asyncSender(p *kafka.AtLeastOnceProducer) (send func(context.Context, event
 // the faults would not be exercising what the idempotent test claims.
 func TestNonIdempotentControlDuplicates(t *testing.T) {
 	const n = 3000
-	for _, tc := range []struct {
-		name   string
-		inject func(*kafkatest.Cluster) *kafkatest.Fault
-	}{
-		{"lost-acks", func(c *kafkatest.Cluster) *kafkatest.Fault { return c.LoseProduceAcks(3) }},
-		{"killed-connections", func(c *kafkatest.Cluster) *kafkatest.Fault { return c.KillConnectionsOnProduce(3) }},
-	} {
+	for _, tc := range produceFaults {
 		t.Run(tc.name, func(t *testing.T) {
 			c := kafkatest.Start(t, kafkatest.Options{Partitions: 3})
 			topic := "control-" + tc.name
