@@ -1,12 +1,30 @@
 package kafka
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"time"
 
 	"github.com/IBM/sarama"
+)
+
+// The configuration of producers, consumers and pipelines. Each struct
+// documents the default of every field; a zero field means "the default".
+// A constructor checks the whole configuration at once and returns one
+// error naming every invalid field (matching ErrInvalidConfig), then fills
+// the defaults. Settings that Tune changes are checked after Tune runs (see
+// settings.go and ErrConflictingConfig).
+
+// Defaults of the configuration fields, see Config, ConsumerConfig and
+// PipelineConfig (and RetryPolicy for the retry defaults).
+const (
+	DefaultClientID       = "eventgen"
+	DefaultCloseTimeout   = 10 * time.Second
+	DefaultMaxBatch       = 500
+	DefaultCommitInterval = time.Second
+	DefaultBatchSize      = 100
 )
 
 // ProtocolVersion returns the protocol version eventgen asks sarama to speak.
@@ -18,9 +36,12 @@ func ProtocolVersion() sarama.KafkaVersion { return sarama.V3_6_0_0 }
 // Config holds what every eventgen producer and consumer needs. The zero value
 // is not usable: Brokers is required.
 type Config struct {
-	// Brokers lists the bootstrap brokers as host:port. Required.
+	// Brokers lists the bootstrap brokers as host:port. Required: no
+	// default.
 	Brokers []string
-	// ClientID is the Kafka client.id. Default "eventgen".
+	// ClientID is the Kafka client.id. Default "eventgen" (DefaultClientID).
+	// The dead-letter producer of a consumer and the transactional producer
+	// of a pipeline append "-dlq" and "-txn".
 	ClientID string
 	// Logger receives diagnostics. Default: a logger that discards.
 	Logger *slog.Logger
@@ -36,71 +57,201 @@ type Config struct {
 	// in-flight records (a dead broker would otherwise hold it for sarama's
 	// retry and dial timeouts per batch). Records still pending then are
 	// abandoned: dropped (at-most-once) or failed (at-least-once Sends get
-	// an error). Default 10 s.
+	// an error). Default 10 s (DefaultCloseTimeout); must not be negative.
 	CloseTimeout time.Duration
 }
 
-func (c Config) closeTimeout() time.Duration {
-	if c.CloseTimeout > 0 {
-		return c.CloseTimeout
-	}
-	return 10 * time.Second
+// ProducerConfig configures a generated Producer and the transactional
+// producer: what every producer needs, plus the transactional ID that
+// exactly-once events are sent under. The generated NewProducer takes it for
+// every schema, so that its signature does not change when a schema gains
+// or loses an exactly-once event.
+type ProducerConfig struct {
+	Config
+	// TransactionalID names this instance's transactional producer. It is
+	// required by NewTransactionalProducer (so when the schema has
+	// exactly-once events) and unused otherwise: no default. Keep it stable
+	// across restarts of one instance and unique among instances: a
+	// restarted instance then aborts what its predecessor left open and
+	// fences it if it still runs.
+	TransactionalID string
 }
 
+// ConsumerConfig configures a Consumer.
+type ConsumerConfig struct {
+	Config
+	// GroupID is the Kafka consumer group. Required: no default.
+	GroupID string
+	// InstanceID, when set, makes this process a static member of the
+	// group (group.instance.id): a restart with the same InstanceID takes
+	// its partitions back without waiting for the session timeout, and an
+	// older process still running with the same InstanceID is fenced.
+	// Default "": dynamic membership.
+	InstanceID string
+	// Retry bounds at-least-once handler retries before dead-lettering.
+	// Default: see RetryPolicy.
+	Retry RetryPolicy
+	// DisableDeadLetter turns off the dead-letter topic for at-least-once
+	// handlers. A record that exhausts its retries (or fails to decode)
+	// then stops Run with an error and is not committed: nothing is
+	// skipped. Default false: dead-lettering is on.
+	DisableDeadLetter bool
+	// Dedup, when set, wraps every at-least-once handler call. Default nil.
+	Dedup Deduper
+	// MaxBatch caps how many buffered at-most-once records are committed
+	// together before their handlers run, and how many at-least-once
+	// records of one partition are handled between two commits (the most a
+	// crash makes a partition redeliver). Default 500 (DefaultMaxBatch);
+	// must not be negative.
+	MaxBatch int
+	// CommitInterval is how long an at-least-once partition under constant
+	// load goes between commits; a partition that has nothing buffered
+	// commits at once. Default 1s (DefaultCommitInterval); must not be
+	// negative.
+	CommitInterval time.Duration
+}
+
+// PipelineConfig configures RunPipeline.
+type PipelineConfig struct {
+	Config
+	// GroupID is the consumer group of the input topic. Required: no
+	// default.
+	GroupID string
+	// TransactionalID identifies this pipeline process to the transaction
+	// coordinator. Required: no default. It must be unique among the
+	// running instances of the pipeline and stable across restarts of one
+	// instance: a restart with the same TransactionalID aborts the
+	// transaction its predecessor left open and fences that predecessor if
+	// it is still running.
+	TransactionalID string
+	// InstanceID, when set, makes the process a static group member (see
+	// ConsumerConfig.InstanceID). Using the TransactionalID here fences a
+	// zombie twice: by the group and by the transaction coordinator.
+	// Default "": dynamic membership.
+	InstanceID string
+	// Retry bounds handler retries before the input record is
+	// dead-lettered (inside the transaction). Default: see RetryPolicy.
+	Retry RetryPolicy
+	// BatchSize caps the input records of one partition consumed per
+	// transaction. Default 100 (DefaultBatchSize); must not be negative.
+	BatchSize int
+
+	hooks *pipelineHooks // tests only
+}
+
+// problems collects what is wrong with a configuration, each problem naming
+// its field, so that one validation reports them all.
+type problems []error
+
+// add records that field (e.g. "ConsumerConfig.GroupID") is invalid.
+func (ps *problems) add(field, format string, args ...any) {
+	*ps = append(*ps, fmt.Errorf("%w: %s %s", ErrInvalidConfig, field, fmt.Sprintf(format, args...)))
+}
+
+// notNegative records field if v is negative.
+func notNegative[T int | time.Duration](ps *problems, field string, v T) {
+	if v < 0 {
+		ps.add(field, "must not be negative, got %v", v)
+	}
+}
+
+// err returns every problem joined, or nil.
+func (ps problems) err() error { return errors.Join(ps...) }
+
+// check records the problems of c; owner is the name of the struct c is
+// part of, for the messages.
+func (c Config) check(ps *problems, owner string) {
+	if len(c.Brokers) == 0 {
+		ps.add(owner+".Brokers", "is empty: at least one host:port is required")
+	}
+	notNegative(ps, owner+".CloseTimeout", c.CloseTimeout)
+}
+
+// validate reports every invalid field of c.
+func (c Config) validate() error {
+	var ps problems
+	c.check(&ps, "Config")
+	return ps.err()
+}
+
+// discardLogger is the default Logger. It is never reassigned, and a
+// slog.Logger is safe for concurrent use.
 var discardLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// logger returns cfg.Logger or a logger that discards.
-func (c Config) logger() *slog.Logger {
-	if c.Logger != nil {
-		return c.Logger
+// withDefaults returns c with the zero fields set to their defaults.
+func (c Config) withDefaults() Config {
+	if c.ClientID == "" {
+		c.ClientID = DefaultClientID
 	}
-	return discardLogger
+	if c.Logger == nil {
+		c.Logger = discardLogger
+	}
+	if c.Metrics == nil {
+		c.Metrics = nopMetrics{}
+	}
+	if c.CloseTimeout == 0 {
+		c.CloseTimeout = DefaultCloseTimeout
+	}
+	return c
 }
 
-// metrics returns cfg.Metrics or a no-op implementation.
-func (c Config) metrics() Metrics {
-	if c.Metrics != nil {
-		return c.Metrics
+// validate reports every invalid field of a transactional producer's c.
+func (c ProducerConfig) validate() error {
+	var ps problems
+	c.Config.check(&ps, "ProducerConfig")
+	if c.TransactionalID == "" {
+		ps.add("ProducerConfig.TransactionalID", "is required by the transactional producer")
 	}
-	return nopMetrics{}
+	return ps.err()
 }
 
-// saramaConfig returns eventgen's base sarama configuration: version, client
-// ID and the Java-compatible murmur2 partitioner. Callers set the guarantee's
-// settings next, then call tune, then check that the guarantee still holds.
-func (c Config) saramaConfig() (*sarama.Config, error) {
-	if len(c.Brokers) == 0 {
-		return nil, fmt.Errorf("eventgen: Config.Brokers is empty")
+// validate reports every invalid field of c.
+func (c ConsumerConfig) validate() error {
+	var ps problems
+	c.Config.check(&ps, "ConsumerConfig")
+	if c.GroupID == "" {
+		ps.add("ConsumerConfig.GroupID", "is required")
 	}
-	sc := sarama.NewConfig()
-	sc.Version = ProtocolVersion()
-	sc.ClientID = c.ClientID
-	if sc.ClientID == "" {
-		sc.ClientID = "eventgen"
-	}
-	// Same partition as the Java client and librdkafka's murmur2_random for
-	// the same key, so producers in other languages agree on ordering.
-	sc.Producer.Partitioner = sarama.NewMurmur2Partitioner
-	return sc, nil
+	c.Retry.check(&ps, "ConsumerConfig.Retry")
+	notNegative(&ps, "ConsumerConfig.MaxBatch", c.MaxBatch)
+	notNegative(&ps, "ConsumerConfig.CommitInterval", c.CommitInterval)
+	return ps.err()
 }
 
-// tune runs c.Tune, if any, and sarama's own validation.
-func (c Config) tune(sc *sarama.Config) error { return c.tuneCheck(sc, nil) }
+// withDefaults returns c with the zero fields set to their defaults.
+func (c ConsumerConfig) withDefaults() ConsumerConfig {
+	c.Config = c.Config.withDefaults()
+	c.Retry = c.Retry.withDefaults()
+	if c.MaxBatch == 0 {
+		c.MaxBatch = DefaultMaxBatch
+	}
+	if c.CommitInterval == 0 {
+		c.CommitInterval = DefaultCommitInterval
+	}
+	return c
+}
 
-// tuneCheck runs c.Tune, then check (the guarantee's own rules, so that a
-// conflict is reported by eventgen's name for it rather than sarama's), then
-// sarama's validation.
-func (c Config) tuneCheck(sc *sarama.Config, check func(*sarama.Config) error) error {
-	if c.Tune != nil {
-		c.Tune(sc)
+// validate reports every invalid field of c.
+func (c PipelineConfig) validate() error {
+	var ps problems
+	c.Config.check(&ps, "PipelineConfig")
+	if c.GroupID == "" {
+		ps.add("PipelineConfig.GroupID", "is required")
 	}
-	if check != nil {
-		if err := check(sc); err != nil {
-			return err
-		}
+	if c.TransactionalID == "" {
+		ps.add("PipelineConfig.TransactionalID", "is required")
 	}
-	if err := sc.Validate(); err != nil {
-		return fmt.Errorf("eventgen: invalid sarama configuration: %w", err)
+	c.Retry.check(&ps, "PipelineConfig.Retry")
+	notNegative(&ps, "PipelineConfig.BatchSize", c.BatchSize)
+	return ps.err()
+}
+
+// withDefaults returns c with the zero fields set to their defaults.
+func (c PipelineConfig) withDefaults() PipelineConfig {
+	c.Config = c.Config.withDefaults()
+	c.Retry = c.Retry.withDefaults()
+	if c.BatchSize == 0 {
+		c.BatchSize = DefaultBatchSize
 	}
-	return nil
+	return c
 }

@@ -30,56 +30,6 @@ type Deduper interface {
 	Process(ctx context.Context, et *event.Type, key string, handle func(context.Context) error) (ran bool, err error)
 }
 
-// ConsumerConfig configures a Consumer.
-type ConsumerConfig struct {
-	Config
-	// GroupID is the Kafka consumer group. Required.
-	GroupID string
-	// InstanceID, when set, makes this process a static member of the
-	// group (group.instance.id): a restart with the same InstanceID takes
-	// its partitions back without waiting for the session timeout, and an
-	// older process still running with the same InstanceID is fenced.
-	// Default "": dynamic membership.
-	InstanceID string
-	// Retry bounds at-least-once handler retries before dead-lettering.
-	// Default: see RetryPolicy.
-	Retry RetryPolicy
-	// DisableDeadLetter turns off the dead-letter topic for at-least-once
-	// handlers. A record that exhausts its retries (or fails to decode)
-	// then stops Run with an error and is not committed: nothing is
-	// skipped. Default false: dead-lettering is on.
-	DisableDeadLetter bool
-	// Dedup, when set, wraps every at-least-once handler call. Default nil.
-	Dedup Deduper
-	// MaxBatch caps how many buffered at-most-once records are committed
-	// together before their handlers run, and how many at-least-once
-	// records of one partition are handled between two commits (the most a
-	// crash makes a partition redeliver). Default 500.
-	MaxBatch int
-	// CommitInterval is how long an at-least-once partition under constant
-	// load goes between commits; a partition that has nothing buffered
-	// commits at once. Default 1s.
-	CommitInterval time.Duration
-}
-
-// Consumer errors.
-var (
-	// ErrGuaranteeMismatch is returned by Run when a handler was registered
-	// for an event type of another guarantee.
-	ErrGuaranteeMismatch = errors.New("eventgen: handler guarantee does not match the event type")
-	// ErrDeadLetter is returned by Run when a record could be neither
-	// handled nor dead-lettered; its offset was not committed.
-	ErrDeadLetter = errors.New("eventgen: record could not be dead-lettered")
-	// ErrFenced is returned by Run and RunPipeline when another process took
-	// over this one's identity (InstanceID or TransactionalID): the process
-	// is a zombie and has stopped writing.
-	ErrFenced = errors.New("eventgen: fenced by a newer instance")
-)
-
-// errStopped reports that processing of a record was interrupted because its
-// session ended (rebalance or shutdown); the record stays uncommitted.
-var errStopped = errors.New("eventgen: session ended")
-
 // Consumer reads events of one consumer group and runs the handlers
 // registered with HandleAtMostOnce and HandleAtLeastOnce. Records of one
 // partition are handled one at a time, in offset order; offsets are committed
@@ -104,29 +54,16 @@ type route struct {
 	prepare func(m *sarama.ConsumerMessage) (run func(ctx context.Context, attempt int) error, key string, err error)
 }
 
-// NewConsumer checks cfg and returns a Consumer with no handlers.
+// NewConsumer checks cfg (every invalid field is named in one error matching
+// ErrInvalidConfig), fills its defaults and returns a Consumer with no
+// handlers. It does not connect: Run does, and rejects a Tune that breaks
+// the consumer's settings (ErrConflictingConfig).
 func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
-	if len(cfg.Brokers) == 0 {
-		return nil, errors.New("eventgen: ConsumerConfig.Brokers is empty")
-	}
-	if cfg.GroupID == "" {
-		return nil, errors.New("eventgen: ConsumerConfig.GroupID is required")
-	}
-	r, err := cfg.Retry.withDefaults()
-	if err != nil {
+	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	cfg.Retry = r
-	if cfg.MaxBatch < 0 || cfg.CommitInterval < 0 {
-		return nil, errors.New("eventgen: ConsumerConfig.MaxBatch and CommitInterval must not be negative")
-	}
-	if cfg.MaxBatch == 0 {
-		cfg.MaxBatch = 500
-	}
-	if cfg.CommitInterval == 0 {
-		cfg.CommitInterval = time.Second
-	}
-	return &Consumer{cfg: cfg, log: cfg.logger(), met: cfg.metrics(), routes: map[string][]*route{}}, nil
+	cfg = cfg.withDefaults()
+	return &Consumer{cfg: cfg, log: cfg.Logger, met: cfg.Metrics, routes: map[string][]*route{}}, nil
 }
 
 // HandleAtMostOnce registers h for events of type et, which must be an
@@ -226,7 +163,8 @@ func (c *Consumer) register(et *event.Type, g event.Guarantee, prepare func(*sar
 // context that shutdown does not cancel), commits what was handled, and the
 // consumer leaves. Run returns nil after a shutdown caused by ctx, and an
 // error when it could not start or had to stop: registration errors
-// (ErrGuaranteeMismatch), ErrFenced, ErrDeadLetter.
+// (ErrGuaranteeMismatch), a Tune that breaks the consumer's settings
+// (ErrConflictingConfig), ErrFenced, ErrDeadLetter.
 func (c *Consumer) Run(ctx context.Context) error {
 	c.mu.Lock()
 	if c.running {
@@ -251,18 +189,14 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 	sort.Strings(topics)
 
-	sc, err := c.consumerSaramaConfig()
+	sc, err := c.cfg.saramaConfig(groupConsumer, identity{instanceID: c.cfg.InstanceID, instanceIDField: "ConsumerConfig.InstanceID"})
 	if err != nil {
 		return err
 	}
-	client, err := sarama.NewClient(c.cfg.Brokers, sc)
-	if err != nil {
-		return fmt.Errorf("eventgen: consumer %s: %w", c.cfg.GroupID, err)
-	}
-	defer client.Close()
+	// The dead-letter producer is ready before the first record is read.
 	var dlq sarama.SyncProducer
 	if needDLQ {
-		pc, err := deadLetterSaramaConfig(c.cfg.Config)
+		pc, err := c.cfg.saramaConfig(deadLetterProducer, identity{clientIDSuffix: "-dlq"})
 		if err != nil {
 			return err
 		}
@@ -272,135 +206,32 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 		defer dlq.Close()
 	}
-	group, err := sarama.NewConsumerGroupFromClient(c.cfg.GroupID, client)
-	if err != nil {
-		return fmt.Errorf("eventgen: consumer %s: %w", c.cfg.GroupID, err)
-	}
-	runCtx, stop := context.WithCancelCause(ctx)
-	defer stop(nil)
-	h := &groupHandler{
-		c:        c,
-		client:   client,
-		dlq:      dlq,
-		routes:   routes,
-		stop:     stop,
-		handlerC: context.WithoutCancel(ctx),
-	}
-	errsDone := make(chan struct{})
-	go func() {
-		defer close(errsDone)
-		for err := range group.Errors() {
-			c.log.Warn("eventgen: consumer group error", "group", c.cfg.GroupID, "error", err)
-		}
-	}()
-	c.log.Info("eventgen: consumer starting", "group", c.cfg.GroupID, "instance", c.cfg.InstanceID, "topics", topics)
-	for runCtx.Err() == nil {
-		err := group.Consume(runCtx, topics, h)
-		switch {
-		case err == nil:
-		case errors.Is(err, sarama.ErrClosedConsumerGroup):
-			stop(err)
-		case errors.Is(err, sarama.ErrFencedInstancedId):
-			h.fail(fmt.Errorf("%w: consumer %s instance %q: %v", ErrFenced, c.cfg.GroupID, c.cfg.InstanceID, err))
-		default:
-			c.log.Warn("eventgen: consumer session failed; rejoining", "group", c.cfg.GroupID, "error", err)
-			_ = sleepCtx(runCtx, 250*time.Millisecond)
-		}
-	}
-	closeErr := group.Close()
-	<-errsDone
-	if err := h.err(); err != nil {
-		c.log.Error("eventgen: consumer stopped", "group", c.cfg.GroupID, "error", err)
-		return err
-	}
-	if closeErr != nil {
-		c.log.Warn("eventgen: closing consumer group", "group", c.cfg.GroupID, "error", closeErr)
-	}
-	c.log.Info("eventgen: consumer stopped", "group", c.cfg.GroupID)
-	return nil
+	return runGroup(ctx, groupRun{
+		kind:          "consumer",
+		brokers:       c.cfg.Brokers,
+		config:        sc,
+		groupID:       c.cfg.GroupID,
+		instanceID:    c.cfg.InstanceID,
+		topics:        topics,
+		log:           c.log.With("group", c.cfg.GroupID, "instance", c.cfg.InstanceID),
+		rejoinBackoff: 250 * time.Millisecond,
+		start: func(st *runState) claimFunc {
+			h := &groupHandler{runState: st, c: c, dlq: dlq, routes: routes}
+			return h.consumeClaim
+		},
+	})
 }
 
-// consumerSaramaConfig returns the group consumer's sarama configuration.
-func (c *Consumer) consumerSaramaConfig() (*sarama.Config, error) {
-	sc, err := c.cfg.saramaConfig()
-	if err != nil {
-		return nil, err
-	}
-	sc.Consumer.Offsets.AutoCommit.Enable = false
-	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
-	sc.Consumer.Return.Errors = true
-	sc.Consumer.Group.InstanceId = c.cfg.InstanceID
-	if err := c.cfg.tune(sc); err != nil {
-		return nil, err
-	}
-	if sc.Consumer.Offsets.AutoCommit.Enable {
-		return nil, fmt.Errorf("%w: consumers require Consumer.Offsets.AutoCommit.Enable=false: eventgen commits offsets itself, in order", ErrConflictingConfig)
-	}
-	if sc.Consumer.Group.InstanceId != c.cfg.InstanceID {
-		return nil, fmt.Errorf("%w: set static membership with ConsumerConfig.InstanceID, not Consumer.Group.InstanceId", ErrConflictingConfig)
-	}
-	return sc, nil
-}
-
-// deadLetterSaramaConfig returns the configuration of an idempotent,
-// acks=all sync producer for dead letters.
-func deadLetterSaramaConfig(cfg Config) (*sarama.Config, error) {
-	pc, err := cfg.saramaConfig()
-	if err != nil {
-		return nil, err
-	}
-	pc.ClientID += "-dlq"
-	pc.Producer.Idempotent = true
-	pc.Producer.RequiredAcks = sarama.WaitForAll
-	pc.Net.MaxOpenRequests = 1
-	pc.Producer.Retry.Max = 10
-	pc.Producer.Return.Successes = true
-	pc.Producer.Return.Errors = true
-	if err := cfg.tune(pc); err != nil {
-		return nil, err
-	}
-	if !pc.Producer.Idempotent || pc.Producer.RequiredAcks != sarama.WaitForAll {
-		return nil, fmt.Errorf("%w: the dead-letter producer requires Producer.Idempotent and acks=all", ErrConflictingConfig)
-	}
-	return pc, nil
-}
-
-// groupHandler is the sarama.ConsumerGroupHandler of a Consumer.
+// groupHandler handles the claims of a Consumer's sessions.
 type groupHandler struct {
-	c        *Consumer
-	client   sarama.Client
-	dlq      sarama.SyncProducer
-	routes   map[string][]*route
-	stop     context.CancelCauseFunc
-	handlerC context.Context // survives shutdown, so in-flight handlers finish
-
-	mu    sync.Mutex
-	fatal error
+	*runState
+	c      *Consumer
+	dlq    sarama.SyncProducer
+	routes map[string][]*route
 }
 
-func (h *groupHandler) fail(err error) {
-	h.mu.Lock()
-	if h.fatal == nil {
-		h.fatal = err
-	}
-	h.mu.Unlock()
-	h.stop(err)
-}
-
-func (h *groupHandler) err() error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.fatal
-}
-
-func (h *groupHandler) Setup(sess sarama.ConsumerGroupSession) error {
-	h.c.log.Info("eventgen: partitions assigned", "group", h.c.cfg.GroupID, "generation", sess.GenerationID(), "claims", sess.Claims())
-	return nil
-}
-
-func (h *groupHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
-
-func (h *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+// consumeClaim routes a claim to its guarantee's loop.
+func (h *groupHandler) consumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	routes := h.routes[claim.Topic()]
 	if len(routes) == 0 {
 		return fmt.Errorf("eventgen: no handler for topic %q", claim.Topic())
@@ -457,7 +288,7 @@ func (h *groupHandler) consumeAtMostOnce(sess sarama.ConsumerGroupSession, claim
 			}
 			run, _, err := r.prepare(m)
 			if err == nil {
-				err = run(h.handlerC, 1)
+				err = run(h.handlerCtx, 1)
 			} else {
 				err = fmt.Errorf("decoding: %w", err)
 			}
@@ -545,13 +376,13 @@ func (h *groupHandler) processAtLeastOnce(sctx context.Context, routes []*route,
 	for attempt := 1; ; attempt++ {
 		if h.c.cfg.Dedup != nil {
 			var ran bool
-			ran, err = h.c.cfg.Dedup.Process(h.handlerC, r.et, key, func(ctx context.Context) error { return run(ctx, attempt) })
+			ran, err = h.c.cfg.Dedup.Process(h.handlerCtx, r.et, key, func(ctx context.Context) error { return run(ctx, attempt) })
 			if err == nil && !ran {
 				h.c.met.Count(name, Duplicates, 1)
 				return name, nil
 			}
 		} else {
-			err = run(h.handlerC, attempt)
+			err = run(h.handlerCtx, attempt)
 		}
 		if err == nil {
 			h.c.met.Count(name, Handled, 1)

@@ -32,21 +32,26 @@ const (
 	Committed
 )
 
-var counterNames = [...]string{
-	Sent:         "sent",
-	Acked:        "acked",
-	Dropped:      "dropped",
-	Retried:      "retried",
-	DeadLettered: "dead_lettered",
-	Duplicates:   "duplicates",
-	Handled:      "handled",
-	Committed:    "committed",
-}
-
-// String returns the counter's snake_case name, e.g. "dead_lettered".
+// String returns the counter's snake_case name, e.g. "dead_lettered". (A
+// switch rather than a lookup table: the package has no mutable globals.)
 func (c Counter) String() string {
-	if c > 0 && int(c) < len(counterNames) {
-		return counterNames[c]
+	switch c {
+	case Sent:
+		return "sent"
+	case Acked:
+		return "acked"
+	case Dropped:
+		return "dropped"
+	case Retried:
+		return "retried"
+	case DeadLettered:
+		return "dead_lettered"
+	case Duplicates:
+		return "duplicates"
+	case Handled:
+		return "handled"
+	case Committed:
+		return "committed"
 	}
 	return "counter(" + strconv.Itoa(int(c)) + ")"
 }

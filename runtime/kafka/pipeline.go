@@ -12,45 +12,6 @@ import (
 	"github.com/eventgen/eventgen/runtime/event"
 )
 
-// PipelineConfig configures RunPipeline.
-type PipelineConfig struct {
-	Config
-	// GroupID is the consumer group of the input topic. Required.
-	GroupID string
-	// TransactionalID identifies this pipeline process to the transaction
-	// coordinator. Required. It must be unique among the running instances
-	// of the pipeline and stable across restarts of one instance: a restart
-	// with the same TransactionalID aborts the transaction its predecessor
-	// left open and fences that predecessor if it is still running.
-	TransactionalID string
-	// InstanceID, when set, makes the process a static group member (see
-	// ConsumerConfig.InstanceID). Using the TransactionalID here fences a
-	// zombie twice: by the group and by the transaction coordinator.
-	// Default "": dynamic membership.
-	InstanceID string
-	// Retry bounds handler retries before the input record is
-	// dead-lettered (inside the transaction). Default: see RetryPolicy.
-	Retry RetryPolicy
-	// BatchSize caps the input records of one partition consumed per
-	// transaction. Default 100.
-	BatchSize int
-
-	hooks *pipelineHooks // tests only
-}
-
-// Pipeline errors.
-var (
-	// ErrNotProduced is returned by Emitter.Emit for an event type that is
-	// not among the pipeline's produces.
-	ErrNotProduced = errors.New("eventgen: event type is not produced by this pipeline")
-	// ErrPipelineFatal is returned by RunPipeline after a fatal transaction
-	// error: the producer cannot be used again, so the pipeline stops
-	// rather than keep writing. Restarting the process is safe. The error
-	// also matches ErrProducerFatal; a fenced pipeline's error matches
-	// ErrFenced and ErrProducerFenced.
-	ErrPipelineFatal = errors.New("eventgen: fatal transaction error")
-)
-
 // Emitter collects the events a pipeline handler produces for one input
 // record. They are written in the transaction that commits the input's
 // offset, in the order emitted.
@@ -96,10 +57,13 @@ func (em *Emitter) Record() ExactlyOnceRecord { return em.rec }
 // DeadLetterTopic(in.Topic) inside the same transaction (no outputs for it).
 // A rebalance aborts an open transaction; an abortable transaction error
 // aborts and re-reads from the last committed offsets; a fatal error or
-// fencing stops the pipeline with ErrPipelineFatal or ErrFenced.
+// fencing stops the pipeline with ErrProducerFatal or ErrFenced.
 //
 // RunPipeline blocks until ctx is done, commits the batches already handled,
 // and returns nil; or returns an error when it cannot start or must stop.
+// Before connecting it checks cfg, in, produces, decode and h, and reports
+// every problem at once (ErrInvalidConfig, ErrGuaranteeMismatch), then the
+// settings Tune must not break (ErrConflictingConfig).
 func RunPipeline[In any](ctx context.Context, cfg PipelineConfig, in *event.Type, produces []*event.Type, decode func([]byte) (In, error), h func(context.Context, In, *Emitter) error) error {
 	p, err := newPipeline(cfg, in, produces, decode, h)
 	if err != nil {
@@ -126,37 +90,16 @@ type pipeline[In any] struct {
 	met     Metrics
 	hooks   *pipelineHooks
 
-	userCtx  context.Context // the caller's: done means shut down
-	handlerC context.Context // not cancelled by shutdown
-	stop     context.CancelCauseFunc
-	prod     sarama.SyncProducer
-	instance *string
+	*runState // set when the group run starts
+	prod      sarama.SyncProducer
+	instance  *string
 
-	txMu  sync.Mutex // one transaction at a time across partitions
-	mu    sync.Mutex
-	fatal error
+	txMu sync.Mutex // one transaction at a time across partitions
 }
 
 func newPipeline[In any](cfg PipelineConfig, in *event.Type, produces []*event.Type, decode func([]byte) (In, error), h func(context.Context, In, *Emitter) error) (*pipeline[In], error) {
-	var errs []error
-	if len(cfg.Brokers) == 0 {
-		errs = append(errs, errors.New("eventgen: PipelineConfig.Brokers is empty"))
-	}
-	if cfg.GroupID == "" {
-		errs = append(errs, errors.New("eventgen: PipelineConfig.GroupID is required"))
-	}
-	if cfg.TransactionalID == "" {
-		errs = append(errs, errors.New("eventgen: PipelineConfig.TransactionalID is required"))
-	}
-	if cfg.BatchSize < 0 {
-		errs = append(errs, errors.New("eventgen: PipelineConfig.BatchSize must not be negative"))
-	}
-	if cfg.BatchSize == 0 {
-		cfg.BatchSize = 100
-	}
-	r, err := cfg.Retry.withDefaults()
-	errs = append(errs, err)
-	cfg.Retry = r
+	errs := []error{cfg.validate()}
+	cfg = cfg.withDefaults()
 	if decode == nil || h == nil {
 		errs = append(errs, errors.New("eventgen: RunPipeline: decode and handler are required"))
 	}
@@ -179,60 +122,25 @@ func newPipeline[In any](cfg PipelineConfig, in *event.Type, produces []*event.T
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	p := &pipeline[In]{cfg: cfg, in: in, allowed: allowed, decode: decode, h: h, log: cfg.logger(), met: cfg.metrics(), hooks: cfg.hooks}
+	p := &pipeline[In]{cfg: cfg, in: in, allowed: allowed, decode: decode, h: h, log: cfg.Logger, met: cfg.Metrics, hooks: cfg.hooks}
 	if cfg.InstanceID != "" {
 		p.instance = &p.cfg.InstanceID
 	}
 	return p, nil
 }
 
+// saramaConfigs returns the configurations of the pipeline's input
+// consumer and of its transactional producer.
 func (p *pipeline[In]) saramaConfigs() (consumer, producer *sarama.Config, err error) {
-	sc, err := p.cfg.saramaConfig()
+	sc, err := p.cfg.saramaConfig(readCommittedConsumer, identity{instanceID: p.cfg.InstanceID, instanceIDField: "PipelineConfig.InstanceID"})
 	if err != nil {
 		return nil, nil, err
 	}
-	sc.Consumer.IsolationLevel = sarama.ReadCommitted
-	sc.Consumer.Offsets.AutoCommit.Enable = false
-	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
-	// Waits out UNSTABLE_OFFSET_COMMIT while a predecessor's transaction
-	// with offsets is being completed.
-	sc.Consumer.Offsets.Retry.Max = 20
-	sc.Consumer.Return.Errors = true
-	sc.Consumer.Group.InstanceId = p.cfg.InstanceID
-	if err := p.cfg.tune(sc); err != nil {
-		return nil, nil, err
-	}
-	switch {
-	case sc.Consumer.IsolationLevel != sarama.ReadCommitted:
-		return nil, nil, fmt.Errorf("%w: exactly-once pipelines require Consumer.IsolationLevel=ReadCommitted", ErrConflictingConfig)
-	case sc.Consumer.Offsets.AutoCommit.Enable:
-		return nil, nil, fmt.Errorf("%w: exactly-once pipelines require Consumer.Offsets.AutoCommit.Enable=false: offsets are committed only in transactions", ErrConflictingConfig)
-	case sc.Consumer.Group.InstanceId != p.cfg.InstanceID:
-		return nil, nil, fmt.Errorf("%w: set static membership with PipelineConfig.InstanceID, not Consumer.Group.InstanceId", ErrConflictingConfig)
-	}
-	for _, s := range sc.Consumer.Group.Rebalance.GroupStrategies {
-		if s.Name() == sarama.CooperativeStickyBalanceStrategyName {
-			return nil, nil, fmt.Errorf("%w: exactly-once pipelines require an eager rebalance strategy, not cooperative-sticky", ErrConflictingConfig)
-		}
-	}
-
-	pc, err := p.cfg.saramaConfig()
+	pc, err := p.cfg.saramaConfig(transactionalProducer, identity{
+		clientIDSuffix: "-txn", transactionalID: p.cfg.TransactionalID, transactionalIDField: "PipelineConfig.TransactionalID",
+	})
 	if err != nil {
 		return nil, nil, err
-	}
-	pc.ClientID += "-txn"
-	pc.Producer.Idempotent = true
-	pc.Producer.RequiredAcks = sarama.WaitForAll
-	pc.Net.MaxOpenRequests = 1
-	pc.Producer.Retry.Max = 10
-	pc.Producer.Return.Successes = true
-	pc.Producer.Return.Errors = true
-	pc.Producer.Transaction.ID = p.cfg.TransactionalID
-	if err := p.cfg.tune(pc); err != nil {
-		return nil, nil, err
-	}
-	if pc.Producer.Transaction.ID != p.cfg.TransactionalID || !pc.Producer.Idempotent || pc.Producer.RequiredAcks != sarama.WaitForAll {
-		return nil, nil, fmt.Errorf("%w: exactly-once pipelines require Producer.Idempotent, acks=all and Producer.Transaction.ID=PipelineConfig.TransactionalID", ErrConflictingConfig)
 	}
 	return sc, pc, nil
 }
@@ -247,85 +155,35 @@ func (p *pipeline[In]) run(ctx context.Context) error {
 	// reads any committed offset.
 	prod, err := sarama.NewSyncProducer(p.cfg.Brokers, pc)
 	if err != nil {
-		if errors.Is(err, sarama.ErrProducerFenced) {
-			return fmt.Errorf("%w: pipeline %s: %v", ErrFenced, p.cfg.TransactionalID, err)
+		if fenced(err) {
+			return fmt.Errorf("%w: pipeline %s: %w", ErrFenced, p.cfg.TransactionalID, err)
 		}
 		return fmt.Errorf("eventgen: pipeline %s: transactional producer: %w", p.cfg.TransactionalID, err)
 	}
 	p.prod = prod
 	defer prod.Close()
-	client, err := sarama.NewClient(p.cfg.Brokers, sc)
-	if err != nil {
-		return fmt.Errorf("eventgen: pipeline %s: %w", p.cfg.GroupID, err)
-	}
-	defer client.Close()
-	group, err := sarama.NewConsumerGroupFromClient(p.cfg.GroupID, client)
-	if err != nil {
-		return fmt.Errorf("eventgen: pipeline %s: %w", p.cfg.GroupID, err)
-	}
-	runCtx, stop := context.WithCancelCause(ctx)
-	defer stop(nil)
-	p.userCtx, p.handlerC, p.stop = ctx, context.WithoutCancel(ctx), stop
-
-	errsDone := make(chan struct{})
-	go func() {
-		defer close(errsDone)
-		for err := range group.Errors() {
-			p.log.Warn("eventgen: pipeline group error", "group", p.cfg.GroupID, "error", err)
-		}
-	}()
-	p.log.Info("eventgen: pipeline starting", "group", p.cfg.GroupID, "transactional_id", p.cfg.TransactionalID, "instance", p.cfg.InstanceID, "input", p.in.Topic)
-	for runCtx.Err() == nil {
-		err := group.Consume(runCtx, []string{p.in.Topic}, p)
-		switch {
-		case err == nil:
-		case errors.Is(err, sarama.ErrClosedConsumerGroup):
-			stop(err)
-		case errors.Is(err, sarama.ErrFencedInstancedId):
-			p.fail(fmt.Errorf("%w: pipeline %s instance %q: %v", ErrFenced, p.cfg.GroupID, p.cfg.InstanceID, err))
-		default:
-			p.log.Warn("eventgen: pipeline session failed; rejoining", "group", p.cfg.GroupID, "error", err)
-			_ = sleepCtx(runCtx, 100*time.Millisecond)
-		}
-	}
-	_ = group.Close()
-	<-errsDone
-	if err := p.err(); err != nil {
-		p.log.Error("eventgen: pipeline stopped", "group", p.cfg.GroupID, "transactional_id", p.cfg.TransactionalID, "error", err)
-		return err
-	}
-	p.log.Info("eventgen: pipeline stopped", "group", p.cfg.GroupID, "transactional_id", p.cfg.TransactionalID)
-	return nil
+	return runGroup(ctx, groupRun{
+		kind:          "pipeline",
+		brokers:       p.cfg.Brokers,
+		config:        sc,
+		groupID:       p.cfg.GroupID,
+		instanceID:    p.cfg.InstanceID,
+		topics:        []string{p.in.Topic},
+		log:           p.log.With("group", p.cfg.GroupID, "transactional_id", p.cfg.TransactionalID, "instance", p.cfg.InstanceID),
+		rejoinBackoff: 100 * time.Millisecond,
+		start: func(st *runState) claimFunc {
+			p.runState = st
+			return p.consumeClaim
+		},
+	})
 }
 
-func (p *pipeline[In]) fail(err error) {
-	p.mu.Lock()
-	if p.fatal == nil {
-		p.fatal = err
-	}
-	p.mu.Unlock()
-	p.stop(err)
-}
-
-func (p *pipeline[In]) err() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.fatal
-}
-
-func (p *pipeline[In]) Setup(sess sarama.ConsumerGroupSession) error {
-	p.log.Info("eventgen: pipeline partitions assigned", "group", p.cfg.GroupID, "generation", sess.GenerationID(), "claims", sess.Claims())
-	return nil
-}
-
-func (p *pipeline[In]) Cleanup(sarama.ConsumerGroupSession) error { return nil }
-
-// ConsumeClaim runs batches of one partition. Each batch is transformed
+// consumeClaim runs batches of one partition. Each batch is transformed
 // outside the transaction lock, then committed in one transaction. Any
 // failure returns from ConsumeClaim, which ends the session: after the
 // rejoin every partition restarts from Kafka's committed offsets, so nothing
 // read into memory past them survives a failure.
-func (p *pipeline[In]) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+func (p *pipeline[In]) consumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	batch := make([]*sarama.ConsumerMessage, 0, p.cfg.BatchSize)
 	for {
 		// A failed pipeline starts nothing new; nextBatch stops on a revoked partition.
@@ -372,7 +230,7 @@ func (p *pipeline[In]) transform(sctx context.Context, batch []*sarama.ConsumerM
 		}
 		for attempt := 1; ; attempt++ {
 			meta.Attempt = attempt
-			em := &Emitter{ctx: meta.Context(p.handlerC), allowed: p.allowed, rec: ExactlyOnceRecord{meta}}
+			em := &Emitter{ctx: meta.Context(p.handlerCtx), allowed: p.allowed, rec: ExactlyOnceRecord{meta}}
 			err := p.h(em.ctx, v, em)
 			if err == nil {
 				res.out = append(res.out, em.msgs...)
@@ -463,46 +321,27 @@ func (p *pipeline[In]) commit(sess sarama.ConsumerGroupSession, batch []*sarama.
 func (p *pipeline[In]) txnFailed(stage string, last *sarama.ConsumerMessage, err error) error {
 	st := p.prod.TxnStatus()
 	where := fmt.Sprintf("%s/%d@%d", last.Topic, last.Partition, last.Offset)
-	if txnFenced(err) {
-		e := fmt.Errorf("%w (%w): pipeline %s at %s (%s): %v", ErrFenced, ErrProducerFenced, p.cfg.TransactionalID, stage, where, err)
+	if fenced(err) {
+		e := fmt.Errorf("%w: pipeline %s at %s (%s): %w", ErrFenced, p.cfg.TransactionalID, stage, where, err)
 		p.fail(e)
 		return e
 	}
 	if st&sarama.ProducerTxnFlagFatalError != 0 {
-		e := fmt.Errorf("%w (%w): pipeline %s at %s (%s): %v", ErrPipelineFatal, ErrProducerFatal, p.cfg.TransactionalID, stage, where, err)
+		e := fmt.Errorf("%w: pipeline %s at %s (%s): %w", ErrProducerFatal, p.cfg.TransactionalID, stage, where, err)
 		p.fail(e)
 		return e
 	}
 	if st&(sarama.ProducerTxnFlagInTransaction|sarama.ProducerTxnFlagAbortableError) != 0 {
 		if aerr := p.prod.AbortTxn(); aerr != nil {
-			kind, producerKind := ErrPipelineFatal, ErrProducerFatal
-			if txnFenced(aerr) {
-				kind, producerKind = ErrFenced, ErrProducerFenced
+			kind := ErrProducerFatal
+			if fenced(aerr) {
+				kind = ErrFenced
 			}
-			e := fmt.Errorf("%w (%w): pipeline %s: abort after %s failed (%v): %v", kind, producerKind, p.cfg.TransactionalID, stage, err, aerr)
+			e := fmt.Errorf("%w: pipeline %s: abort after %s failed (%w): %w", kind, p.cfg.TransactionalID, stage, err, aerr)
 			p.fail(e)
 			return e
 		}
 	}
 	p.log.Warn("eventgen: transaction aborted; re-reading from the committed offsets", "transactional_id", p.cfg.TransactionalID, "stage", stage, "at", where, "error", err)
 	return fmt.Errorf("eventgen: pipeline transaction aborted at %s (%s): %w", stage, where, err)
-}
-
-// txnFenced reports whether err says that a newer instance took over this
-// one's TransactionalID or InstanceID (INVALID_PRODUCER_EPOCH included: a
-// coordinator that timed out our transaction bumped the epoch), looking inside sarama.ProducerErrors
-// (which does not unwrap) too.
-func txnFenced(err error) bool {
-	if errors.Is(err, sarama.ErrProducerFenced) || errors.Is(err, sarama.ErrInvalidProducerEpoch) || errors.Is(err, sarama.ErrFencedInstancedId) {
-		return true
-	}
-	var pes sarama.ProducerErrors
-	if errors.As(err, &pes) {
-		for _, pe := range pes {
-			if pe != nil && txnFenced(pe.Err) {
-				return true
-			}
-		}
-	}
-	return false
 }

@@ -320,7 +320,7 @@ func TestPipelineExactlyOnceUnderFaults(t *testing.T) {
 	// 3. Injected transaction errors: TxnOffsetCommit ILLEGAL_GENERATION
 	// (abortable: abort, rejoin, re-read), EndTxn CONCURRENT_TRANSACTIONS
 	// (retried by sarama) and UNKNOWN_SERVER_ERROR (fatal: the pipeline
-	// stops with ErrPipelineFatal; the test restarts it like a supervisor).
+	// stops with ErrProducerFatal; the test restarts it like a supervisor).
 	// Every transaction attempt sends one TxnOffsetCommit and at least one
 	// EndTxn, and a failed attempt commits nothing, so the six faults fire
 	// within six attempts, at most six successful transactions in between:

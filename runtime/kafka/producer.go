@@ -11,25 +11,6 @@ import (
 	"github.com/eventgen/eventgen/runtime/event"
 )
 
-// Errors returned by producers; match them with errors.Is.
-var (
-	// ErrClosed is returned by a producer's methods after Close.
-	ErrClosed = errors.New("eventgen: producer is closed")
-	// ErrWrongGuarantee is returned when an event is sent through a producer
-	// weaker than its schema requires (an at-least-once event through an
-	// at-most-once producer, an exactly-once event outside a transaction).
-	ErrWrongGuarantee = errors.New("eventgen: event sent through a producer weaker than its guarantee")
-	// ErrConflictingConfig is returned by producer constructors when Tune
-	// (or another setting) conflicts with the producer's guarantee; the
-	// message names the setting.
-	ErrConflictingConfig = errors.New("eventgen: configuration conflicts with the guarantee")
-)
-
-// conflict reports a setting that breaks guarantee g.
-func conflict(g event.Guarantee, format string, args ...any) error {
-	return fmt.Errorf("%w: %s requires %s", ErrConflictingConfig, g, fmt.Sprintf(format, args...))
-}
-
 // outMsg is the value encoder and metadata of one produced record. sarama
 // calls Encode each time it adds the record to a produce request, so
 // attempts-1 is the number of retries.
@@ -101,28 +82,4 @@ func checkGuarantee(g event.Guarantee, e event.Event) error {
 		return fmt.Errorf("%w: %s is %s, producer is %s", ErrWrongGuarantee, e.EventType().Name, eg, g)
 	}
 	return nil
-}
-
-// producerErrors flattens sarama's ProducerErrors, which does not implement
-// Unwrap, so that errors.Is finds the causes.
-func flattenProducerErrors(err error) error {
-	var pes sarama.ProducerErrors
-	if !errors.As(err, &pes) {
-		return err
-	}
-	errs := make([]error, 0, len(pes)+1)
-	seen := map[string]bool{}
-	for _, pe := range pes {
-		if pe == nil || pe.Err == nil || seen[pe.Err.Error()] {
-			continue
-		}
-		seen[pe.Err.Error()] = true
-		errs = append(errs, pe.Err)
-	}
-	return fmt.Errorf("%d records failed: %w", len(pes), errors.Join(errs...))
-}
-
-// wrapf wraps err with a prefix, flattening sarama.ProducerErrors.
-func wrapf(err error, prefix string) error {
-	return fmt.Errorf("%s: %w", prefix, flattenProducerErrors(err))
 }

@@ -41,18 +41,12 @@ type AtLeastOnceProducer struct {
 // rejects, by name, acks other than all, Idempotent=false,
 // MaxOpenRequests!=1, Retry.Max<1 and a Transaction.ID.
 func NewAtLeastOnceProducer(cfg Config) (*AtLeastOnceProducer, error) {
-	sc, err := cfg.saramaConfig()
-	if err != nil {
+	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	setIdempotent(sc)
-	sc.Producer.Retry.Backoff = 100 * time.Millisecond
-	if err := cfg.tuneCheck(sc, func(sc *sarama.Config) error {
-		if sc.Producer.Transaction.ID != "" {
-			return conflict(event.AtLeastOnce, "no Producer.Transaction.ID (use NewTransactionalProducer)")
-		}
-		return checkIdempotent(event.AtLeastOnce, sc)
-	}); err != nil {
+	cfg = cfg.withDefaults()
+	sc, err := cfg.saramaConfig(idempotentProducer, identity{})
+	if err != nil {
 		return nil, err
 	}
 	ap, err := sarama.NewAsyncProducer(cfg.Brokers, sc)
@@ -60,42 +54,13 @@ func NewAtLeastOnceProducer(cfg Config) (*AtLeastOnceProducer, error) {
 		return nil, wrapf(err, "eventgen: at-least-once producer")
 	}
 	p := &AtLeastOnceProducer{
-		ap: ap, log: cfg.logger(), metrics: cfg.metrics(),
-		closing: make(chan struct{}), abandoned: make(chan struct{}), closeTimeout: cfg.closeTimeout(),
+		ap: ap, log: cfg.Logger, metrics: cfg.Metrics,
+		closing: make(chan struct{}), abandoned: make(chan struct{}), closeTimeout: cfg.CloseTimeout,
 	}
 	p.drained.Add(2)
 	go p.successes()
 	go p.errors()
 	return p, nil
-}
-
-// setIdempotent applies the idempotent producer's settings, shared by the
-// at-least-once and transactional producers: acks=all, one request in
-// flight per broker, retries, and both result channels.
-func setIdempotent(sc *sarama.Config) {
-	sc.Producer.RequiredAcks = sarama.WaitForAll
-	sc.Producer.Idempotent = true
-	sc.Net.MaxOpenRequests = 1
-	sc.Producer.Retry.Max = 10
-	sc.Producer.Return.Successes = true
-	sc.Producer.Return.Errors = true
-}
-
-// checkIdempotent rejects settings that break the idempotent producer.
-func checkIdempotent(g event.Guarantee, sc *sarama.Config) error {
-	switch {
-	case sc.Producer.RequiredAcks != sarama.WaitForAll:
-		return conflict(g, "acks=all (Producer.RequiredAcks=WaitForAll), got %d", sc.Producer.RequiredAcks)
-	case !sc.Producer.Idempotent:
-		return conflict(g, "Producer.Idempotent=true (retries would duplicate records)")
-	case sc.Net.MaxOpenRequests != 1:
-		return conflict(g, "Net.MaxOpenRequests=1, got %d", sc.Net.MaxOpenRequests)
-	case sc.Producer.Retry.Max < 1:
-		return conflict(g, "Producer.Retry.Max>=1, got %d", sc.Producer.Retry.Max)
-	case !sc.Producer.Return.Successes || !sc.Producer.Return.Errors:
-		return conflict(g, "Producer.Return.Successes=true and Producer.Return.Errors=true")
-	}
-	return nil
 }
 
 func (p *AtLeastOnceProducer) successes() {

@@ -42,16 +42,12 @@ type AtMostOnceProducer struct {
 // weaken at-most-once) but must keep Retry.Max=0, Return.Errors=true,
 // Return.Successes=false, Idempotent=false and no Transaction.ID.
 func NewAtMostOnceProducer(cfg Config) (*AtMostOnceProducer, error) {
-	sc, err := cfg.saramaConfig()
-	if err != nil {
+	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	sc.Producer.RequiredAcks = sarama.NoResponse
-	sc.Producer.Retry.Max = 0
-	sc.Producer.Return.Errors = true
-	sc.Producer.Return.Successes = false
-	sc.ChannelBufferSize = 4096
-	if err := cfg.tuneCheck(sc, checkAtMostOnce); err != nil {
+	cfg = cfg.withDefaults()
+	sc, err := cfg.saramaConfig(atMostOnceProducer, identity{})
+	if err != nil {
 		return nil, err
 	}
 	ap, err := sarama.NewAsyncProducer(cfg.Brokers, sc)
@@ -60,34 +56,18 @@ func NewAtMostOnceProducer(cfg Config) (*AtMostOnceProducer, error) {
 	}
 	p := &AtMostOnceProducer{
 		ap:      ap,
-		log:     cfg.logger(),
-		metrics: cfg.metrics(),
+		log:     cfg.Logger,
+		metrics: cfg.Metrics,
 		queue:   make(chan *sarama.ProducerMessage, sc.ChannelBufferSize),
 		pumped:  make(chan struct{}),
 		stop:    make(chan struct{}),
 
-		closeTimeout: cfg.closeTimeout(),
+		closeTimeout: cfg.CloseTimeout,
 		drained:      make(chan struct{}),
 	}
 	go p.pump()
 	go p.errors()
 	return p, nil
-}
-
-func checkAtMostOnce(sc *sarama.Config) error {
-	switch {
-	case sc.Producer.Retry.Max != 0:
-		return conflict(event.AtMostOnce, "Producer.Retry.Max=0 (a retried record may be written twice), got %d", sc.Producer.Retry.Max)
-	case sc.Producer.Idempotent:
-		return conflict(event.AtMostOnce, "Producer.Idempotent=false (use NewAtLeastOnceProducer)")
-	case sc.Producer.Transaction.ID != "":
-		return conflict(event.AtMostOnce, "no Producer.Transaction.ID (use NewTransactionalProducer)")
-	case !sc.Producer.Return.Errors:
-		return conflict(event.AtMostOnce, "Producer.Return.Errors=true (drops are counted)")
-	case sc.Producer.Return.Successes:
-		return conflict(event.AtMostOnce, "Producer.Return.Successes=false")
-	}
-	return nil
 }
 
 func (p *AtMostOnceProducer) pump() {

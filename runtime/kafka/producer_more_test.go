@@ -511,11 +511,11 @@ func TestTransactionalFencing(t *testing.T) {
 	newer := f.producer(t, "txn-fence")
 
 	err := old.InTx(t.Context(), func(tx *kafka.Tx) error { return f.send(tx, "zombie", 3, 3) })
-	if !errors.Is(err, kafka.ErrProducerFenced) {
-		t.Fatalf("fenced producer: err = %v, want ErrProducerFenced", err)
+	if !errors.Is(err, kafka.ErrFenced) {
+		t.Fatalf("fenced producer: err = %v, want ErrFenced", err)
 	}
-	if _, err := old.Begin(t.Context()); !errors.Is(err, kafka.ErrProducerFenced) {
-		t.Errorf("Begin after fencing: %v, want ErrProducerFenced", err)
+	if _, err := old.Begin(t.Context()); !errors.Is(err, kafka.ErrFenced) {
+		t.Errorf("Begin after fencing: %v, want ErrFenced", err)
 	}
 	mustNil(t, newer.InTx(t.Context(), func(tx *kafka.Tx) error { return f.send(tx, "after", 1, 1) }))
 

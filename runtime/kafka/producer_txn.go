@@ -11,28 +11,6 @@ import (
 	"github.com/eventgen/eventgen/runtime/event"
 )
 
-// Errors of the transactional producer; match them with errors.Is.
-var (
-	// ErrProducerFenced: another producer with the same transactional ID
-	// started (a newer instance of this process): this one was fenced and
-	// closed, and every later call returns this error. Do not recreate the
-	// producer blindly: the newer instance owns the transactional ID.
-	ErrProducerFenced = errors.New("eventgen: transactional producer fenced by a newer producer with the same transactional ID")
-	// ErrProducerFatal: the transactional producer hit an error after which
-	// it cannot continue (or the outcome of a commit is unknown); it was
-	// closed and every later call returns this error. The caller may create
-	// a new producer with the same transactional ID, which aborts whatever
-	// this one left open.
-	ErrProducerFatal = errors.New("eventgen: transactional producer failed and was closed")
-	// ErrTxnAborted: the transaction was aborted after an abortable error;
-	// none of its records are visible to read_committed consumers and the
-	// producer is usable: the caller may run the transaction again.
-	ErrTxnAborted = errors.New("eventgen: transaction aborted")
-	// ErrTxnDone: Send, Commit or Abort on a transaction that is already
-	// committed or aborted.
-	ErrTxnDone = errors.New("eventgen: transaction already finished")
-)
-
 // TransactionalProducer writes events to several topics atomically: records
 // sent in one transaction become visible to read_committed consumers all
 // together at Commit, or never (Abort, failure). One transaction is open at a
@@ -46,24 +24,9 @@ type TransactionalProducer struct {
 	sem chan struct{} // holds a token while a transaction is open
 
 	mu     sync.Mutex
-	err    error // sticky: ErrClosed, ErrProducerFenced or ErrProducerFatal (wrapped)
+	err    error // sticky: ErrClosed, ErrFenced or ErrProducerFatal (wrapped)
 	open   *Tx
 	closed bool // sp closed
-}
-
-// ProducerConfig configures a generated Producer and the transactional
-// producer: what every producer needs, plus the transactional ID that
-// exactly-once events are sent under. The generated NewProducer takes it for
-// every schema, so that its signature does not change when a schema gains
-// or loses an exactly-once event.
-type ProducerConfig struct {
-	Config
-	// TransactionalID names this instance's transactional producer. It is
-	// required when the schema has exactly-once events and unused
-	// otherwise. Keep it stable across restarts of one instance and unique
-	// among instances: a restarted instance then aborts what its
-	// predecessor left open and fences it if it still runs.
-	TransactionalID string
 }
 
 // NewTransactionalProducer connects to cfg.Brokers and initialises
@@ -75,43 +38,30 @@ type ProducerConfig struct {
 // timeouts and batching; settings that break transactions are rejected by
 // name.
 func NewTransactionalProducer(cfg ProducerConfig) (*TransactionalProducer, error) {
-	transactionalID := cfg.TransactionalID
-	if transactionalID == "" {
-		return nil, errors.New("eventgen: transactional producer needs ProducerConfig.TransactionalID")
-	}
-	sc, err := cfg.saramaConfig()
-	if err != nil {
+	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	setIdempotent(sc)
-	sc.Producer.Transaction.ID = transactionalID
-	if err := cfg.tuneCheck(sc, func(sc *sarama.Config) error {
-		if sc.Producer.Transaction.ID != transactionalID {
-			return conflict(event.ExactlyOnce, "Producer.Transaction.ID=%q (ProducerConfig.TransactionalID), got %q", transactionalID, sc.Producer.Transaction.ID)
-		}
-		return checkIdempotent(event.ExactlyOnce, sc)
-	}); err != nil {
+	cfg.Config = cfg.Config.withDefaults()
+	transactionalID := cfg.TransactionalID
+	sc, err := cfg.saramaConfig(transactionalProducer, identity{transactionalID: transactionalID, transactionalIDField: "ProducerConfig.TransactionalID"})
+	if err != nil {
 		return nil, err
 	}
 	sp, err := sarama.NewSyncProducer(cfg.Brokers, sc)
 	if err != nil {
 		err = flattenProducerErrors(err)
-		if isFenced(err) {
-			return nil, fmt.Errorf("%w: %w", ErrProducerFenced, err)
+		if fenced(err) {
+			return nil, fmt.Errorf("%w: %w", ErrFenced, err)
 		}
 		return nil, fmt.Errorf("eventgen: transactional producer %q: %w", transactionalID, err)
 	}
 	return &TransactionalProducer{
 		sp:      sp,
 		id:      transactionalID,
-		log:     cfg.logger().With("transactional_id", transactionalID),
-		metrics: cfg.metrics(),
+		log:     cfg.Logger.With("transactional_id", transactionalID),
+		metrics: cfg.Metrics,
 		sem:     make(chan struct{}, 1),
 	}, nil
-}
-
-func isFenced(err error) bool {
-	return errors.Is(err, sarama.ErrProducerFenced) || errors.Is(err, sarama.ErrInvalidProducerEpoch)
 }
 
 // Tx is one open transaction. Its methods are safe for concurrent use, but
@@ -190,7 +140,7 @@ func (t *Tx) Len() int {
 // of them are visible to read_committed consumers. On an abortable error the
 // transaction is aborted and the error matches ErrTxnAborted (nothing is
 // visible; the producer is usable). On a fatal error or fencing the producer
-// is closed and the error matches ErrProducerFatal or ErrProducerFenced.
+// is closed and the error matches ErrProducerFatal or ErrFenced.
 // If ctx is done first, Commit returns ctx's error and the transaction
 // finishes in the background with an unknown outcome; the next Begin waits
 // for it.
@@ -266,7 +216,7 @@ func (p *TransactionalProducer) end(msgs []*sarama.ProducerMessage, commit bool)
 // the producer; otherwise the transaction is aborted.
 func (p *TransactionalProducer) abortAfter(op string, msgs []*sarama.ProducerMessage, err error) error {
 	err = flattenProducerErrors(err)
-	if isFenced(err) || p.sp.TxnStatus()&sarama.ProducerTxnFlagFatalError != 0 {
+	if fenced(err) || p.sp.TxnStatus()&sarama.ProducerTxnFlagFatalError != 0 {
 		p.count(msgs, Dropped)
 		return p.classify(op, err)
 	}
@@ -281,13 +231,13 @@ func (p *TransactionalProducer) abortAfter(op string, msgs []*sarama.ProducerMes
 	return fmt.Errorf("%w: %s: %w", ErrTxnAborted, op, err)
 }
 
-// classify turns an error from sarama into ErrProducerFenced or
+// classify turns an error from sarama into ErrFenced or
 // ErrProducerFatal (closing the producer) or returns it wrapped.
 func (p *TransactionalProducer) classify(op string, err error) error {
 	err = flattenProducerErrors(err)
 	switch {
-	case isFenced(err):
-		return p.shutdown(ErrProducerFenced, fmt.Errorf("%s: %w", op, err))
+	case fenced(err):
+		return p.shutdown(ErrFenced, fmt.Errorf("%s: %w", op, err))
 	case p.sp.TxnStatus()&sarama.ProducerTxnFlagFatalError != 0:
 		return p.shutdown(ErrProducerFatal, fmt.Errorf("%s: %w", op, err))
 	}

@@ -2,14 +2,14 @@ package kafka
 
 import (
 	"context"
-	"errors"
 	"math/rand/v2"
 	"time"
 )
 
 // RetryPolicy bounds how often a consumer or pipeline runs a failing handler
 // for one record before it dead-letters the record. Waits grow exponentially
-// with jitter and end early when the context is cancelled.
+// with jitter and end early when the context is cancelled. A zero field
+// means its default; a negative one is invalid.
 type RetryPolicy struct {
 	// MaxAttempts is how many times the handler runs for one record, the
 	// first run included. Default 5. 1 disables retries.
@@ -17,7 +17,7 @@ type RetryPolicy struct {
 	// Backoff is the wait before the second attempt; each later wait
 	// doubles. Default 100ms.
 	Backoff time.Duration
-	// MaxBackoff caps one wait. Default 5s.
+	// MaxBackoff caps one wait. Default 5s; raised to Backoff if lower.
 	MaxBackoff time.Duration
 }
 
@@ -28,11 +28,17 @@ const (
 	DefaultMaxBackoff  = 5 * time.Second
 )
 
-// withDefaults fills zero fields and rejects negative ones by name.
-func (p RetryPolicy) withDefaults() (RetryPolicy, error) {
-	if p.MaxAttempts < 0 || p.Backoff < 0 || p.MaxBackoff < 0 {
-		return p, errors.New("eventgen: Retry.MaxAttempts, Retry.Backoff and Retry.MaxBackoff must not be negative")
-	}
+// check records every negative field of p; field names p (e.g.
+// "ConsumerConfig.Retry").
+func (p RetryPolicy) check(ps *problems, field string) {
+	notNegative(ps, field+".MaxAttempts", p.MaxAttempts)
+	notNegative(ps, field+".Backoff", p.Backoff)
+	notNegative(ps, field+".MaxBackoff", p.MaxBackoff)
+}
+
+// withDefaults returns p with the zero fields set to their defaults and
+// MaxBackoff raised to Backoff if it is lower.
+func (p RetryPolicy) withDefaults() RetryPolicy {
 	if p.MaxAttempts == 0 {
 		p.MaxAttempts = DefaultMaxAttempts
 	}
@@ -45,7 +51,7 @@ func (p RetryPolicy) withDefaults() (RetryPolicy, error) {
 	if p.MaxBackoff < p.Backoff {
 		p.MaxBackoff = p.Backoff
 	}
-	return p, nil
+	return p
 }
 
 // delay returns the wait after the given failed attempt (1-based): Backoff

@@ -8,9 +8,9 @@ import (
 )
 
 func TestRetryPolicy(t *testing.T) {
-	p, err := RetryPolicy{}.withDefaults()
-	if err != nil || p.MaxAttempts != DefaultMaxAttempts || p.Backoff != DefaultBackoff || p.MaxBackoff != DefaultMaxBackoff {
-		t.Fatalf("defaults: %+v, %v", p, err)
+	p := RetryPolicy{}.withDefaults()
+	if p.MaxAttempts != DefaultMaxAttempts || p.Backoff != DefaultBackoff || p.MaxBackoff != DefaultMaxBackoff {
+		t.Fatalf("defaults: %+v", p)
 	}
 	p = RetryPolicy{MaxAttempts: 10, Backoff: 100 * time.Millisecond, MaxBackoff: time.Second}
 	for attempt, want := range map[int]time.Duration{1: 100 * time.Millisecond, 2: 200 * time.Millisecond, 3: 400 * time.Millisecond, 4: 800 * time.Millisecond, 5: time.Second, 9: time.Second} {
@@ -20,7 +20,8 @@ func TestRetryPolicy(t *testing.T) {
 			}
 		}
 	}
-	if _, err := (RetryPolicy{Backoff: -1}).withDefaults(); err == nil {
+	var ps problems
+	if (RetryPolicy{Backoff: -1}).check(&ps, "Retry"); ps.err() == nil {
 		t.Fatal("negative Backoff accepted")
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -1,0 +1,109 @@
+package eventgen_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// The import rules of docs/architecture.md. A package that breaks one fails
+// here with the import chain's end points named, so the rule cannot drift
+// from the document silently.
+
+const module = "github.com/eventgen/eventgen"
+
+// clients are the module paths of the network clients the runtime wraps;
+// the generator and the CLI must link none of them.
+var clients = []string{
+	"github.com/IBM/sarama",
+	"github.com/twmb/franz-go",
+	"github.com/jackc/pgx",
+	"github.com/redis/go-redis",
+	module + "/runtime/kafka",
+}
+
+type listedPackage struct {
+	ImportPath string
+	Name       string
+	Standard   bool
+	Deps       []string
+}
+
+// listPackages runs `go list -deps -json` on the patterns: the packages and
+// everything they import, transitively.
+func listPackages(t *testing.T, patterns ...string) map[string]listedPackage {
+	t.Helper()
+	args := append([]string{"list", "-deps", "-json"}, patterns...)
+	out, err := exec.CommandContext(t.Context(), "go", args...).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("go list: %v\n%s", err, ee.Stderr)
+		}
+		t.Fatalf("go list: %v", err)
+	}
+	pkgs := map[string]listedPackage{}
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for {
+		var p listedPackage
+		if err := dec.Decode(&p); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatalf("decoding go list output: %v", err)
+		}
+		pkgs[p.ImportPath] = p
+	}
+	return pkgs
+}
+
+func within(path, prefix string) bool {
+	return path == prefix || strings.HasPrefix(path, prefix+"/")
+}
+
+func TestEventImportsOnlyTheStandardLibrary(t *testing.T) {
+	pkgs := listPackages(t, "./runtime/event")
+	for _, dep := range pkgs[module+"/runtime/event"].Deps {
+		if !pkgs[dep].Standard {
+			t.Errorf("runtime/event depends on %s; it may import only the standard library", dep)
+		}
+	}
+}
+
+func TestGeneratorAndCLILinkNoClient(t *testing.T) {
+	pkgs := listPackages(t, "./generator", "./cmd/eventgen")
+	for _, p := range []string{module + "/generator", module + "/cmd/eventgen"} {
+		for _, dep := range pkgs[p].Deps {
+			for _, c := range clients {
+				if within(dep, c) {
+					t.Errorf("%s depends on %s; the generator and the CLI must link no Kafka, PostgreSQL or Redis client", p, dep)
+				}
+			}
+		}
+	}
+}
+
+func TestRuntimeImportsNeitherGeneratorNorCLI(t *testing.T) {
+	pkgs := listPackages(t, "./runtime/...")
+	for path, p := range pkgs {
+		if !within(path, module+"/runtime") {
+			continue
+		}
+		for _, dep := range p.Deps {
+			if within(dep, module+"/generator") || within(dep, module+"/cmd") {
+				t.Errorf("%s depends on %s; nothing under runtime/ may import the generator or the CLI", path, dep)
+			}
+		}
+	}
+}
+
+func TestNoPackageIsCalledRuntime(t *testing.T) {
+	for path, p := range listPackages(t, "./...") {
+		if within(path, module) && p.Name == "runtime" {
+			t.Errorf("%s is package runtime, which shadows the standard library's", path)
+		}
+	}
+}
