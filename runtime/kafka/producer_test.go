@@ -79,7 +79,7 @@ func sendAll(t testing.TB, et *event.Type, want []string, workers int, send func
 	}
 	wg.Wait()
 	if len(errs) > 0 {
-		t.Fatalf("%d sends failed, first: %v", len(errs), errs[0])
+		t.Fatalf("%d sends failed, first: %v (rerun with EVENTGEN_TEST_SARAMA_LOG=1 for sarama's retries and connection states)", len(errs), errs[0])
 	}
 }
 
@@ -143,9 +143,11 @@ func TestAtLeastOnceUnderFaults(t *testing.T) {
 				if got := m.Get("Order", kafka.Acked); got != n {
 					t.Errorf("Acked = %d, want %d", got, n)
 				}
-				if m.Get("Order", kafka.Retried) == 0 {
-					t.Errorf("Retried = 0 although %d faults fired", hits)
-				}
+				// Not asserted: Retried counts re-encodings, and sarama resends
+				// an in-flight batch after a dropped connection without
+				// re-encoding it, so it is a lower bound (0 with one sender
+				// and 10 killed connections, every record acked). That the
+				// faults fired and every record is acked once is the proof.
 			})
 		}
 	}
@@ -225,6 +227,53 @@ func TestNonIdempotentControlDuplicates(t *testing.T) {
 			}
 			if dups == 0 {
 				t.Errorf("no duplicates without idempotence: the fault injection is not exercising retries")
+			}
+		})
+	}
+}
+
+// TestAtLeastOnceRetryBudget pins down what "a dropped connection is
+// retried" means: one record survives Producer.Retry.Max connections killed
+// in a row after the broker wrote it, and is stored once; one more kill and
+// Send returns the connection error (the record is still stored once). A
+// change that spends more than one retry per killed connection, or that
+// surfaces an error with retries left, fails here deterministically rather
+// than now and then in TestAtLeastOnceUnderFaults.
+func TestAtLeastOnceRetryBudget(t *testing.T) {
+	const retries = 3
+	for _, kills := range []int{retries, retries + 1} {
+		t.Run(fmt.Sprintf("kills=%d", kills), func(t *testing.T) {
+			c := kafkatest.Start(t, kafkatest.Options{Partitions: 1})
+			topic := fmt.Sprintf("alo-budget-%d", kills)
+			c.CreateTopic(t, topic, 1)
+			et := testevent.Type(topic, event.AtLeastOnce)
+			cfg := testConfig(c, nil)
+			cfg.Tune = func(sc *sarama.Config) {
+				kafkatest.FastTune(sc)
+				sc.Producer.Retry.Max = retries
+			}
+			p, err := kafka.NewAtLeastOnceProducer(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			mustNil(t, p.Send(t.Context(), testevent.New(et, "warm-up", "c", 0))) // metadata and producer ID before the faults
+			f := c.KillConnectionsOnProduce(kills)
+			err = p.Send(t.Context(), testevent.New(et, "target", "c", 1))
+			if f.Hits() != kills {
+				t.Fatalf("%d of %d kills fired", f.Hits(), kills)
+			}
+			switch {
+			case kills <= retries && err != nil:
+				t.Fatalf("Send after %d killed connections with Retry.Max=%d: %v, want nil", kills, retries, err)
+			case kills > retries && err == nil:
+				t.Fatalf("Send after %d killed connections with Retry.Max=%d succeeded, want the connection error", kills, retries)
+			}
+			mustNil(t, p.Close())
+			lost, dups := tally(t, kafkatest.ReadAll(t, c.Brokers(), topic), []string{"warm-up", "target"})
+			t.Logf("%d killed connections, Retry.Max=%d: Send error %v; lost %d, duplicated %d", kills, retries, err, lost, dups)
+			if lost != 0 || dups != 0 {
+				t.Errorf("lost %d, duplicated %d; want 0 and 0 (the broker wrote the record before each kill)", lost, dups)
 			}
 		})
 	}
