@@ -1,11 +1,16 @@
 // Package kafkatest starts Kafka for tests and demos: an in-process kfake
 // cluster on 127.0.0.1, or the external cluster named by the
 // EVENTGEN_KAFKA_BROKERS environment variable, plus fault injection helpers
-// that need kfake.
+// that need kfake, and the checks tests share (reading partitions,
+// committed offsets, group state, waiting for a condition).
 //
 //	c := kafkatest.Start(t, kafkatest.Options{Partitions: 3})
 //	c.LoseProduceAcks(2) // the next two produce responses carry REQUEST_TIMED_OUT
-//	cfg := kafka.Config{Brokers: c.Brokers()}
+//	cfg := kafka.Config{Brokers: c.Brokers(), Tune: kafkatest.FastTune}
+//
+// Every deadline the helpers apply is scaled by EVENTGEN_TEST_TIMEOUT_SCALE
+// (see Timeout); randomized tests take their seed from Seed, which logs it
+// and replays EVENTGEN_TEST_SEED.
 package kafkatest
 
 import (
