@@ -687,7 +687,12 @@ func TestPipelineCheckerDetectsDuplicates(t *testing.T) {
 			var msgs []*sarama.ProducerMessage
 			var last int64
 			for range min(int64(batch), hw[p]-from) {
-				m := <-pcons.Messages()
+				var m *sarama.ConsumerMessage
+				select {
+				case m = <-pcons.Messages():
+				case <-time.After(kafkatest.Timeout(30 * time.Second)):
+					t.Fatalf("reading %s/%d from %d: timed out", in.Topic, p, from)
+				}
 				e, err := decodeTestEvent(m.Value)
 				if err != nil {
 					t.Fatal(err)
