@@ -97,8 +97,8 @@ func NewClient(t testing.TB, brokers []string, o ClientOptions) sarama.Client {
 	return c
 }
 
-// protocolVersion is what the runtime speaks (kafka.ProtocolVersion; this
-// package cannot import the runtime, whose tests import it).
+// protocolVersion is what the runtime speaks (kafka.ProtocolVersion): this
+// package cannot import runtime/kafka, whose in-package tests import it.
 var protocolVersion = sarama.V3_6_0_0
 
 // ReadOptions configures ReadPartition.

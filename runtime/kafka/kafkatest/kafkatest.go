@@ -162,7 +162,7 @@ func (c *Cluster) EnsureTopic(ctx context.Context, name string, partitions int) 
 		partitions = c.opts.Partitions
 	}
 	sc := sarama.NewConfig()
-	sc.Version = sarama.V3_6_0_0
+	sc.Version = protocolVersion
 	sc.ClientID = "kafkatest-admin"
 	if dl, ok := ctx.Deadline(); ok {
 		sc.Admin.Timeout = time.Until(dl)
