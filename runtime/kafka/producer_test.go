@@ -3,6 +3,7 @@ package kafka_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +13,8 @@ import (
 	"github.com/eventgen/eventgen/runtime/internal/testevent"
 	"github.com/eventgen/eventgen/runtime/kafka"
 	"github.com/eventgen/eventgen/runtime/kafka/kafkatest"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 func testConfig(c *kafkatest.Cluster, m kafka.Metrics) kafka.Config {
@@ -276,5 +279,46 @@ func TestAtLeastOnceRetryBudget(t *testing.T) {
 				t.Errorf("lost %d, duplicated %d; want 0 and 0 (the broker wrote the record before each kill)", lost, dups)
 			}
 		})
+	}
+}
+
+// TestAtLeastOnceKilledConnectionDuringLeaderElection is the deterministic
+// form of the intermittent "write: broken pipe" Send failure of
+// TestAtLeastOnceUnderFaults/killed-connections/Send: one killed
+// connection, then metadata that names no leader for about 1.5 s (a
+// leader election, or a refresh that rode on the killed connection). The
+// producer has Retry.Max=10 retries of 100 ms left, yet Send fails with the
+// connection error: after a dropped connection sarama v1.61.1's
+// asyncProducer.retryBatch looks the leader up once and, if that lookup
+// fails, fails the batch with the original error instead of spending its
+// retries. It is skipped until the runtime retries through that (see the
+// rt-tests report); EVENTGEN_TEST_KNOWN_ISSUES=1 runs it.
+func TestAtLeastOnceKilledConnectionDuringLeaderElection(t *testing.T) {
+	if os.Getenv("EVENTGEN_TEST_KNOWN_ISSUES") == "" {
+		t.Skip("known issue: a failed leader lookup after a dropped connection fails the record with retries left; EVENTGEN_TEST_KNOWN_ISSUES=1 runs it")
+	}
+	c := kafkatest.Start(t, kafkatest.Options{Partitions: 1})
+	const topic = "alo-election"
+	c.CreateTopic(t, topic, 1)
+	et := testevent.Type(topic, event.AtLeastOnce)
+	cfg := testConfig(c, nil)
+	cfg.Tune = func(sc *sarama.Config) {
+		kafkatest.FastTune(sc)
+		sc.Metadata.Retry.Backoff = 250 * time.Millisecond // sarama's default, as in production
+	}
+	p, err := kafka.NewAtLeastOnceProducer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	mustNil(t, p.Send(t.Context(), testevent.New(et, "warm-up", "c", 0)))
+	kill := c.KillConnectionsOnProduce(1)
+	// Two refreshes of 1 try + Metadata.Retry.Max=3 each: the one after the
+	// connection error, and the leader lookup before the retry.
+	election := c.FailRequests(kmsg.Metadata, kerr.LeaderNotAvailable, 8)
+	err = p.Send(t.Context(), testevent.New(et, "target", "c", 1))
+	t.Logf("killed connections %d, leaderless metadata answers %d: Send error %v", kill.Hits(), election.Hits(), err)
+	if err != nil {
+		t.Errorf("Send failed with retries left: %v", err)
 	}
 }
