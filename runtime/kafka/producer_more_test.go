@@ -49,7 +49,9 @@ func TestAtMostOnceNeverBlocks(t *testing.T) {
 			}
 			defer p.Close()
 			tc.break_(c)
+			const slow = 100 * time.Millisecond
 			var slowest time.Duration
+			slowSends := 0
 			start := time.Now()
 			for i := range n {
 				o := testevent.New(et, fmt.Sprintf("amo-%d", i), fmt.Sprintf("c-%d", i%50), int64(i))
@@ -57,24 +59,33 @@ func TestAtMostOnceNeverBlocks(t *testing.T) {
 				if err := p.Send(t.Context(), o); err != nil {
 					t.Fatalf("Send: %v", err)
 				}
-				slowest = max(slowest, time.Since(t0))
+				d := time.Since(t0)
+				slowest = max(slowest, d)
+				if d > slow {
+					slowSends++
+				}
 			}
 			elapsed := time.Since(start)
 			sent, dropped := m.Get("Order", kafka.Sent), m.Get("Order", kafka.Dropped)
-			t.Logf("%s: %d sends in %v (slowest %v), sent=%d dropped=%d", tc.name, n, elapsed, slowest, sent, dropped)
+			t.Logf("%s: %d sends in %v (slowest %v, %d over %v), sent=%d dropped=%d", tc.name, n, elapsed, slowest, slowSends, slow, sent, dropped)
 			if dropped == 0 {
 				t.Errorf("no drops counted although the broker cannot take %d records", n)
 			}
 			if sent+dropped < n {
 				t.Errorf("sent %d + dropped %d < %d sends", sent, dropped, n)
 			}
-			// A blocking Send would wait out the 30 s delay or sarama's 2 s
-			// timeouts; one that does not takes well under 200 ms even with
-			// -race on a loaded 2-core machine (measured: slowest 113 ms,
-			// 60,000 sends in 6 s, at a load average of 10). The total only
-			// catches sends that each block a little: its bound is loose.
-			if maxOne, maxAll := kafkatest.Timeout(time.Second), kafkatest.Timeout(60*time.Second); slowest > maxOne || elapsed > maxAll {
-				t.Errorf("Send blocked: slowest %v (limit %v), total %v (limit %v)", slowest, maxOne, elapsed, maxAll)
+			// What tells a blocking Send from a loaded machine: one that
+			// waited for the broker would never drop (checked above), would
+			// wait out the 30 s delay (slowest), or would be slow on most of
+			// the sends after the buffers fill (slowSends). Scheduling noise
+			// delays single sends, even past 1 s (seen with -race, two busy
+			// loops and two other test processes on 2 cores), but only a
+			// handful of them.
+			if maxOne := kafkatest.Timeout(10 * time.Second); slowest > maxOne {
+				t.Errorf("Send blocked: slowest %v (limit %v)", slowest, maxOne)
+			}
+			if slowSends > n/100 {
+				t.Errorf("Send blocked: %d of %d sends took over %v (limit 1%%)", slowSends, n, slow)
 			}
 			t0 := time.Now()
 			err = p.Close()
