@@ -42,9 +42,9 @@ type Options struct {
 	// Partitions is the partition count of auto-created topics, of Topics
 	// and of topics created by CreateTopic with partitions <= 0. Default 3.
 	Partitions int
-	// Brokers is how many kfake brokers to start. Default 1. Ignored for an
+	// NumBrokers is how many kfake brokers to start. Default 1. Ignored for an
 	// external cluster.
-	Brokers int
+	NumBrokers int
 	// Topics are created up front with Partitions partitions (kfake only;
 	// on an external cluster use CreateTopic). Default none.
 	Topics []string
@@ -60,8 +60,8 @@ func (o Options) withDefaults() Options {
 	if o.Partitions <= 0 {
 		o.Partitions = 3
 	}
-	if o.Brokers <= 0 {
-		o.Brokers = 1
+	if o.NumBrokers <= 0 {
+		o.NumBrokers = 1
 	}
 	return o
 }
@@ -107,7 +107,7 @@ func New(o Options) (*Cluster, error) {
 		return c, nil
 	}
 	kopts := []kfake.Opt{
-		kfake.NumBrokers(o.Brokers),
+		kfake.NumBrokers(o.NumBrokers),
 		kfake.AllowAutoTopicCreation(),
 		kfake.DefaultNumPartitions(o.Partitions),
 		kfake.ListenFn(c.listen),
