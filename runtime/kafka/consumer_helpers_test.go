@@ -229,6 +229,14 @@ func (c *child) ready() bool {
 	return strings.Contains(string(b), childReady)
 }
 
+// logContains reports whether the child's whole log (not only the tail
+// that log returns) contains s.
+func (c *child) logContains(s string) bool {
+	b, _ := os.ReadFile(c.stderr)
+	return strings.Contains(string(b), s)
+}
+
+// log returns the last 4000 bytes of the child's stdout and stderr.
 func (c *child) log() string {
 	b, _ := os.ReadFile(c.stderr)
 	if len(b) > 4000 {

@@ -337,7 +337,7 @@ func TestPipelineExactlyOnceUnderFaults(t *testing.T) {
 	restarts++
 	kafkatest.WaitFor(t, 60*time.Second, "all injected faults to fire", func() bool {
 		if ch.exited() {
-			if code := exitCode(ch.err); code != 1 || !strings.Contains(ch.log(), "fatal transaction error") {
+			if code := exitCode(ch.err); code != 1 || !ch.logContains("fatal transaction error") {
 				t.Fatalf("child exited with %d, want 1 after the fatal EndTxn error; log:\n%s", code, ch.log())
 			}
 			fatalExits++
@@ -409,9 +409,10 @@ func TestPipelineExactlyOnceUnderFaults(t *testing.T) {
 	takeover := time.Since(stoppedAt)
 	r.produce(1000)
 	_ = zombie2.cmd.Process.Signal(syscall.SIGCONT)
-	kafkatest.WaitFor(t, 60*time.Second, "the second zombie's transaction to be rejected", func() bool {
-		return zombie2.exited() || strings.Contains(zombie2.log(), "transaction aborted")
-	})
+	if !kafkatest.Eventually(60*time.Second, func() bool { return zombie2.exited() || zombie2.logContains("transaction aborted") }) {
+		t.Fatalf("timed out waiting for the second zombie's transaction to be rejected; state %c; log:\n%s\nother member's log:\n%s",
+			processState(zombie2.cmd.Process.Pid), zombie2.log(), other.log())
+	}
 
 	// 6. Both finish and shut down gracefully.
 	r.waitConsumed("both members to commit every input", other)

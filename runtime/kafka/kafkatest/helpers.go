@@ -277,16 +277,24 @@ func Sum(m map[int32]int64) int64 {
 // process or goroutine makes true; it decides no interleaving.
 func WaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	d = Timeout(d)
-	deadline := time.Now().Add(d)
+	if !Eventually(d, cond) {
+		t.Fatalf("timed out after %v waiting for %s", Timeout(d), what)
+	}
+}
+
+// Eventually is WaitFor for callers that report a timeout themselves (with
+// a child's log, say): it returns whether cond held within d (scaled).
+func Eventually(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(Timeout(d))
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
+			return false
 		}
 		<-tick.C
 	}
+	return true
 }
 
 // WaitCommitted waits until the group has committed every record of
