@@ -26,7 +26,9 @@ var scenarios = []scenario{
 	{name: "eos", what: "exactly-once pipeline vs raw transactional producer, 100 records per transaction", raw: rawTransactional, gen: genPipeline, target: 0.5},
 }
 
-func newCluster() (*kafkatest.Cluster, error) { return kafkatest.New(kafkatest.Partitions(partitions)) }
+func newCluster() (*kafkatest.Cluster, error) {
+	return kafkatest.New(kafkatest.Options{Partitions: partitions})
+}
 
 // order is the hand-written equivalent of shop.OrderPlaced for encoding/json.
 type order struct {

@@ -65,7 +65,7 @@ func run(args []string, out io.Writer) error {
 
 	brokers := strings.Split(o.brokers, ",")
 	if o.brokers == "" {
-		cluster, err := kafkatest.New(kafkatest.Partitions(3))
+		cluster, err := kafkatest.New(kafkatest.Options{Partitions: 3})
 		if err != nil {
 			return fmt.Errorf("start embedded broker: %w", err)
 		}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/eventgen/eventgen/runtime/event"
+	"github.com/eventgen/eventgen/runtime/kafka/kafkatest"
 )
 
 // testEvent is a hand-written stand-in for a generated event.
@@ -76,19 +77,6 @@ func testEventType(name, topic string, g event.Guarantee) *event.Type {
 	return &event.Type{Name: name, Topic: topic, Guarantee: g, CEType: "test." + name + ".v1", Source: "/eventgen/test"}
 }
 
-// fastTune shortens client timeouts so that tests recover quickly.
-func fastTune(sc *sarama.Config) {
-	sc.Consumer.Retry.Backoff = 50 * time.Millisecond
-	sc.Metadata.Retry.Backoff = 50 * time.Millisecond
-	sc.Consumer.Group.Rebalance.Retry.Backoff = 50 * time.Millisecond
-	sc.Consumer.Group.Session.Timeout = 6 * time.Second
-	sc.Consumer.Group.Heartbeat.Interval = 500 * time.Millisecond
-	sc.Consumer.MaxWaitTime = 100 * time.Millisecond
-	sc.Producer.Retry.Backoff = 50 * time.Millisecond
-	sc.Producer.Transaction.Retry.Backoff = 20 * time.Millisecond
-	sc.Producer.Transaction.Timeout = 10 * time.Second
-}
-
 const testTraceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 // produceInputs writes n testEvents (seq 0..n-1, keys k0..k<keys-1>) with an
@@ -96,209 +84,56 @@ const testTraceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01
 // replaces the value of chosen sequence numbers.
 func produceInputs(t testing.TB, brokers []string, et *event.Type, n, keys int, raw map[int64][]byte) {
 	t.Helper()
-	pc := sarama.NewConfig()
-	pc.Version = ProtocolVersion()
-	pc.Producer.Partitioner = sarama.NewMurmur2Partitioner
-	pc.Producer.Idempotent = true
-	pc.Producer.RequiredAcks = sarama.WaitForAll
-	pc.Net.MaxOpenRequests = 1
-	pc.Producer.Return.Successes = true
+	produceRange(t, brokers, et, 0, n, keys, raw)
+}
+
+// produceRange is produceInputs for seq from..from+n-1 (key k<seq%keys>),
+// for tests that hold inputs back and produce them in steps.
+func produceRange(t testing.TB, brokers []string, et *event.Type, from, n, keys int, raw map[int64][]byte) {
+	t.Helper()
+	pc := idempotentConfig()
 	pc.Producer.Flush.Messages = 500
 	pc.Producer.Flush.Frequency = 5 * time.Millisecond
 	p, err := sarama.NewAsyncProducer(brokers, pc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
 	ctx := event.WithTraceparent(context.Background(), testTraceparent)
+	stop, fed := make(chan struct{}), make(chan struct{})
+	defer func() {
+		close(stop) // releases the feeder if the test fails first
+		<-fed
+		p.Close()
+	}()
 	go func() {
-		for i := range n {
+		defer close(fed)
+		for i := from; i < from+n; i++ {
 			e := &testEvent{K: "k" + strconv.Itoa(i%keys), Seq: int64(i), et: et}
 			v := e.AppendJSON(nil)
 			if r, ok := raw[int64(i)]; ok {
 				v = r
 			}
-			p.Input() <- &sarama.ProducerMessage{Topic: et.Topic, Key: sarama.StringEncoder(e.K), Value: sarama.ByteEncoder(v),
-				Headers: CloudEventHeaders(ctx, et, event.NewUUID().String(), time.Now())}
+			select {
+			case p.Input() <- &sarama.ProducerMessage{Topic: et.Topic, Key: sarama.StringEncoder(e.K), Value: sarama.ByteEncoder(v),
+				Headers: CloudEventHeaders(ctx, et, event.NewUUID().String(), time.Now())}:
+			case <-stop:
+				return
+			}
 		}
 	}()
-	deadline := time.After(60 * time.Second)
+	d := kafkatest.Timeout(60 * time.Second)
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
 	for got := 0; got < n; {
 		select {
 		case <-p.Successes():
 			got++
 		case err := <-p.Errors():
 			t.Fatalf("producing inputs: %v", err)
-		case <-deadline:
-			t.Fatalf("producing inputs: %d of %d acked", got, n)
+		case <-deadline.C:
+			t.Fatalf("producing inputs: %d of %d acked after %v", got, n, d)
 		}
 	}
-}
-
-// newTestClient returns a sarama client for checks, closed at cleanup.
-func newTestClient(t testing.TB, brokers []string) sarama.Client {
-	t.Helper()
-	sc := sarama.NewConfig()
-	sc.Version = ProtocolVersion()
-	sc.Consumer.IsolationLevel = sarama.ReadCommitted
-	sc.Consumer.Retry.Backoff = 50 * time.Millisecond
-	sc.Consumer.MaxWaitTime = 100 * time.Millisecond
-	c, err := sarama.NewClient(brokers, sc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-// committed returns the group's committed offsets of topic (0 when none).
-func committed(client sarama.Client, group, topic string, partitions int) (map[int32]int64, error) {
-	ps := make([]int32, partitions)
-	for i := range ps {
-		ps[i] = int32(i)
-	}
-	if err := client.RefreshCoordinator(group); err != nil {
-		return nil, err
-	}
-	broker, err := client.Coordinator(group)
-	if err != nil {
-		return nil, err
-	}
-	req := sarama.NewOffsetFetchRequest(ProtocolVersion(), group, map[string][]int32{topic: ps})
-	resp, err := broker.FetchOffset(req)
-	if err != nil {
-		return nil, err
-	}
-	out := map[int32]int64{}
-	for _, p := range ps {
-		b := resp.GetBlock(topic, p)
-		switch {
-		case b == nil:
-			out[p] = 0
-		case b.Err == sarama.ErrGroupIDNotFound || b.Err == sarama.ErrNoError:
-			out[p] = max(b.Offset, 0)
-		default:
-			return nil, b.Err
-		}
-	}
-	return out, nil
-}
-
-// highWater returns each partition's next offset.
-func highWater(t testing.TB, client sarama.Client, topic string, partitions int) map[int32]int64 {
-	t.Helper()
-	out := map[int32]int64{}
-	for p := range int32(partitions) {
-		off, err := client.GetOffset(topic, p, sarama.OffsetNewest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[p] = off
-	}
-	return out
-}
-
-func sum(m map[int32]int64) int64 {
-	var s int64
-	for _, v := range m {
-		s += v
-	}
-	return s
-}
-
-// waitFor polls cond every 20ms until it holds, failing the test after d.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval, not synchronization
-	}
-}
-
-// waitCommitted waits until the group has committed every record of topic.
-func waitCommitted(t testing.TB, client sarama.Client, group, topic string, partitions int, d time.Duration) {
-	t.Helper()
-	hw := highWater(t, client, topic, partitions)
-	waitFor(t, d, "group "+group+" to commit "+topic, func() bool {
-		c, err := committed(client, group, topic, partitions)
-		if err != nil {
-			return false
-		}
-		for p, h := range hw {
-			if c[p] < h {
-				return false
-			}
-		}
-		return true
-	})
-}
-
-// readPartitionUntil reads one partition from the start (read_committed)
-// until stop returns true for a message, failing after d.
-func readPartitionUntil(t testing.TB, client sarama.Client, topic string, p int32, d time.Duration, stop func(*sarama.ConsumerMessage) bool) []*sarama.ConsumerMessage {
-	t.Helper()
-	c, err := sarama.NewConsumerFromClient(client)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	pc, err := c.ConsumePartition(topic, p, sarama.OffsetOldest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	var out []*sarama.ConsumerMessage
-	timeout := time.After(d)
-	for {
-		select {
-		case m := <-pc.Messages():
-			if stop(m) {
-				return out
-			}
-			out = append(out, m)
-		case err := <-pc.Errors():
-			t.Fatalf("reading %s/%d: %v", topic, p, err)
-		case <-timeout:
-			t.Fatalf("reading %s/%d: timed out after %d records", topic, p, len(out))
-		}
-	}
-}
-
-// readN reads a topic until n records arrived (all partitions).
-func readN(t testing.TB, client sarama.Client, topic string, partitions, n int, d time.Duration) []*sarama.ConsumerMessage {
-	t.Helper()
-	c, err := sarama.NewConsumerFromClient(client)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ch := make(chan *sarama.ConsumerMessage, 1024)
-	for p := range int32(partitions) {
-		pc, err := c.ConsumePartition(topic, p, sarama.OffsetOldest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer pc.Close()
-		go func() {
-			for m := range pc.Messages() {
-				ch <- m
-			}
-		}()
-	}
-	var out []*sarama.ConsumerMessage
-	timeout := time.After(d)
-	for len(out) < n {
-		select {
-		case m := <-ch:
-			out = append(out, m)
-		case <-timeout:
-			t.Fatalf("reading %s: %d of %d records after %v", topic, len(out), n, d)
-		}
-	}
-	return out
 }
 
 // --- child processes -------------------------------------------------------
@@ -355,8 +190,11 @@ func (c *child) exited() bool {
 	}
 }
 
+// wait waits for the child to exit, failing the test after d (scaled by
+// kafkatest.Timeout).
 func (c *child) wait(t testing.TB, d time.Duration) error {
 	t.Helper()
+	d = kafkatest.Timeout(d)
 	select {
 	case <-c.done:
 		return c.err
@@ -381,7 +219,7 @@ const childReady = "child: ready"
 // installed its handler) and returns its exit error.
 func (c *child) terminate(t testing.TB) error {
 	t.Helper()
-	waitFor(t, 30*time.Second, "child to be ready", func() bool { return c.exited() || c.ready() })
+	kafkatest.WaitFor(t, 30*time.Second, "child to be ready", func() bool { return c.exited() || c.ready() })
 	_ = c.cmd.Process.Signal(syscall.SIGTERM)
 	return c.wait(t, 30*time.Second)
 }
@@ -391,6 +229,14 @@ func (c *child) ready() bool {
 	return strings.Contains(string(b), childReady)
 }
 
+// logContains reports whether the child's whole log (not only the tail
+// that log returns) contains s.
+func (c *child) logContains(s string) bool {
+	b, _ := os.ReadFile(c.stderr)
+	return strings.Contains(string(b), s)
+}
+
+// log returns the last 4000 bytes of the child's stdout and stderr.
 func (c *child) log() string {
 	b, _ := os.ReadFile(c.stderr)
 	if len(b) > 4000 {
@@ -411,6 +257,64 @@ func exitCode(err error) int {
 		return -1000
 	}
 	return 0
+}
+
+// lostAndDuplicated counts the seqs 0..n-1 never seen and the extra times
+// the others were seen.
+func lostAndDuplicated(seen map[int64]int, n int) (lost, dups int) {
+	for seq := range int64(n) {
+		switch c := seen[seq]; {
+		case c == 0:
+			lost++
+		case c > 1:
+			dups += c - 1
+		}
+	}
+	return lost, dups
+}
+
+// runInBackground runs run in a goroutine with a context that the returned
+// stop (and t's cleanup) cancels; stop returns run's error, failing the
+// test if run does not return within 30 s (scaled) of the cancel.
+func runInBackground(t *testing.T, what string, run func(context.Context) error) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	t.Cleanup(cancel)
+	return func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(kafkatest.Timeout(30 * time.Second)):
+			t.Fatalf("%s did not return within 30 s (scaled) of cancel", what)
+			return nil
+		}
+	}
+}
+
+// txnConfig is the raw sarama configuration of a transactional producer
+// that tests and benchmarks use to write what eventgen's pipeline would
+// (or, in a control, to get it wrong on purpose).
+func txnConfig(id string) *sarama.Config {
+	pc := idempotentConfig()
+	pc.Producer.Transaction.ID = id
+	kafkatest.FastTune(pc)
+	return pc
+}
+
+// idempotentConfig is the raw sarama configuration of an idempotent
+// producer (acks=all, one request in flight, murmur2 like eventgen's).
+func idempotentConfig() *sarama.Config {
+	pc := sarama.NewConfig()
+	pc.Version = ProtocolVersion()
+	pc.Producer.Partitioner = sarama.NewMurmur2Partitioner
+	pc.Producer.Idempotent = true
+	pc.Producer.RequiredAcks = sarama.WaitForAll
+	pc.Net.MaxOpenRequests = 1
+	pc.Producer.Return.Successes = true
+	return pc
 }
 
 // readHandledLog parses "partition offset seq" lines written by children.
@@ -494,7 +398,7 @@ func runChildConsumer(ctx context.Context) error {
 	}
 	et := testEventType("Input", os.Getenv("CHILD_TOPIC"), guarantee)
 	c, err := NewConsumer(ConsumerConfig{
-		Config:     Config{Brokers: childBrokers(), Tune: fastTune, Logger: childLogger()},
+		Config:     Config{Brokers: childBrokers(), Tune: kafkatest.FastTune, Logger: childLogger()},
 		GroupID:    os.Getenv("CHILD_GROUP"),
 		InstanceID: os.Getenv("CHILD_INSTANCE"),
 		MaxBatch:   envInt("CHILD_MAX_BATCH"),

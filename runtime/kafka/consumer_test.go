@@ -14,26 +14,13 @@ import (
 	"github.com/eventgen/eventgen/runtime/kafka/kafkatest"
 )
 
-func runConsumer(t *testing.T, c *Consumer) (cancel func() error) {
+func runConsumer(t *testing.T, c *Consumer) (stop func() error) {
 	t.Helper()
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(stop)
-	return func() error {
-		stop()
-		select {
-		case err := <-done:
-			return err
-		case <-time.After(30 * time.Second):
-			t.Fatal("Consumer.Run did not return within 30s of cancel")
-			return nil
-		}
-	}
+	return runInBackground(t, "Consumer.Run", c.Run)
 }
 
 func TestConsumerDeadLetter(t *testing.T) {
-	cl := kafkatest.Start(t, kafkatest.Partitions(3))
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: 3})
 	et := testEventType("Payment", "payments", event.AtLeastOnce)
 	cl.CreateTopic(t, et.Topic, 3)
 	cl.CreateTopic(t, DeadLetterTopic(et.Topic), 3)
@@ -42,7 +29,7 @@ func TestConsumerDeadLetter(t *testing.T) {
 
 	var met Counters
 	c, err := NewConsumer(ConsumerConfig{
-		Config:  Config{Brokers: cl.Brokers(), Metrics: &met, Tune: fastTune},
+		Config:  Config{Brokers: cl.Brokers(), Metrics: &met, Tune: kafkatest.FastTune},
 		GroupID: "dlq-test",
 		Retry:   RetryPolicy{MaxAttempts: 3, Backoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond},
 	})
@@ -69,13 +56,13 @@ func TestConsumerDeadLetter(t *testing.T) {
 		return nil
 	})
 	stop := runConsumer(t, c)
-	client := newTestClient(t, cl.Brokers())
-	waitCommitted(t, client, "dlq-test", et.Topic, 3, 30*time.Second)
+	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
+	kafkatest.WaitCommitted(t, client, "dlq-test", et.Topic, 3, 30*time.Second)
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
 
-	dead := readN(t, client, DeadLetterTopic(et.Topic), 3, 7, 20*time.Second)
+	dead := kafkatest.ReadN(t, client, DeadLetterTopic(et.Topic), 3, 7, 20*time.Second)
 	bySeq := map[string]bool{}
 	for _, m := range dead {
 		errText, _ := HeaderValue(m.Headers, HeaderDLQError)
@@ -125,15 +112,15 @@ func TestConsumerDeadLetter(t *testing.T) {
 }
 
 func TestConsumerAtMostOnceCommitsBeforeHandling(t *testing.T) {
-	cl := kafkatest.Start(t, kafkatest.Partitions(3))
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: 3})
 	et := testEventType("Click", "clicks", event.AtMostOnce)
 	cl.CreateTopic(t, et.Topic, 3)
 	const n = 300
 	produceInputs(t, cl.Brokers(), et, n, 9, nil)
-	client := newTestClient(t, cl.Brokers())
+	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
 
 	var met Counters
-	c, err := NewConsumer(ConsumerConfig{Config: Config{Brokers: cl.Brokers(), Metrics: &met, Tune: fastTune}, GroupID: "amo-test", MaxBatch: 50})
+	c, err := NewConsumer(ConsumerConfig{Config: Config{Brokers: cl.Brokers(), Metrics: &met, Tune: kafkatest.FastTune}, GroupID: "amo-test", MaxBatch: 50})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +128,7 @@ func TestConsumerAtMostOnceCommitsBeforeHandling(t *testing.T) {
 	HandleAtMostOnce(c, et, decodeTestEvent, func(ctx context.Context, e testEvent, r AtMostOnceRecord) error {
 		if e.Seq%20 == 0 { // spot-check the group's committed offset from outside
 			checks.Add(1)
-			off, err := committed(client, "amo-test", et.Topic, 3)
+			off, err := kafkatest.Committed(client, "amo-test", et.Topic, 3)
 			if err != nil || off[r.Partition] <= r.Offset {
 				violations.Add(1)
 				t.Errorf("seq %d at offset %d handled while committed offset is %d (%v)", e.Seq, r.Offset, off[r.Partition], err)
@@ -153,7 +140,7 @@ func TestConsumerAtMostOnceCommitsBeforeHandling(t *testing.T) {
 		return nil
 	})
 	stop := runConsumer(t, c)
-	waitFor(t, 30*time.Second, "all records handled or dropped", func() bool {
+	kafkatest.WaitFor(t, 30*time.Second, "all records handled or dropped", func() bool {
 		return met.Get("Click", Handled)+met.Get("Click", Dropped) == n
 	})
 	if err := stop(); err != nil {
@@ -167,13 +154,13 @@ func TestConsumerAtMostOnceCommitsBeforeHandling(t *testing.T) {
 }
 
 func TestConsumerGracefulShutdown(t *testing.T) {
-	cl := kafkatest.Start(t, kafkatest.Partitions(1))
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: 1})
 	et := testEventType("Order", "orders", event.AtLeastOnce)
 	cl.CreateTopic(t, et.Topic, 1)
 	produceInputs(t, cl.Brokers(), et, 100, 1, nil)
-	client := newTestClient(t, cl.Brokers())
+	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
 
-	c, err := NewConsumer(ConsumerConfig{Config: Config{Brokers: cl.Brokers(), Tune: fastTune}, GroupID: "shutdown-test", CommitInterval: time.Hour})
+	c, err := NewConsumer(ConsumerConfig{Config: Config{Brokers: cl.Brokers(), Tune: kafkatest.FastTune}, GroupID: "shutdown-test", CommitInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,10 +189,10 @@ func TestConsumerGracefulShutdown(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(30 * time.Second):
+	case <-time.After(kafkatest.Timeout(30 * time.Second)):
 		t.Fatal("Run did not return")
 	}
-	off, err := committed(client, "shutdown-test", et.Topic, 1)
+	off, err := kafkatest.Committed(client, "shutdown-test", et.Topic, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,12 +221,12 @@ func TestConsumerRegistrationErrors(t *testing.T) {
 // record and committing it, twice, and checks that every record was handled
 // at least once.
 func TestConsumerAtLeastOnceSIGKILL(t *testing.T) {
-	cl := kafkatest.Start(t, kafkatest.Partitions(3))
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: 3})
 	et := testEventType("Input", "alo-in", event.AtLeastOnce)
 	cl.CreateTopic(t, et.Topic, 3)
 	const n = 3000
 	produceInputs(t, cl.Brokers(), et, n, 30, nil)
-	client := newTestClient(t, cl.Brokers())
+	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
 	logPath := tempPath(t, "handled.log")
 	env := map[string]string{
 		"CHILD_BROKERS": strings.Join(cl.Brokers(), ","), "CHILD_TOPIC": et.Topic, "CHILD_GROUP": "alo-kill",
@@ -255,20 +242,12 @@ func TestConsumerAtLeastOnceSIGKILL(t *testing.T) {
 	}
 	env["CHILD_KILL_AFTER"] = "0"
 	ch := startChild(t, "consumer", env)
-	waitCommitted(t, client, "alo-kill", et.Topic, 3, 60*time.Second)
+	kafkatest.WaitCommitted(t, client, "alo-kill", et.Topic, 3, 60*time.Second)
 	if err := ch.terminate(t); err != nil {
 		t.Fatalf("final child: %v\n%s", err, ch.log())
 	}
 	seen := readHandledLog(t, logPath)
-	lost, dups := 0, 0
-	for seq := range int64(n) {
-		switch c := seen[seq]; {
-		case c == 0:
-			lost++
-		case c > 1:
-			dups += c - 1
-		}
-	}
+	lost, dups := lostAndDuplicated(seen, n)
 	if lost != 0 {
 		t.Errorf("%d records never handled", lost)
 	}
@@ -283,12 +262,12 @@ func TestConsumerAtLeastOnceSIGKILL(t *testing.T) {
 // handler: the record (and the rest of its committed batch) is not
 // redelivered, and nothing is handled twice.
 func TestConsumerAtMostOnceSIGKILL(t *testing.T) {
-	cl := kafkatest.Start(t, kafkatest.Partitions(3))
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: 3})
 	et := testEventType("Input", "amo-in", event.AtMostOnce)
 	cl.CreateTopic(t, et.Topic, 3)
 	const n, crash = 2000, 777
 	produceInputs(t, cl.Brokers(), et, n, 30, nil)
-	client := newTestClient(t, cl.Brokers())
+	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
 	logPath := tempPath(t, "handled.log")
 	env := map[string]string{
 		"CHILD_BROKERS": strings.Join(cl.Brokers(), ","), "CHILD_TOPIC": et.Topic, "CHILD_GROUP": "amo-kill",
@@ -302,20 +281,12 @@ func TestConsumerAtMostOnceSIGKILL(t *testing.T) {
 	}
 	env["CHILD_CRASH_SEQ"] = ""
 	ch = startChild(t, "consumer", env)
-	waitCommitted(t, client, "amo-kill", et.Topic, 3, 60*time.Second)
+	kafkatest.WaitCommitted(t, client, "amo-kill", et.Topic, 3, 60*time.Second)
 	if err := ch.terminate(t); err != nil {
 		t.Fatalf("final child: %v\n%s", err, ch.log())
 	}
 	seen := readHandledLog(t, logPath)
-	lost, dups := 0, 0
-	for seq := range int64(n) {
-		switch c := seen[seq]; {
-		case c == 0:
-			lost++
-		case c > 1:
-			dups += c - 1
-		}
-	}
+	lost, dups := lostAndDuplicated(seen, n)
 	if seen[crash] != 0 {
 		t.Errorf("the record whose handler crashed was redelivered and handled %d times", seen[crash])
 	}

@@ -32,7 +32,7 @@ var benchSeq atomic.Int64
 
 func benchSetup(b *testing.B) (cl *kafkatest.Cluster, in, out *event.Type, group string) {
 	b.Helper()
-	cl = kafkatest.Start(b, kafkatest.Partitions(benchParts))
+	cl = kafkatest.Start(b, kafkatest.Options{Partitions: benchParts})
 	id := benchSeq.Add(1)
 	in = testEventType("Input", fmt.Sprintf("bench-in-%d", id), event.ExactlyOnce)
 	out = testEventType("Output", fmt.Sprintf("bench-out-%d", id), event.ExactlyOnce)
@@ -56,7 +56,7 @@ func BenchmarkPipeline(b *testing.B) {
 	cl, in, out, group := benchSetup(b)
 	done := make(chan struct{})
 	cfg := PipelineConfig{
-		Config:  Config{Brokers: cl.Brokers(), Metrics: countTo(int64(b.N), done), Tune: fastTune},
+		Config:  Config{Brokers: cl.Brokers(), Metrics: countTo(int64(b.N), done), Tune: kafkatest.FastTune},
 		GroupID: group, TransactionalID: group + "-tx", BatchSize: benchBatch,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -73,7 +73,7 @@ func BenchmarkPipeline(b *testing.B) {
 	case <-done:
 	case err := <-errc:
 		b.Fatalf("pipeline stopped: %v", err)
-	case <-time.After(5 * time.Minute):
+	case <-time.After(kafkatest.Timeout(5 * time.Minute)):
 		b.Fatal("timed out")
 	}
 	b.StopTimer()
@@ -156,16 +156,7 @@ func (h *rawTxnHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sar
 
 func BenchmarkRawSaramaTxnLoop(b *testing.B) {
 	cl, in, out, group := benchSetup(b)
-	pc := sarama.NewConfig()
-	pc.Version = ProtocolVersion()
-	pc.Producer.Partitioner = sarama.NewMurmur2Partitioner
-	pc.Producer.Idempotent = true
-	pc.Producer.RequiredAcks = sarama.WaitForAll
-	pc.Net.MaxOpenRequests = 1
-	pc.Producer.Return.Successes = true
-	pc.Producer.Transaction.ID = group + "-tx"
-	fastTune(pc)
-	prod, err := sarama.NewSyncProducer(cl.Brokers(), pc)
+	prod, err := sarama.NewSyncProducer(cl.Brokers(), txnConfig(group+"-tx"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -175,7 +166,7 @@ func BenchmarkRawSaramaTxnLoop(b *testing.B) {
 	sc.Consumer.IsolationLevel = sarama.ReadCommitted
 	sc.Consumer.Offsets.AutoCommit.Enable = false
 	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
-	fastTune(sc)
+	kafkatest.FastTune(sc)
 	cg, err := sarama.NewConsumerGroup(cl.Brokers(), group, sc)
 	if err != nil {
 		b.Fatal(err)
@@ -196,7 +187,7 @@ func BenchmarkRawSaramaTxnLoop(b *testing.B) {
 	}()
 	select {
 	case <-h.done:
-	case <-time.After(5 * time.Minute):
+	case <-time.After(kafkatest.Timeout(5 * time.Minute)):
 		b.Fatal("timed out")
 	}
 	b.StopTimer()

@@ -43,10 +43,10 @@ func runChildPipeline(ctx context.Context) error {
 			fmt.Fprintln(os.Stderr, "child: continued")
 		}
 	}}
-	tune := fastTune
+	tune := kafkatest.FastTune
 	if ms := envInt("CHILD_SESSION_MS"); ms > 0 {
 		tune = func(sc *sarama.Config) {
-			fastTune(sc)
+			kafkatest.FastTune(sc)
 			sc.Consumer.Group.Session.Timeout = time.Duration(ms) * time.Millisecond
 			sc.Consumer.Group.Heartbeat.Interval = time.Duration(ms) * time.Millisecond / 5
 		}
@@ -105,7 +105,8 @@ func checkOutput(t *testing.T, client sarama.Client, brokers []string, out *even
 	var rep outputReport
 	count := map[int64]int{}
 	for p := range int32(partitions) {
-		msgs := readPartitionUntil(t, client, out.Topic, p, 60*time.Second, func(m *sarama.ConsumerMessage) bool { return string(m.Value) == "SENTINEL" })
+		msgs := kafkatest.ReadPartition(t, client, out.Topic, p, kafkatest.ReadOptions{Until: func(m *sarama.ConsumerMessage) bool { return string(m.Value) == "SENTINEL" }})
+		msgs = msgs[:len(msgs)-1] // the sentinel
 		lastSrc := int64(-1)
 		for _, m := range msgs {
 			rep.records++
@@ -146,10 +147,20 @@ func checkOutput(t *testing.T, client sarama.Client, brokers []string, out *even
 	return rep
 }
 
+// ok reports whether the output is exact: no duplicate, no lost input, no
+// order violation, no output for an input that should have none.
+func (r outputReport) ok() bool {
+	return r.dups == 0 && r.lost == 0 && r.orderErrs == 0 && r.unexpected == 0
+}
+
+func (r outputReport) String() string {
+	return fmt.Sprintf("%d records, %d duplicates, %d lost, %d order violations, %d unexpected", r.records, r.dups, r.lost, r.orderErrs, r.unexpected)
+}
+
 func (r outputReport) check(t *testing.T) {
 	t.Helper()
-	if r.dups != 0 || r.lost != 0 || r.orderErrs != 0 || r.unexpected != 0 {
-		t.Errorf("output: %d records, %d duplicates, %d lost, %d order violations, %d unexpected", r.records, r.dups, r.lost, r.orderErrs, r.unexpected)
+	if !r.ok() {
+		t.Errorf("output: %s", r)
 	}
 }
 
@@ -166,45 +177,115 @@ func processState(pid int) byte {
 	return b[i+2]
 }
 
-// TestPipelineExactlyOnceUnderFaults runs 20,000 inputs through a pipeline
-// process that is SIGKILLed inside transactions and at random points,
-// receives TxnOffsetCommit and EndTxn errors, and is cloned while stopped
-// (the stopped one, a zombie, must be fenced). The committed output must be
-// exactly one record per input, in order.
+// eosRun is the state of TestPipelineExactlyOnceUnderFaults: the inputs
+// produced so far and how to observe the group's progress through them.
+// Inputs are held back and produced step by step, so that every step has
+// the work it needs by construction, whatever the speed of the children.
+type eosRun struct {
+	t        *testing.T
+	cl       *kafkatest.Cluster
+	client   sarama.Client
+	in       *event.Type
+	parts    int
+	group    string
+	batch    int // CHILD_BATCH: inputs of one partition per transaction, at most
+	produced int // inputs produced: seq 0..produced-1
+}
+
+// progress is the sum of the group's committed input offsets: the number
+// of inputs consumed exactly once so far (-1 when it cannot be read).
+func (r *eosRun) progress() int64 {
+	c, err := kafkatest.Committed(r.client, r.group, r.in.Topic, r.parts)
+	if err != nil {
+		return -1
+	}
+	return kafkatest.Sum(c)
+}
+
+// produce appends n inputs.
+func (r *eosRun) produce(n int) {
+	r.t.Helper()
+	produceRange(r.t, r.cl.Brokers(), r.in, r.produced, n, 64, nil)
+	r.produced += n
+}
+
+// backlog makes sure at least n inputs are not yet committed, so that a
+// child reaches its (n/batch)-th transaction before it runs out of work:
+// each transaction commits at most batch inputs.
+func (r *eosRun) backlog(n int) {
+	r.t.Helper()
+	var p int64
+	kafkatest.WaitFor(r.t, 30*time.Second, "the committed offsets to be readable", func() bool { p = r.progress(); return p >= 0 })
+	if left := int64(r.produced) - p; left < int64(n) {
+		r.produce(n - int(left))
+	}
+}
+
+// waitConsumed waits until every input produced so far is committed,
+// failing early, with its log, when one of the watched children exits.
+func (r *eosRun) waitConsumed(what string, watch ...*child) {
+	r.t.Helper()
+	kafkatest.WaitFor(r.t, 120*time.Second, what, func() bool {
+		for _, c := range watch {
+			if c.exited() {
+				r.t.Fatalf("%s: child exited: %v\n%s", what, c.err, c.log())
+			}
+		}
+		return r.progress() == int64(r.produced)
+	})
+}
+
+// waitStopped waits until a child stopped itself (CHILD_STOP_AT_TXN).
+func waitStopped(t *testing.T, c *child, what string) {
+	t.Helper()
+	kafkatest.WaitFor(t, 60*time.Second, what+" to stop itself in a transaction", func() bool {
+		return c.exited() || processState(c.cmd.Process.Pid) == 'T'
+	})
+	if c.exited() {
+		t.Fatalf("%s exited instead of stopping: %v\n%s", what, c.err, c.log())
+	}
+}
+
+// TestPipelineExactlyOnceUnderFaults runs inputs through pipeline processes
+// that are SIGKILLed inside transactions and at random points, receive
+// TxnOffsetCommit and EndTxn errors, and are cloned while stopped (the
+// stopped one, a zombie, must be fenced). The committed output must be
+// exactly one record per input, in order. Every step waits for a condition
+// it observes (a committed offset, an exit, a stopped process, a fault's
+// hit count), and inputs are produced before each step in the amount it
+// needs, so a fast or a slow child cannot run the next step out of work.
+// The random choices come from kafkatest.Seed (EVENTGEN_TEST_SEED replays
+// them). TestPipelineCheckerDetectsDuplicates shows that the checker fails
+// a pipeline that commits offsets outside its transactions.
 func TestPipelineExactlyOnceUnderFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long fault-injection test")
 	}
-	const parts, n, skipMod = 4, 20000, 7
-	cl := kafkatest.Start(t, kafkatest.Partitions(parts), kafkatest.InProcess(),
-		kafkatest.KfakeOptions(kfake.BrokerConfigs(map[string]string{"group.min.session.timeout.ms": "500"})))
+	const parts, skipMod, batch = 4, 7, 50
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: parts, InProcess: true,
+		Kfake: []kfake.Opt{kfake.BrokerConfigs(map[string]string{"group.min.session.timeout.ms": "500"})}})
 	in := testEventType("Input", "eos-in", event.ExactlyOnce)
 	out := testEventType("Output", "eos-out", event.ExactlyOnce)
 	cl.CreateTopic(t, in.Topic, parts)
 	cl.CreateTopic(t, out.Topic, parts)
 	cl.CreateTopic(t, DeadLetterTopic(in.Topic), parts)
 	start := time.Now()
-	produceInputs(t, cl.Brokers(), in, n, 64, nil)
-	client := newTestClient(t, cl.Brokers())
-	const group = "eos"
-	progress := func() int64 {
-		c, err := committed(client, group, in.Topic, parts)
-		if err != nil {
-			return -1
-		}
-		return sum(c)
-	}
+	rng := rand.New(rand.NewPCG(kafkatest.Seed(t), 1))
+	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
+	r := &eosRun{t: t, cl: cl, client: client, in: in, parts: parts, group: "eos", batch: batch}
 	env := map[string]string{
 		"CHILD_BROKERS": strings.Join(cl.Brokers(), ","), "CHILD_IN": in.Topic, "CHILD_OUT": out.Topic,
-		"CHILD_GROUP": group, "CHILD_TXN": "eos-tx-0", "CHILD_INSTANCE": "eos-0", "CHILD_BATCH": "50",
+		"CHILD_GROUP": r.group, "CHILD_TXN": "eos-tx-0", "CHILD_INSTANCE": "eos-0", "CHILD_BATCH": strconv.Itoa(batch),
 		"CHILD_SKIP_MOD": strconv.Itoa(skipMod),
 	}
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	kills, restarts := 0, 0
 
-	// 1. SIGKILL inside an open transaction (outputs written, not committed).
+	// 1. SIGKILL inside an open transaction (outputs written, offsets
+	// added, not committed). With more than k transactions' worth of
+	// uncommitted input, the child reaches its k-th transaction.
 	for range 2 {
 		k := 2 + rng.IntN(12)
+		r.backlog((k + 1) * batch)
 		env["CHILD_KILL_AT_TXN"] = strconv.Itoa(k)
 		ch := startChild(t, "pipeline", env)
 		restarts++
@@ -212,28 +293,39 @@ func TestPipelineExactlyOnceUnderFaults(t *testing.T) {
 			t.Fatalf("child: %v, want SIGKILL in transaction %d; log:\n%s", err, k, ch.log())
 		}
 		kills++
-		t.Logf("killed inside transaction %d; committed %d", k, progress())
+		t.Logf("killed inside transaction %d; committed %d of %d", k, r.progress(), r.produced)
 	}
 	env["CHILD_KILL_AT_TXN"] = "0"
 
-	// 2. SIGKILL from outside at random progress points.
+	// 2. SIGKILL from outside at random progress points. The backlog
+	// exceeds the target by far more than a child commits between two
+	// polls, so the kill lands while it works (logged, not asserted: a
+	// kill of an idle child is not wrong, only less interesting).
 	for range 2 {
-		target := progress() + 500 + int64(rng.IntN(2000))
+		d := 500 + rng.IntN(2000)
+		r.backlog(d + 4000)
+		target := r.progress() + int64(d)
 		ch := startChild(t, "pipeline", env)
 		restarts++
-		waitFor(t, 60*time.Second, "pipeline progress", func() bool { return ch.exited() || progress() >= target })
+		kafkatest.WaitFor(t, 60*time.Second, "pipeline progress", func() bool { return ch.exited() || r.progress() >= target })
 		if ch.exited() {
 			t.Fatalf("child exited early: %v\n%s", ch.err, ch.log())
 		}
 		ch.kill(t)
 		kills++
-		t.Logf("killed from outside at committed %d", progress())
+		p := r.progress()
+		t.Logf("killed from outside at committed %d of %d (target %d; mid-stream %v)", p, r.produced, target, p < int64(r.produced))
 	}
 
 	// 3. Injected transaction errors: TxnOffsetCommit ILLEGAL_GENERATION
 	// (abortable: abort, rejoin, re-read), EndTxn CONCURRENT_TRANSACTIONS
 	// (retried by sarama) and UNKNOWN_SERVER_ERROR (fatal: the pipeline
 	// stops with ErrProducerFatal; the test restarts it like a supervisor).
+	// Every transaction attempt sends one TxnOffsetCommit and at least one
+	// EndTxn, and a failed attempt commits nothing, so the six faults fire
+	// within six attempts, at most six successful transactions in between:
+	// a backlog of 2000 cannot run dry first.
+	r.backlog(2000)
 	kf := cl.Kfake()
 	fTOC := kf.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.TxnOffsetCommit}, Err: kerr.IllegalGeneration, Count: 3})
 	fEnd := kf.Fault(
@@ -243,9 +335,9 @@ func TestPipelineExactlyOnceUnderFaults(t *testing.T) {
 	fatalExits := 0
 	ch := startChild(t, "pipeline", env)
 	restarts++
-	waitFor(t, 60*time.Second, "all injected faults to fire", func() bool {
+	kafkatest.WaitFor(t, 60*time.Second, "all injected faults to fire", func() bool {
 		if ch.exited() {
-			if code := exitCode(ch.err); code != 1 || !strings.Contains(ch.log(), "fatal transaction error") {
+			if code := exitCode(ch.err); code != 1 || !ch.logContains("fatal transaction error") {
 				t.Fatalf("child exited with %d, want 1 after the fatal EndTxn error; log:\n%s", code, ch.log())
 			}
 			fatalExits++
@@ -257,66 +349,73 @@ func TestPipelineExactlyOnceUnderFaults(t *testing.T) {
 	if err := ch.terminate(t); err != nil {
 		t.Fatalf("graceful stop: %v\n%s", err, ch.log())
 	}
-	t.Logf("faults fired: TxnOffsetCommit %d, EndTxn %d; fatal exits %d; committed %d", fTOC.Hits(), fEnd.Hits(), fatalExits, progress())
+	if fatalExits != 1 {
+		t.Errorf("fatal exits %d, want 1 (one UNKNOWN_SERVER_ERROR on EndTxn)", fatalExits)
+	}
+	t.Logf("faults fired: TxnOffsetCommit %d, EndTxn %d; fatal exits %d; committed %d of %d", fTOC.Hits(), fEnd.Hits(), fatalExits, r.progress(), r.produced)
 
-	// 4. Zombie with a successor: the process stops itself inside a
-	// transaction; a replacement with the same InstanceID and
-	// TransactionalID takes over (aborting the open transaction) and makes
-	// progress; the zombie is then continued and must be fenced without
-	// committing anything.
-	env["CHILD_STOP_AT_TXN"] = strconv.Itoa(2 + rng.IntN(5))
+	// 4. Zombie with a successor: the process stops itself inside its k-th
+	// transaction; only then are the replacement's inputs produced, and a
+	// replacement with the same InstanceID and TransactionalID takes over
+	// (aborting the open transaction) and commits everything. More inputs
+	// follow, so that a zombie that escaped fencing would find work; the
+	// zombie is continued and must be fenced without committing anything.
+	k := 2 + rng.IntN(5)
+	r.backlog((k + 1) * batch)
+	env["CHILD_STOP_AT_TXN"] = strconv.Itoa(k)
 	zombie := startChild(t, "pipeline", env)
 	restarts++
-	waitFor(t, 60*time.Second, "the zombie to stop", func() bool { return zombie.exited() || processState(zombie.cmd.Process.Pid) == 'T' })
-	if zombie.exited() {
-		t.Fatalf("zombie exited: %v\n%s", zombie.err, zombie.log())
-	}
-	before := progress()
+	waitStopped(t, zombie, "the zombie")
+	before := r.progress()
+	r.produce(1000)
 	env["CHILD_STOP_AT_TXN"] = "0"
 	repl := startChild(t, "pipeline", env)
 	restarts++
-	waitFor(t, 60*time.Second, "the replacement to make progress", func() bool { return progress() >= before+500 || repl.exited() })
+	r.waitConsumed("the replacement to commit every input", repl)
+	r.produce(500)
 	_ = zombie.cmd.Process.Signal(syscall.SIGCONT)
 	zerr := zombie.wait(t, 60*time.Second)
 	if exitCode(zerr) != 3 {
 		t.Errorf("zombie exit: %v, want code 3 (ErrFenced); log:\n%s", zerr, zombie.log())
 	}
+	r.waitConsumed("the replacement to commit the inputs produced while the zombie was continued", repl)
 	if err := repl.terminate(t); err != nil {
 		t.Fatalf("replacement: %v\n%s", err, repl.log())
 	}
-	t.Logf("zombie stopped at committed %d; replacement with its identity ran to %d; zombie exit %d: %s",
-		before, progress(), exitCode(zerr), lastLine(zombie.log()))
+	t.Logf("zombie stopped in transaction %d at committed %d; replacement with its identity ran to %d; zombie exit %d: %s",
+		k, before, r.progress(), exitCode(zerr), lastLine(zombie.log()))
 
 	// 5. Zombie past its session timeout: a process with its own identity
 	// stops itself inside a transaction; its 1.5s session expires, and
-	// another member takes its partitions and makes progress. Continued,
+	// another member, started once inputs for it exist, takes its
+	// partitions and commits everything. More inputs follow; continued,
 	// the zombie's TxnOffsetCommit carries a stale member/generation
-	// (KIP-447), so its transaction is rejected and aborted; it rejoins as a
-	// new member and the two finish the input together.
+	// (KIP-447), so its transaction is rejected and aborted; it rejoins as
+	// a new member and the two finish the input together.
 	zenv := maps.Clone(env)
 	zenv["CHILD_TXN"], zenv["CHILD_INSTANCE"], zenv["CHILD_SESSION_MS"] = "eos-tx-z", "eos-z", "1500"
-	zenv["CHILD_STOP_AT_TXN"] = strconv.Itoa(2 + rng.IntN(4))
+	k = 2 + rng.IntN(4)
+	zenv["CHILD_STOP_AT_TXN"] = strconv.Itoa(k)
+	r.backlog((k + 1) * batch)
 	zombie2 := startChild(t, "pipeline", zenv)
 	restarts++
-	waitFor(t, 60*time.Second, "the second zombie to stop", func() bool {
-		return zombie2.exited() || processState(zombie2.cmd.Process.Pid) == 'T'
-	})
-	if zombie2.exited() {
-		t.Fatalf("second zombie exited: %v\n%s", zombie2.err, zombie2.log())
-	}
-	before = progress()
+	waitStopped(t, zombie2, "the second zombie")
+	before = r.progress()
+	r.produce(1000)
 	other := startChild(t, "pipeline", env)
 	restarts++
 	stoppedAt := time.Now()
-	waitFor(t, 60*time.Second, "the other member to make progress", func() bool { return progress() >= before+500 || other.exited() })
+	r.waitConsumed("the other member to take over and commit every input", other)
 	takeover := time.Since(stoppedAt)
+	r.produce(1000)
 	_ = zombie2.cmd.Process.Signal(syscall.SIGCONT)
-	waitFor(t, 60*time.Second, "the second zombie's transaction to be rejected", func() bool {
-		return zombie2.exited() || strings.Contains(zombie2.log(), "transaction aborted")
-	})
+	if !kafkatest.Eventually(60*time.Second, func() bool { return zombie2.exited() || zombie2.logContains("transaction aborted") }) {
+		t.Fatalf("timed out waiting for the second zombie's transaction to be rejected; state %c; log:\n%s\nother member's log:\n%s",
+			processState(zombie2.cmd.Process.Pid), zombie2.log(), other.log())
+	}
 
 	// 6. Both finish and shut down gracefully.
-	waitCommitted(t, client, group, in.Topic, parts, 90*time.Second)
+	r.waitConsumed("both members to commit every input", other)
 	zlog := zombie2.log()
 	if err := zombie2.terminate(t); err != nil && exitCode(err) != 3 {
 		t.Errorf("session-timeout zombie exit %d (%v), want 0 (aborted, rejoined) or 3 (fenced); log:\n%s", exitCode(err), err, zlog)
@@ -324,12 +423,14 @@ func TestPipelineExactlyOnceUnderFaults(t *testing.T) {
 	if err := other.terminate(t); err != nil {
 		t.Fatalf("other member: %v\n%s", err, other.log())
 	}
-	t.Logf("session-timeout zombie stopped at committed %d; the other member took over in %v; zombie: %s",
-		before, takeover.Round(time.Millisecond), firstMatch(zlog, "transaction aborted", "fenced"))
-	rep := checkOutput(t, client, cl.Brokers(), out, parts, n, skipMod, nil)
-	rep.check(t)
-	t.Logf("inputs %d, outputs %d (every %dth input emits nothing), process starts %d, SIGKILLs %d, zombie fenced %v: duplicates %d, lost %d, order violations %d; %v",
-		n, rep.records, skipMod, restarts, kills, exitCode(zerr) == 3, rep.dups, rep.lost, rep.orderErrs, time.Since(start).Round(time.Millisecond))
+	t.Logf("session-timeout zombie stopped in transaction %d at committed %d; the other member took over and caught up in %v; zombie: %s",
+		k, before, takeover.Round(time.Millisecond), firstMatch(zlog, "transaction aborted", "fenced"))
+	rep := checkOutput(t, client, cl.Brokers(), out, parts, r.produced, skipMod, nil)
+	if !rep.ok() {
+		t.Errorf("output: %s", rep)
+	}
+	t.Logf("inputs %d, outputs %d (every %dth input emits nothing), process starts %d, SIGKILLs %d, zombie fenced %v: %s; %v",
+		r.produced, rep.records, skipMod, restarts, kills, exitCode(zerr) == 3, rep, time.Since(start).Round(time.Millisecond))
 }
 
 // firstMatch returns the first log line containing one of subs.
@@ -356,35 +457,24 @@ func lastLine(s string) string {
 // cancels it and returns RunPipeline's error.
 func runPipelineInProcess(t *testing.T, cfg PipelineConfig, in, out *event.Type, h func(context.Context, testEvent, *Emitter) error) func() error {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- RunPipeline(ctx, cfg, in, []*event.Type{out}, decodeTestEvent, h) }()
-	t.Cleanup(cancel)
-	return func() error {
-		cancel()
-		select {
-		case err := <-done:
-			return err
-		case <-time.After(30 * time.Second):
-			t.Fatal("RunPipeline did not return within 30s of cancel")
-			return nil
-		}
-	}
+	return runInBackground(t, "RunPipeline", func(ctx context.Context) error {
+		return RunPipeline(ctx, cfg, in, []*event.Type{out}, decodeTestEvent, h)
+	})
 }
 
 func TestPipelineEmptyOutputCommitsOffsets(t *testing.T) {
-	cl := kafkatest.Start(t, kafkatest.Partitions(3))
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: 3})
 	in := testEventType("Input", "empty-in", event.ExactlyOnce)
 	out := testEventType("Output", "empty-out", event.ExactlyOnce)
 	cl.CreateTopic(t, in.Topic, 3)
 	cl.CreateTopic(t, out.Topic, 3)
 	produceInputs(t, cl.Brokers(), in, 500, 10, nil)
-	client := newTestClient(t, cl.Brokers())
+	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
 	var met Counters
 	stop := runPipelineInProcess(t, PipelineConfig{
-		Config: Config{Brokers: cl.Brokers(), Metrics: &met, Tune: fastTune}, GroupID: "empty", TransactionalID: "empty-tx", BatchSize: 40,
+		Config: Config{Brokers: cl.Brokers(), Metrics: &met, Tune: kafkatest.FastTune}, GroupID: "empty", TransactionalID: "empty-tx", BatchSize: 40,
 	}, in, out, func(context.Context, testEvent, *Emitter) error { return nil })
-	waitCommitted(t, client, "empty", in.Topic, 3, 30*time.Second)
+	kafkatest.WaitCommitted(t, client, "empty", in.Topic, 3, 30*time.Second)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -396,7 +486,7 @@ func TestPipelineEmptyOutputCommitsOffsets(t *testing.T) {
 }
 
 func TestPipelineDeadLetter(t *testing.T) {
-	cl := kafkatest.Start(t, kafkatest.Partitions(2))
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: 2})
 	in := testEventType("Input", "pdlq-in", event.ExactlyOnce)
 	out := testEventType("Output", "pdlq-out", event.ExactlyOnce)
 	for _, tp := range []string{in.Topic, out.Topic, DeadLetterTopic(in.Topic)} {
@@ -408,19 +498,19 @@ func TestPipelineDeadLetter(t *testing.T) {
 		raw[s] = (&testEvent{K: "k" + strconv.Itoa(int(s)%5), Seq: s, Fail: true}).AppendJSON(nil)
 	}
 	produceInputs(t, cl.Brokers(), in, n, 5, raw)
-	client := newTestClient(t, cl.Brokers())
+	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
 	var met Counters
 	stop := runPipelineInProcess(t, PipelineConfig{
-		Config: Config{Brokers: cl.Brokers(), Metrics: &met, Tune: fastTune}, GroupID: "pdlq", TransactionalID: "pdlq-tx",
+		Config: Config{Brokers: cl.Brokers(), Metrics: &met, Tune: kafkatest.FastTune}, GroupID: "pdlq", TransactionalID: "pdlq-tx",
 		Retry: RetryPolicy{MaxAttempts: 2, Backoff: time.Millisecond},
 	}, in, out, testTransform(out, 0))
-	waitCommitted(t, client, "pdlq", in.Topic, 2, 30*time.Second)
+	kafkatest.WaitCommitted(t, client, "pdlq", in.Topic, 2, 30*time.Second)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	rep := checkOutput(t, client, cl.Brokers(), out, 2, n, 0, map[int64]bool{3: true, 17: true, 50: true, 120: true})
 	rep.check(t)
-	dead := readN(t, client, DeadLetterTopic(in.Topic), 2, 4, 20*time.Second)
+	dead := kafkatest.ReadN(t, client, DeadLetterTopic(in.Topic), 2, 4, 20*time.Second)
 	for _, m := range dead {
 		att, _ := HeaderValue(m.Headers, HeaderDLQAttempts)
 		msg, _ := HeaderValue(m.Headers, HeaderDLQError)
@@ -434,49 +524,74 @@ func TestPipelineDeadLetter(t *testing.T) {
 	t.Logf("%d inputs: 3 failing handlers dead-lettered after 2 attempts, 1 undecodable at once, in the transactions; outputs exact (%d)", n, rep.records)
 }
 
+// TestPipelineRebalance adds a second member while the first is in the
+// middle of a batch, by construction: member A's handler blocks on one
+// record (its batch read, not committed) until B's join has started a
+// rebalance, which waits for A. The rest of the inputs are produced only
+// once both members hold partitions, so both commit some.
 func TestPipelineRebalance(t *testing.T) {
-	const parts, n = 6, 8000
-	cl := kafkatest.Start(t, kafkatest.Partitions(parts))
+	const parts, n1, n2, pivot = 6, 3000, 5000, 1500
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: parts})
 	in := testEventType("Input", "rb-in", event.ExactlyOnce)
 	out := testEventType("Output", "rb-out", event.ExactlyOnce)
 	cl.CreateTopic(t, in.Topic, parts)
 	cl.CreateTopic(t, out.Topic, parts)
-	produceInputs(t, cl.Brokers(), in, n, 48, nil)
-	client := newTestClient(t, cl.Brokers())
+	produceRange(t, cl.Brokers(), in, 0, n1, 48, nil)
+	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
 	start := time.Now()
 	var metA, metB Counters
-	var mu sync.Mutex
-	slow := true // keep member A from finishing before B joins
+	var (
+		once             sync.Once
+		entered, release = make(chan struct{}), make(chan struct{})
+	)
 	h := func(ctx context.Context, e testEvent, em *Emitter) error {
-		mu.Lock()
-		s := slow
-		mu.Unlock()
-		if s {
-			time.Sleep(200 * time.Microsecond) // simulated work, not synchronization
+		if e.Seq == pivot {
+			once.Do(func() { close(entered); <-release })
 		}
 		return testTransform(out, 0)(ctx, e, em)
 	}
 	cfg := func(id string, met *Counters) PipelineConfig {
-		return PipelineConfig{Config: Config{Brokers: cl.Brokers(), Metrics: met, Tune: fastTune}, GroupID: "rb", TransactionalID: id, BatchSize: 50}
+		return PipelineConfig{Config: Config{Brokers: cl.Brokers(), Metrics: met, Tune: kafkatest.FastTune}, GroupID: "rb", TransactionalID: id, BatchSize: 50}
+	}
+	group := func() kafkatest.Group {
+		g, err := kafkatest.DescribeGroup(client, "rb")
+		if err != nil {
+			return kafkatest.Group{}
+		}
+		return g
 	}
 	stopA := runPipelineInProcess(t, cfg("rb-a", &metA), in, out, h)
-	waitFor(t, 60*time.Second, "member A progress", func() bool { return metA.Get("Input", Committed) >= 1500 })
+	select {
+	case <-entered:
+	case <-time.After(kafkatest.Timeout(60 * time.Second)):
+		t.Fatalf("member A never reached input %d", pivot)
+	}
+	committedA := metA.Get("Input", Committed)
 	stopB := runPipelineInProcess(t, cfg("rb-b", &metB), in, out, h)
-	waitFor(t, 60*time.Second, "member B to commit", func() bool { return metB.Get("Input", Committed) > 0 })
-	mu.Lock()
-	slow = false
-	mu.Unlock()
-	waitCommitted(t, client, "rb", in.Topic, parts, 60*time.Second)
+	kafkatest.WaitFor(t, 60*time.Second, "member B's join to start a rebalance", func() bool {
+		s := group().State
+		return s == "PreparingRebalance" || s == "CompletingRebalance"
+	})
+	close(release)
+	kafkatest.WaitFor(t, 60*time.Second, "both members in a stable group", func() bool {
+		g := group()
+		return g.State == "Stable" && g.Members == 2
+	})
+	produceRange(t, cl.Brokers(), in, n1, n2, 48, nil)
+	kafkatest.WaitCommitted(t, client, "rb", in.Topic, parts, 60*time.Second)
 	if err := stopA(); err != nil {
 		t.Fatal(err)
 	}
 	if err := stopB(); err != nil {
 		t.Fatal(err)
 	}
-	rep := checkOutput(t, client, cl.Brokers(), out, parts, n, 0, nil)
+	rep := checkOutput(t, client, cl.Brokers(), out, parts, n1+n2, 0, nil)
 	rep.check(t)
-	t.Logf("%d inputs, member B joined after A committed %d: A committed %d, B %d; outputs %d, duplicates %d, lost %d; %v",
-		n, 1500, metA.Get("Input", Committed), metB.Get("Input", Committed), rep.records, rep.dups, rep.lost, time.Since(start).Round(time.Millisecond))
+	if metA.Get("Input", Committed) == 0 || metB.Get("Input", Committed) == 0 {
+		t.Errorf("committed: A %d, B %d; want both > 0", metA.Get("Input", Committed), metB.Get("Input", Committed))
+	}
+	t.Logf("%d inputs, member B joined while A held input %d in a batch (A had committed %d): A committed %d, B %d; %s; %v",
+		n1+n2, pivot, committedA, metA.Get("Input", Committed), metB.Get("Input", Committed), rep, time.Since(start).Round(time.Millisecond))
 }
 
 func TestPipelineConfigAndEmitter(t *testing.T) {
@@ -523,5 +638,108 @@ func TestPipelineConfigAndEmitter(t *testing.T) {
 	}
 	if hs[event.HeaderTraceparent] != testTraceparent || hs[event.HeaderType] != out.CEType || hs[event.HeaderID] == "" {
 		t.Fatalf("output headers %v", hs)
+	}
+}
+
+// TestPipelineCheckerDetectsDuplicates is the control for
+// TestPipelineExactlyOnceUnderFaults: a consume-transform-produce loop that
+// commits its outputs in a transaction but its input offsets outside it
+// (the mistake exactly-once exists to prevent), and "crashes" between the
+// two every fourth batch, redoes those batches. checkOutput must count
+// every redone output as a duplicate and an order violation; if it did
+// not, the fault test's "0 duplicates" would prove nothing.
+func TestPipelineCheckerDetectsDuplicates(t *testing.T) {
+	const parts, n, batch, group = 2, 600, 50, "ctl"
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: parts})
+	in := testEventType("Input", "ctl-in", event.ExactlyOnce)
+	out := testEventType("Output", "ctl-out", event.ExactlyOnce)
+	cl.CreateTopic(t, in.Topic, parts)
+	cl.CreateTopic(t, out.Topic, parts)
+	produceInputs(t, cl.Brokers(), in, n, 8, nil)
+	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
+
+	prod, err := sarama.NewSyncProducer(cl.Brokers(), txnConfig("ctl-tx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	cons, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	ctx := event.WithTraceparent(context.Background(), testTraceparent)
+	hw := kafkatest.HighWater(t, client, in.Topic, parts)
+	redone, batches := 0, 0
+	for p := range int32(parts) {
+		for {
+			off, err := kafkatest.Committed(client, group, in.Topic, parts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			from := off[p]
+			if from >= hw[p] {
+				break
+			}
+			pcons, err := cons.ConsumePartition(in.Topic, p, from)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var msgs []*sarama.ProducerMessage
+			var last int64
+			for range min(int64(batch), hw[p]-from) {
+				var m *sarama.ConsumerMessage
+				select {
+				case m = <-pcons.Messages():
+				case <-time.After(kafkatest.Timeout(30 * time.Second)):
+					t.Fatalf("reading %s/%d from %d: timed out", in.Topic, p, from)
+				}
+				e, err := decodeTestEvent(m.Value)
+				if err != nil {
+					t.Fatal(err)
+				}
+				o := &testEvent{K: e.K, Seq: e.Seq, Src: fmt.Sprintf("%d/%d", m.Partition, m.Offset)}
+				msgs = append(msgs, &sarama.ProducerMessage{Topic: out.Topic, Key: sarama.StringEncoder(o.K), Value: sarama.ByteEncoder(o.AppendJSON(nil)),
+					Headers: CloudEventHeaders(ctx, out, event.NewUUID().String(), time.Now())})
+				last = m.Offset
+			}
+			pcons.Close()
+			mustTxn(t, prod.BeginTxn(), prod.SendMessages(msgs), prod.CommitTxn())
+			batches++
+			if batches%4 == 0 {
+				redone += len(msgs) // crash: outputs committed, offset not
+				continue
+			}
+			coord, err := client.Coordinator(group)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := sarama.NewOffsetCommitRequest(client.Config(), group)
+			req.Version = 2
+			req.AddBlockWithLeaderEpoch(in.Topic, p, last+1, -1, 0, "")
+			resp, err := coord.CommitOffset(req)
+			if err == nil {
+				if kerrBlock := resp.Errors[in.Topic][p]; kerrBlock != sarama.ErrNoError {
+					err = kerrBlock
+				}
+			}
+			if err != nil {
+				t.Fatalf("committing offset %d of %s/%d outside the transaction: %v", last+1, in.Topic, p, err)
+			}
+		}
+	}
+	rep := checkOutput(t, client, cl.Brokers(), out, parts, n, 0, nil)
+	t.Logf("offsets outside the transaction, %d of %d batches redone after a crash: %s", batches/4, batches, rep)
+	if rep.ok() || rep.dups != redone || rep.orderErrs == 0 || rep.lost != 0 {
+		t.Errorf("checker: %s; want exactly %d duplicates (the redone outputs), order violations, 0 lost", rep, redone)
+	}
+}
+
+func mustTxn(t *testing.T, errs ...error) {
+	t.Helper()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatalf("transaction: %v", err)
+		}
 	}
 }

@@ -33,7 +33,7 @@ const benchNote = "padding to make the record about two hundred bytes long, like
 const benchSenders = 32
 
 func benchCluster(b *testing.B) *kafkatest.Cluster {
-	c := kafkatest.Start(b, kafkatest.Partitions(3))
+	c := kafkatest.Start(b, kafkatest.Options{Partitions: 3})
 	c.CreateTopic(b, "bench", 3)
 	return c
 }

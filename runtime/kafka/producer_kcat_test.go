@@ -35,7 +35,7 @@ func kcatPath(t *testing.T) string {
 
 func runKcat(t *testing.T, stdin string, args ...string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), kafkatest.Timeout(60*time.Second))
 	defer cancel()
 	cmd := exec.CommandContext(ctx, kcatPath(t), args...)
 	cmd.Stdin = strings.NewReader(stdin)
@@ -60,7 +60,7 @@ func keys(n int) []string {
 // kcat) reads eventgen's records with the documented key and headers.
 func TestKcatReadsEventgenRecords(t *testing.T) {
 	kcatPath(t)
-	c := kafkatest.Start(t)
+	c := kafkatest.Start(t, kafkatest.Options{})
 	const topic, partitions = "kcat-read", 4
 	c.CreateTopic(t, topic, partitions)
 	et := testevent.Type(topic, event.AtLeastOnce)
@@ -125,7 +125,7 @@ func TestKcatReadsEventgenRecords(t *testing.T) {
 // same key on the same partition.
 func TestKcatMurmur2PartitionsMatch(t *testing.T) {
 	kcatPath(t)
-	c := kafkatest.Start(t)
+	c := kafkatest.Start(t, kafkatest.Options{})
 	const partitions = 7
 	c.CreateTopic(t, "murmur-kcat", partitions)
 	c.CreateTopic(t, "murmur-eventgen", partitions)
@@ -150,7 +150,7 @@ func TestKcatMurmur2PartitionsMatch(t *testing.T) {
 
 	where := func(topic string) map[string]int32 {
 		m := map[string]int32{}
-		for _, msg := range readAll(t, c.Brokers(), topic) {
+		for _, msg := range kafkatest.ReadAll(t, c.Brokers(), topic) {
 			m[string(msg.Key)] = msg.Partition
 		}
 		return m

@@ -3,6 +3,7 @@ package kafka_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -12,94 +13,12 @@ import (
 	"github.com/eventgen/eventgen/runtime/internal/testevent"
 	"github.com/eventgen/eventgen/runtime/kafka"
 	"github.com/eventgen/eventgen/runtime/kafka/kafkatest"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// tuneFast lowers sarama's backoffs so that tests recover from injected
-// faults quickly.
-func tuneFast(sc *sarama.Config) {
-	sc.Metadata.Retry.Backoff = 20 * time.Millisecond
-	sc.Producer.Retry.Backoff = 20 * time.Millisecond
-	sc.Producer.Transaction.Retry.Backoff = 20 * time.Millisecond
-	sc.Producer.Transaction.Timeout = 10 * time.Second
-	sc.Consumer.Retry.Backoff = 50 * time.Millisecond
-	sc.Consumer.MaxWaitTime = 100 * time.Millisecond
-	sc.Net.DialTimeout = 3 * time.Second
-}
-
 func testConfig(c *kafkatest.Cluster, m kafka.Metrics) kafka.Config {
-	return kafka.Config{Brokers: c.Brokers(), ClientID: "producer-test", Metrics: m, Tune: tuneFast}
-}
-
-func newClient(t testing.TB, brokers []string, isolation sarama.IsolationLevel) sarama.Client {
-	t.Helper()
-	sc := sarama.NewConfig()
-	sc.Version = kafka.ProtocolVersion()
-	sc.Consumer.IsolationLevel = isolation
-	tuneFast(sc)
-	cl, err := sarama.NewClient(brokers, sc)
-	if err != nil {
-		t.Fatalf("client: %v", err)
-	}
-	t.Cleanup(func() { cl.Close() })
-	return cl
-}
-
-// readAll reads every record of topic (read_uncommitted) up to the high
-// watermarks taken when it starts.
-func readAll(t testing.TB, brokers []string, topic string) []*sarama.ConsumerMessage {
-	t.Helper()
-	cl := newClient(t, brokers, sarama.ReadUncommitted)
-	if err := cl.RefreshMetadata(topic); err != nil {
-		t.Fatalf("metadata: %v", err)
-	}
-	parts, err := cl.Partitions(topic)
-	if err != nil {
-		t.Fatalf("partitions of %s: %v", topic, err)
-	}
-	var out []*sarama.ConsumerMessage
-	for _, p := range parts {
-		hwm, err := cl.GetOffset(topic, p, sarama.OffsetNewest)
-		if err != nil {
-			t.Fatalf("high watermark %s/%d: %v", topic, p, err)
-		}
-		out = append(out, readPartition(t, cl, topic, p, func(m *sarama.ConsumerMessage) bool { return m.Offset >= hwm-1 }, hwm > 0)...)
-	}
-	return out
-}
-
-// readPartition consumes topic/p from the oldest offset until stop returns
-// true for a record (or at once if !any), failing the test after 15 s.
-func readPartition(t testing.TB, cl sarama.Client, topic string, p int32, stop func(*sarama.ConsumerMessage) bool, any bool) []*sarama.ConsumerMessage {
-	t.Helper()
-	if !any {
-		return nil
-	}
-	cons, err := sarama.NewConsumerFromClient(cl)
-	if err != nil {
-		t.Fatalf("consumer: %v", err)
-	}
-	defer cons.Close()
-	pc, err := cons.ConsumePartition(topic, p, sarama.OffsetOldest)
-	if err != nil {
-		t.Fatalf("consume %s/%d: %v", topic, p, err)
-	}
-	defer pc.Close()
-	deadline := time.NewTimer(15 * time.Second)
-	defer deadline.Stop()
-	var out []*sarama.ConsumerMessage
-	for {
-		select {
-		case m := <-pc.Messages():
-			out = append(out, m)
-			if stop(m) {
-				return out
-			}
-		case err := <-pc.Errors():
-			t.Logf("consume %s/%d: %v", topic, p, err)
-		case <-deadline.C:
-			t.Fatalf("reading %s/%d: timed out after %d records", topic, p, len(out))
-		}
-	}
+	return kafka.Config{Brokers: c.Brokers(), ClientID: "producer-test", Metrics: m, Tune: kafkatest.FastTune}
 }
 
 // tally counts lost and duplicated orders among the records, by order ID.
@@ -136,7 +55,7 @@ func ids(prefix string, n int) []string {
 // midway once after half were sent.
 func sendAll(t testing.TB, et *event.Type, want []string, workers int, send func(context.Context, event.Event) error, midway func()) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), kafkatest.Timeout(60*time.Second))
 	defer cancel()
 	var (
 		wg   sync.WaitGroup
@@ -163,29 +82,33 @@ func sendAll(t testing.TB, et *event.Type, want []string, workers int, send func
 	}
 	wg.Wait()
 	if len(errs) > 0 {
-		t.Fatalf("%d sends failed, first: %v", len(errs), errs[0])
+		t.Fatalf("%d sends failed, first: %v (rerun with EVENTGEN_TEST_SARAMA_LOG=1 for sarama's retries and connection states)", len(errs), errs[0])
 	}
 }
 
 func faultCount(f *kafkatest.Fault) int { return f.Hits() }
+
+// produceFaults are the faults TestAtLeastOnceUnderFaults and its control
+// inject, each twice: before the first record and half way.
+var produceFaults = []struct {
+	name   string
+	inject func(*kafkatest.Cluster) *kafkatest.Fault
+}{
+	{"lost-acks", func(c *kafkatest.Cluster) *kafkatest.Fault { return c.LoseProduceAcks(3) }},
+	{"killed-connections", func(c *kafkatest.Cluster) *kafkatest.Fault { return c.KillConnectionsOnProduce(3) }},
+}
 
 // TestAtLeastOnceUnderFaults sends through the idempotent producer while the
 // broker loses produce acknowledgements or drops connections after writing,
 // and checks that every record is stored exactly once.
 func TestAtLeastOnceUnderFaults(t *testing.T) {
 	const n = 3000
-	for _, tc := range []struct {
-		name   string
-		inject func(*kafkatest.Cluster) *kafkatest.Fault
-	}{
-		{"lost-acks", func(c *kafkatest.Cluster) *kafkatest.Fault { return c.LoseProduceAcks(3) }},
-		{"killed-connections", func(c *kafkatest.Cluster) *kafkatest.Fault { return c.KillConnectionsOnProduce(3) }},
-	} {
+	for _, tc := range produceFaults {
 		// Send: 8 goroutines each wait for their ack. SendAsync: one
 		// goroutine pipelines every record; each callback must report success.
 		for _, mode := range []string{"Send", "SendAsync"} {
 			t.Run(tc.name+"/"+mode, func(t *testing.T) {
-				c := kafkatest.Start(t, kafkatest.Partitions(3))
+				c := kafkatest.Start(t, kafkatest.Options{Partitions: 3})
 				topic := "alo-" + tc.name + "-" + mode
 				c.CreateTopic(t, topic, 3)
 				et := testevent.Type(topic, event.AtLeastOnce)
@@ -214,7 +137,7 @@ func TestAtLeastOnceUnderFaults(t *testing.T) {
 				if hits == 0 {
 					t.Fatalf("no fault fired: the test proves nothing")
 				}
-				lost, dups := tally(t, readAll(t, c.Brokers(), topic), want)
+				lost, dups := tally(t, kafkatest.ReadAll(t, c.Brokers(), topic), want)
 				t.Logf("%s/%s: %d records, %d faults fired, retried=%d acked=%d, lost=%d duplicated=%d",
 					tc.name, mode, n, hits, m.Get("Order", kafka.Retried), m.Get("Order", kafka.Acked), lost, dups)
 				if lost != 0 || dups != 0 {
@@ -223,9 +146,11 @@ func TestAtLeastOnceUnderFaults(t *testing.T) {
 				if got := m.Get("Order", kafka.Acked); got != n {
 					t.Errorf("Acked = %d, want %d", got, n)
 				}
-				if m.Get("Order", kafka.Retried) == 0 {
-					t.Errorf("Retried = 0 although %d faults fired", hits)
-				}
+				// Not asserted: Retried counts re-encodings, and sarama resends
+				// an in-flight batch after a dropped connection without
+				// re-encoding it, so it is a lower bound (0 with one sender
+				// and 10 killed connections, every record acked). That the
+				// faults fired and every record is acked once is the proof.
 			})
 		}
 	}
@@ -269,15 +194,9 @@ func asyncSender(p *kafka.AtLeastOnceProducer) (send func(context.Context, event
 // the faults would not be exercising what the idempotent test claims.
 func TestNonIdempotentControlDuplicates(t *testing.T) {
 	const n = 3000
-	for _, tc := range []struct {
-		name   string
-		inject func(*kafkatest.Cluster) *kafkatest.Fault
-	}{
-		{"lost-acks", func(c *kafkatest.Cluster) *kafkatest.Fault { return c.LoseProduceAcks(3) }},
-		{"killed-connections", func(c *kafkatest.Cluster) *kafkatest.Fault { return c.KillConnectionsOnProduce(3) }},
-	} {
+	for _, tc := range produceFaults {
 		t.Run(tc.name, func(t *testing.T) {
-			c := kafkatest.Start(t, kafkatest.Partitions(3))
+			c := kafkatest.Start(t, kafkatest.Options{Partitions: 3})
 			topic := "control-" + tc.name
 			c.CreateTopic(t, topic, 3)
 			et := testevent.Type(topic, event.AtLeastOnce)
@@ -287,7 +206,7 @@ func TestNonIdempotentControlDuplicates(t *testing.T) {
 			sc.Producer.Retry.Max = 10
 			sc.Producer.Partitioner = sarama.NewMurmur2Partitioner
 			sc.Producer.Return.Successes = true
-			tuneFast(sc)
+			kafkatest.FastTune(sc)
 			sp, err := sarama.NewSyncProducer(c.Brokers(), sc)
 			if err != nil {
 				t.Fatal(err)
@@ -303,7 +222,7 @@ func TestNonIdempotentControlDuplicates(t *testing.T) {
 			var second *kafkatest.Fault
 			sendAll(t, et, want, 8, send, func() { second = tc.inject(c) })
 			sp.Close()
-			lost, dups := tally(t, readAll(t, c.Brokers(), topic), want)
+			lost, dups := tally(t, kafkatest.ReadAll(t, c.Brokers(), topic), want)
 			t.Logf("control %s: %d records, %d faults fired, lost=%d duplicated=%d",
 				tc.name, n, faultCount(first)+faultCount(second), lost, dups)
 			if lost != 0 {
@@ -313,5 +232,93 @@ func TestNonIdempotentControlDuplicates(t *testing.T) {
 				t.Errorf("no duplicates without idempotence: the fault injection is not exercising retries")
 			}
 		})
+	}
+}
+
+// TestAtLeastOnceRetryBudget pins down what "a dropped connection is
+// retried" means: one record survives Producer.Retry.Max connections killed
+// in a row after the broker wrote it, and is stored once; one more kill and
+// Send returns the connection error (the record is still stored once). A
+// change that spends more than one retry per killed connection, or that
+// surfaces an error with retries left, fails here deterministically rather
+// than now and then in TestAtLeastOnceUnderFaults.
+func TestAtLeastOnceRetryBudget(t *testing.T) {
+	const retries = 3
+	for _, kills := range []int{retries, retries + 1} {
+		t.Run(fmt.Sprintf("kills=%d", kills), func(t *testing.T) {
+			c := kafkatest.Start(t, kafkatest.Options{Partitions: 1})
+			topic := fmt.Sprintf("alo-budget-%d", kills)
+			c.CreateTopic(t, topic, 1)
+			et := testevent.Type(topic, event.AtLeastOnce)
+			cfg := testConfig(c, nil)
+			cfg.Tune = func(sc *sarama.Config) {
+				kafkatest.FastTune(sc)
+				sc.Producer.Retry.Max = retries
+			}
+			p, err := kafka.NewAtLeastOnceProducer(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			mustNil(t, p.Send(t.Context(), testevent.New(et, "warm-up", "c", 0))) // metadata and producer ID before the faults
+			f := c.KillConnectionsOnProduce(kills)
+			err = p.Send(t.Context(), testevent.New(et, "target", "c", 1))
+			if f.Hits() != kills {
+				t.Fatalf("%d of %d kills fired", f.Hits(), kills)
+			}
+			switch {
+			case kills <= retries && err != nil:
+				t.Fatalf("Send after %d killed connections with Retry.Max=%d: %v, want nil", kills, retries, err)
+			case kills > retries && err == nil:
+				t.Fatalf("Send after %d killed connections with Retry.Max=%d succeeded, want the connection error", kills, retries)
+			}
+			mustNil(t, p.Close())
+			lost, dups := tally(t, kafkatest.ReadAll(t, c.Brokers(), topic), []string{"warm-up", "target"})
+			t.Logf("%d killed connections, Retry.Max=%d: Send error %v; lost %d, duplicated %d", kills, retries, err, lost, dups)
+			if lost != 0 || dups != 0 {
+				t.Errorf("lost %d, duplicated %d; want 0 and 0 (the broker wrote the record before each kill)", lost, dups)
+			}
+		})
+	}
+}
+
+// TestAtLeastOnceKilledConnectionDuringLeaderElection is the deterministic
+// form of the intermittent "write: broken pipe" Send failure of
+// TestAtLeastOnceUnderFaults/killed-connections/Send: one killed
+// connection, then metadata that names no leader for about 1.5 s (a
+// leader election, or a refresh that rode on the killed connection). The
+// producer has Retry.Max=10 retries of 100 ms left, yet Send fails with the
+// connection error: after a dropped connection sarama v1.61.1's
+// asyncProducer.retryBatch looks the leader up once and, if that lookup
+// fails, fails the batch with the original error instead of spending its
+// retries. It is skipped until the runtime retries through that (see the
+// rt-tests report); EVENTGEN_TEST_KNOWN_ISSUES=1 runs it.
+func TestAtLeastOnceKilledConnectionDuringLeaderElection(t *testing.T) {
+	if os.Getenv("EVENTGEN_TEST_KNOWN_ISSUES") == "" {
+		t.Skip("known issue: a failed leader lookup after a dropped connection fails the record with retries left; EVENTGEN_TEST_KNOWN_ISSUES=1 runs it")
+	}
+	c := kafkatest.Start(t, kafkatest.Options{Partitions: 1})
+	const topic = "alo-election"
+	c.CreateTopic(t, topic, 1)
+	et := testevent.Type(topic, event.AtLeastOnce)
+	cfg := testConfig(c, nil)
+	cfg.Tune = func(sc *sarama.Config) {
+		kafkatest.FastTune(sc)
+		sc.Metadata.Retry.Backoff = 250 * time.Millisecond // sarama's default, as in production
+	}
+	p, err := kafka.NewAtLeastOnceProducer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	mustNil(t, p.Send(t.Context(), testevent.New(et, "warm-up", "c", 0)))
+	kill := c.KillConnectionsOnProduce(1)
+	// Two refreshes of 1 try + Metadata.Retry.Max=3 each: the one after the
+	// connection error, and the leader lookup before the retry.
+	election := c.FailRequests(kmsg.Metadata, kerr.LeaderNotAvailable, 8)
+	err = p.Send(t.Context(), testevent.New(et, "target", "c", 1))
+	t.Logf("killed connections %d, leaderless metadata answers %d: Send error %v", kill.Hits(), election.Hits(), err)
+	if err != nil {
+		t.Errorf("Send failed with retries left: %v", err)
 	}
 }

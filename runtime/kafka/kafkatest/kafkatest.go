@@ -1,11 +1,16 @@
 // Package kafkatest starts Kafka for tests and demos: an in-process kfake
 // cluster on 127.0.0.1, or the external cluster named by the
 // EVENTGEN_KAFKA_BROKERS environment variable, plus fault injection helpers
-// that need kfake.
+// that need kfake, and the checks tests share (reading partitions,
+// committed offsets, group state, waiting for a condition).
 //
-//	c := kafkatest.Start(t, kafkatest.Partitions(3))
+//	c := kafkatest.Start(t, kafkatest.Options{Partitions: 3})
 //	c.LoseProduceAcks(2) // the next two produce responses carry REQUEST_TIMED_OUT
-//	cfg := kafka.Config{Brokers: c.Brokers()}
+//	cfg := kafka.Config{Brokers: c.Brokers(), Tune: kafkatest.FastTune}
+//
+// Every deadline the helpers apply is scaled by EVENTGEN_TEST_TIMEOUT_SCALE
+// (see Timeout); randomized tests take their seed from Seed, which logs it
+// and replays EVENTGEN_TEST_SEED.
 package kafkatest
 
 import (
@@ -31,40 +36,34 @@ const EnvBrokers = "EVENTGEN_KAFKA_BROKERS"
 // external cluster outside a test; in a test the test is skipped instead.
 var ErrNeedsKfake = errors.New("kafkatest: fault injection needs the in-process kfake cluster (unset " + EnvBrokers + ")")
 
-// Option configures Start and New.
-type Option func(*options)
-
-type options struct {
-	partitions int
-	brokers    int
-	seedTopics []string
-	kfakeOpts  []kfake.Opt
-	external   *bool
+// Options configures Start and New. The zero value is a cluster with the
+// defaults stated on each field.
+type Options struct {
+	// Partitions is the partition count of auto-created topics, of Topics
+	// and of topics created by CreateTopic with partitions <= 0. Default 3.
+	Partitions int
+	// NumBrokers is how many kfake brokers to start. Default 1. Ignored for an
+	// external cluster.
+	NumBrokers int
+	// Topics are created up front with Partitions partitions (kfake only;
+	// on an external cluster use CreateTopic). Default none.
+	Topics []string
+	// Kfake holds extra options for kfake.NewCluster. Default none.
+	Kfake []kfake.Opt
+	// InProcess forces an in-process kfake cluster even when
+	// EVENTGEN_KAFKA_BROKERS is set, for tests that exist to inject faults.
+	// Default false: the external cluster wins when it is set.
+	InProcess bool
 }
 
-// Partitions sets the partition count of auto-created topics and of topics
-// created by CreateTopic with partitions <= 0. Default 3.
-func Partitions(n int) Option { return func(o *options) { o.partitions = n } }
-
-// NumBrokers sets how many kfake brokers to start. Default 1. Ignored for an
-// external cluster.
-func NumBrokers(n int) Option { return func(o *options) { o.brokers = n } }
-
-// Topics creates topics up front with the default partition count (kfake
-// only; on an external cluster use CreateTopic).
-func Topics(names ...string) Option {
-	return func(o *options) { o.seedTopics = append(o.seedTopics, names...) }
-}
-
-// KfakeOptions passes extra options to kfake.NewCluster.
-func KfakeOptions(opts ...kfake.Opt) Option {
-	return func(o *options) { o.kfakeOpts = append(o.kfakeOpts, opts...) }
-}
-
-// InProcess forces an in-process kfake cluster even when EVENTGEN_KAFKA_BROKERS
-// is set (for tests that exist to inject faults).
-func InProcess() Option {
-	return func(o *options) { f := false; o.external = &f }
+func (o Options) withDefaults() Options {
+	if o.Partitions <= 0 {
+		o.Partitions = 3
+	}
+	if o.NumBrokers <= 0 {
+		o.NumBrokers = 1
+	}
+	return o
 }
 
 // Cluster is a running test cluster. Its methods are safe for concurrent use.
@@ -72,7 +71,7 @@ type Cluster struct {
 	t        testing.TB // nil when made by New
 	brokers  []string
 	kf       *kfake.Cluster // nil for an external cluster
-	opts     options
+	opts     Options
 	killLeft atomic.Int64 // kills pending over all faults: a fast check for the connections
 	killMu   sync.Mutex
 	kills    []*killFault // KillConnectionsOnProduce faults with kills left
@@ -82,9 +81,9 @@ type Cluster struct {
 // named by EVENTGEN_KAFKA_BROKERS if set, else a new kfake cluster listening
 // on 127.0.0.1 on free ports with automatic topic creation. It fails the
 // test if the cluster cannot start.
-func Start(t testing.TB, opts ...Option) *Cluster {
+func Start(t testing.TB, o Options) *Cluster {
 	t.Helper()
-	c, err := New(opts...)
+	c, err := New(o)
 	if err != nil {
 		t.Fatalf("kafkatest: %v", err)
 	}
@@ -95,14 +94,11 @@ func Start(t testing.TB, opts ...Option) *Cluster {
 
 // New is Start for programs (demos, benchmarks' main functions): the caller
 // must Close the cluster.
-func New(opts ...Option) (*Cluster, error) {
-	o := options{partitions: 3, brokers: 1}
-	for _, opt := range opts {
-		opt(&o)
-	}
+func New(o Options) (*Cluster, error) {
+	o = o.withDefaults()
 	c := &Cluster{opts: o}
 	env := strings.TrimSpace(os.Getenv(EnvBrokers))
-	if env != "" && (o.external == nil || *o.external) {
+	if env != "" && !o.InProcess {
 		for _, b := range strings.Split(env, ",") {
 			if b = strings.TrimSpace(b); b != "" {
 				c.brokers = append(c.brokers, b)
@@ -111,15 +107,15 @@ func New(opts ...Option) (*Cluster, error) {
 		return c, nil
 	}
 	kopts := []kfake.Opt{
-		kfake.NumBrokers(o.brokers),
+		kfake.NumBrokers(o.NumBrokers),
 		kfake.AllowAutoTopicCreation(),
-		kfake.DefaultNumPartitions(o.partitions),
+		kfake.DefaultNumPartitions(o.Partitions),
 		kfake.ListenFn(c.listen),
 	}
-	if len(o.seedTopics) > 0 {
-		kopts = append(kopts, kfake.SeedTopics(int32(o.partitions), o.seedTopics...))
+	if len(o.Topics) > 0 {
+		kopts = append(kopts, kfake.SeedTopics(int32(o.Partitions), o.Topics...))
 	}
-	kopts = append(kopts, o.kfakeOpts...)
+	kopts = append(kopts, o.Kfake...)
 	kf, err := kfake.NewCluster(kopts...)
 	if err != nil {
 		return nil, fmt.Errorf("kafkatest: starting kfake: %w", err)
@@ -153,7 +149,7 @@ func (c *Cluster) Close() {
 // existing topic is not an error.
 func (c *Cluster) CreateTopic(t testing.TB, name string, partitions int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout(30*time.Second))
 	defer cancel()
 	if err := c.EnsureTopic(ctx, name, partitions); err != nil {
 		t.Fatal(err)
@@ -163,10 +159,10 @@ func (c *Cluster) CreateTopic(t testing.TB, name string, partitions int) {
 // EnsureTopic is CreateTopic for programs.
 func (c *Cluster) EnsureTopic(ctx context.Context, name string, partitions int) error {
 	if partitions <= 0 {
-		partitions = c.opts.partitions
+		partitions = c.opts.Partitions
 	}
 	sc := sarama.NewConfig()
-	sc.Version = sarama.V3_6_0_0
+	sc.Version = protocolVersion
 	sc.ClientID = "kafkatest-admin"
 	if dl, ok := ctx.Deadline(); ok {
 		sc.Admin.Timeout = time.Until(dl)
