@@ -100,6 +100,15 @@ func TestRuntimeImportsNeitherGeneratorNorCLI(t *testing.T) {
 	}
 }
 
+func TestKafkatestDoesNotImportKafka(t *testing.T) {
+	pkgs := listPackages(t, "./runtime/kafka/kafkatest")
+	for _, dep := range pkgs[module+"/runtime/kafka/kafkatest"].Deps {
+		if dep == module+"/runtime/kafka" {
+			t.Errorf("runtime/kafka/kafkatest depends on runtime/kafka; the kafka package's internal tests import kafkatest, so that is a cycle")
+		}
+	}
+}
+
 func TestNoPackageIsCalledRuntime(t *testing.T) {
 	for path, p := range listPackages(t, "./...") {
 		if within(path, module) && p.Name == "runtime" {

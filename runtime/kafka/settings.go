@@ -163,6 +163,13 @@ func setIdempotent(sc *sarama.Config) {
 	sc.Producer.Retry.Max = 10
 	sc.Producer.Return.Successes = true
 	sc.Producer.Return.Errors = true
+	// After a dropped connection sarama looks the partition's leader up
+	// once before it retries a batch, and fails the batch (retries left or
+	// not) if that lookup fails. A leader election in progress answers
+	// metadata requests without a leader for a while: give the lookup
+	// itself room (10 tries, 250 ms apart by default) so that the
+	// producer's retries, not the lookup, decide when to give up.
+	sc.Metadata.Retry.Max = 10
 }
 
 // idempotentRules checks the settings of setIdempotent.
