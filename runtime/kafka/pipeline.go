@@ -39,8 +39,17 @@ func (em *Emitter) Emit(e event.Event) error {
 		Key:     sarama.StringEncoder(e.Key()),
 		Value:   sarama.ByteEncoder(e.AppendJSON(nil)),
 		Headers: CloudEventHeaders(em.ctx, et, event.NewUUID().String(), time.Now()),
+		// Which input produced the output: a poison output dead-letters it.
+		Metadata: outputOrigin{offset: em.rec.Offset, attempt: em.rec.Attempt},
 	})
 	return nil
+}
+
+// outputOrigin is the Metadata of a pipeline output: the offset of the
+// input record (in its batch's partition) that emitted it.
+type outputOrigin struct {
+	offset  int64
+	attempt int
 }
 
 // Record describes the input record being handled.
@@ -92,7 +101,12 @@ type pipeline[In any] struct {
 
 	*runState // set when the group run starts
 	prod      sarama.SyncProducer
+	prodCfg   *sarama.Config // to re-initialise prod after an epoch error or a timeout
 	instance  *string
+	txStart   time.Time // when the open transaction began (under txMu)
+	// recoveries counts producer re-initialisations since the last
+	// committed transaction (under txMu).
+	recoveries int
 
 	txMu sync.Mutex // one transaction at a time across partitions
 }
@@ -160,8 +174,8 @@ func (p *pipeline[In]) run(ctx context.Context) error {
 		}
 		return fmt.Errorf("eventgen: pipeline %s: transactional producer: %w", p.cfg.TransactionalID, err)
 	}
-	p.prod = prod
-	defer prod.Close()
+	p.prod, p.prodCfg = prod, pc
+	defer func() { _ = p.prod.Close() }() // the last producer: txnFailed may replace it
 	return runGroup(ctx, groupRun{
 		kind:          "pipeline",
 		brokers:       p.cfg.Brokers,
@@ -267,15 +281,24 @@ func (p *pipeline[In]) revoked(sess sarama.ConsumerGroupSession) bool {
 func (p *pipeline[In]) commit(sess sarama.ConsumerGroupSession, batch []*sarama.ConsumerMessage, res *batchResult) error {
 	p.txMu.Lock()
 	defer p.txMu.Unlock()
+	return p.commitLocked(sess, batch, res)
+}
+
+// commitLocked is commit under txMu.
+func (p *pipeline[In]) commitLocked(sess sarama.ConsumerGroupSession, batch []*sarama.ConsumerMessage, res *batchResult) error {
 	if p.err() != nil || p.revoked(sess) {
 		return errStopped
 	}
 	last := batch[len(batch)-1]
+	p.txStart = time.Now()
 	if err := p.prod.BeginTxn(); err != nil {
 		return p.txnFailed("begin", last, err)
 	}
 	if len(res.out) > 0 {
 		if err := p.prod.SendMessages(res.out); err != nil {
+			if poison := poisonOutputs(err, p.prodCfg.Producer.MaxMessageBytes); len(poison) > 0 && p.prod.TxnStatus()&sarama.ProducerTxnFlagFatalError == 0 && !fenced(err) {
+				return p.poisoned(sess, batch, res, poison, err)
+			}
 			return p.txnFailed("produce", last, err)
 		}
 	}
@@ -298,6 +321,7 @@ func (p *pipeline[In]) commit(sess sarama.ConsumerGroupSession, batch []*sarama.
 	if err := p.prod.CommitTxn(); err != nil {
 		return p.txnFailed("commit", last, err)
 	}
+	p.recoveries = 0
 	name := p.in.Name
 	p.met.Count(name, Handled, res.handled)
 	p.met.Count(name, Committed, int64(len(batch)))
@@ -315,33 +339,148 @@ func (p *pipeline[In]) commit(sess sarama.ConsumerGroupSession, batch []*sarama.
 	return nil
 }
 
-// txnFailed classifies a transaction error: fenced and fatal errors stop the
-// pipeline; anything else aborts the transaction and returns an error that
-// ends the session, so the partitions restart from their committed offsets.
+// maxRecoveries bounds the producer re-initialisations (after epoch errors
+// and transaction timeouts) in a row without a committed transaction; one
+// more stops the pipeline with ErrProducerFatal.
+const maxRecoveries = 5
+
+// overdue reports whether the open transaction has outlived
+// Producer.Transaction.Timeout: the coordinator may have aborted it and
+// bumped the epoch, so a PRODUCER_FENCED now is most likely our own
+// timeout, not a newer instance. The clock starts before BeginTxn, that is
+// before the coordinator's, so a transaction that is not overdue here
+// cannot have been timed out there.
+func (p *pipeline[In]) overdue() bool {
+	return !p.txStart.IsZero() && time.Since(p.txStart) >= p.prodCfg.Producer.Transaction.Timeout
+}
+
+// txnFailed classifies a transaction error. Fencing by a newer instance
+// stops the pipeline with ErrFenced; an epoch error (INVALID_PRODUCER_EPOCH)
+// or a transaction the coordinator timed out aborts and, where the producer
+// cannot go on, re-initialises it; other fatal errors stop the pipeline with
+// ErrProducerFatal; anything else aborts the transaction. Unless the
+// pipeline stops, the returned error ends the session, so the partitions
+// restart from their committed offsets.
 func (p *pipeline[In]) txnFailed(stage string, last *sarama.ConsumerMessage, err error) error {
 	st := p.prod.TxnStatus()
 	where := fmt.Sprintf("%s/%d@%d", last.Topic, last.Partition, last.Offset)
-	if fenced(err) {
+	recover := epochError(err) || (fenced(err) && p.overdue())
+	if fenced(err) && !recover {
 		e := fmt.Errorf("%w: pipeline %s at %s (%s): %w", ErrFenced, p.cfg.TransactionalID, stage, where, err)
 		p.fail(e)
 		return e
 	}
-	if st&sarama.ProducerTxnFlagFatalError != 0 {
+	if st&sarama.ProducerTxnFlagFatalError != 0 && !recover {
 		e := fmt.Errorf("%w: pipeline %s at %s (%s): %w", ErrProducerFatal, p.cfg.TransactionalID, stage, where, err)
 		p.fail(e)
 		return e
 	}
-	if st&(sarama.ProducerTxnFlagInTransaction|sarama.ProducerTxnFlagAbortableError) != 0 {
+	if st&sarama.ProducerTxnFlagFatalError == 0 && st&(sarama.ProducerTxnFlagInTransaction|sarama.ProducerTxnFlagAbortableError) != 0 {
 		if aerr := p.prod.AbortTxn(); aerr != nil {
-			kind := ErrProducerFatal
-			if fenced(aerr) {
-				kind = ErrFenced
+			switch {
+			case fenced(aerr) && !p.overdue():
+				e := fmt.Errorf("%w: pipeline %s: abort after %s failed (%w): %w", ErrFenced, p.cfg.TransactionalID, stage, err, aerr)
+				p.fail(e)
+				return e
+			case epochError(aerr) || fenced(aerr):
+				recover = true
+			default:
+				e := fmt.Errorf("%w: pipeline %s: abort after %s failed (%w): %w", ErrProducerFatal, p.cfg.TransactionalID, stage, err, aerr)
+				p.fail(e)
+				return e
 			}
-			e := fmt.Errorf("%w: pipeline %s: abort after %s failed (%w): %w", kind, p.cfg.TransactionalID, stage, err, aerr)
-			p.fail(e)
+		}
+	}
+	if recover && (p.prod.TxnStatus()&(sarama.ProducerTxnFlagFatalError|sarama.ProducerTxnFlagInError) != 0 || fenced(err)) {
+		if e := p.reinit(stage, where, err); e != nil {
 			return e
 		}
 	}
 	p.log.Warn("eventgen: transaction aborted; re-reading from the committed offsets", "transactional_id", p.cfg.TransactionalID, "stage", stage, "at", where, "error", err)
 	return fmt.Errorf("eventgen: pipeline transaction aborted at %s (%s): %w", stage, where, err)
+}
+
+// reinit replaces the transactional producer after an epoch error or a
+// transaction timeout: the old one is closed and a new one with the same
+// TransactionalID runs InitProducerID, which completes (aborts) whatever
+// the old one left open and gives a fresh epoch. It returns nil when the
+// pipeline can go on, or the error that stopped it.
+func (p *pipeline[In]) reinit(stage, where string, cause error) error {
+	p.recoveries++
+	if p.recoveries > maxRecoveries {
+		e := fmt.Errorf("%w: pipeline %s at %s (%s): %d producer re-initialisations without a commit: %w", ErrProducerFatal, p.cfg.TransactionalID, stage, where, maxRecoveries, cause)
+		p.fail(e)
+		return e
+	}
+	p.log.Warn("eventgen: epoch error or transaction timeout; re-initialising the transactional producer", "transactional_id", p.cfg.TransactionalID, "stage", stage, "at", where, "error", cause, "timeout", p.prodCfg.Producer.Transaction.Timeout)
+	_ = p.prod.Close()
+	prod, err := sarama.NewSyncProducer(p.cfg.Brokers, p.prodCfg)
+	if err != nil {
+		kind := ErrProducerFatal
+		if fenced(err) {
+			kind = ErrFenced
+		}
+		e := fmt.Errorf("%w: pipeline %s: re-initialising the producer after %s (%s) failed (%w): %w", kind, p.cfg.TransactionalID, stage, where, cause, err)
+		p.fail(e)
+		// Keep a producer to close: closing a closed sarama producer is harmless.
+		return e
+	}
+	p.prod = prod
+	p.txStart = time.Time{}
+	return nil
+}
+
+// poisoned handles outputs the client or broker rejected for good
+// (poisonOutputs): the transaction is aborted, the inputs that emitted
+// them are dead-lettered instead (with the reason; none of their outputs
+// are written), and the batch is committed again, in place. Each round
+// removes at least one input, so it ends. An output whose input is not
+// known (a dead letter) cannot be isolated: the transaction fails as
+// before.
+func (p *pipeline[In]) poisoned(sess sarama.ConsumerGroupSession, batch []*sarama.ConsumerMessage, res *batchResult, poison map[*sarama.ProducerMessage]error, cause error) error {
+	last := batch[len(batch)-1]
+	bad := map[int64]error{}
+	attempts := map[int64]int{}
+	clientSide := true // every rejection is the client's own, per record
+	for pm, err := range poison {
+		var ce sarama.ConfigurationError
+		clientSide = clientSide && errors.As(err, &ce)
+		o, ok := pm.Metadata.(outputOrigin)
+		if !ok {
+			return p.txnFailed("produce", last, cause)
+		}
+		if _, seen := bad[o.offset]; !seen {
+			bad[o.offset] = fmt.Errorf("output to %s rejected for good: %w", pm.Topic, err)
+			attempts[o.offset] = o.attempt
+		}
+	}
+	if len(bad) > 1 && !clientSide {
+		// A broker error fails a whole produce batch, and sarama then
+		// fails the rest of the send with it: which input is poison is
+		// not known. (Isolating it record by record is not built yet.)
+		return p.txnFailed("produce", last, cause)
+	}
+	if err := p.prod.AbortTxn(); err != nil {
+		return p.txnFailed("abort after a poison output", last, errors.Join(cause, err))
+	}
+	out := make([]*sarama.ProducerMessage, 0, len(res.out))
+	for _, pm := range res.out {
+		if o, ok := pm.Metadata.(outputOrigin); ok && bad[o.offset] != nil {
+			res.emitted[pm.Topic]--
+			continue
+		}
+		// A fresh message: sarama keeps per-send state in the old one.
+		out = append(out, &sarama.ProducerMessage{Topic: pm.Topic, Key: pm.Key, Value: pm.Value, Headers: pm.Headers, Metadata: pm.Metadata})
+	}
+	for _, m := range batch {
+		if err := bad[m.Offset]; err != nil {
+			p.log.Error("eventgen: pipeline output rejected for good; dead-lettering its input", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "error", err)
+			out = append(out, deadLetterMessage(m, err, attempts[m.Offset]))
+			res.handled--
+			res.deadLettered++
+		}
+	}
+	res.out = out
+	p.txStart = time.Time{}
+	return p.commitLocked(sess, batch, res)
 }
