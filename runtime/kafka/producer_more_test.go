@@ -497,6 +497,26 @@ func TestTransactionalInjectedErrors(t *testing.T) {
 			t.Errorf("read_uncommitted sees %d of the 2 aborted records on topic a, want 2 (written, then aborted)", n)
 		}
 	})
+	// INVALID_PRODUCER_EPOCH is not fencing (issue 7, defect 5): on Produce
+	// sarama aborts with an epoch bump and the producer stays usable; on
+	// EndTxn sarama cannot go on, so the producer is closed with
+	// ErrProducerFatal (a new one with the same ID is safe). Before the fix
+	// both reported ErrFenced.
+	t.Run("produce-epoch-abortable", func(t *testing.T) {
+		f := newTxnFixture(t, "txn-prodepoch")
+		p := f.producer(t, "txn-prodepoch")
+		f.failTxn(t, p, f.c.FailRequests(kmsg.Produce, kerr.InvalidProducerEpoch, 1), kafka.ErrTxnAborted)
+		mustNil(t, p.InTx(t.Context(), func(tx *kafka.Tx) error { return f.send(tx, "retry", 2, 2) }))
+		f.wantVisible(t, map[string]int{"failed": 0, "retry": 4})
+	})
+	t.Run("end-txn-epoch-fatal", func(t *testing.T) {
+		f := newTxnFixture(t, "txn-endepoch")
+		p := f.producer(t, "txn-endepoch")
+		f.failTxn(t, p, f.c.FailEndTxn(1, kerr.InvalidProducerEpoch), kafka.ErrProducerFatal)
+		p2 := f.producer(t, "txn-endepoch")
+		mustNil(t, p2.InTx(t.Context(), func(tx *kafka.Tx) error { return f.send(tx, "recreated", 1, 1) }))
+		f.wantVisible(t, map[string]int{"failed": 0, "recreated": 2})
+	})
 	t.Run("end-txn-retriable", func(t *testing.T) {
 		f := newTxnFixture(t, "txn-endretry")
 		p := f.producer(t, "txn-endretry")
