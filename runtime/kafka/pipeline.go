@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -433,44 +434,47 @@ func (p *pipeline[In]) reinit(stage, where string, cause error) error {
 // poisoned handles outputs the client or broker rejected for good
 // (poisonOutputs): the transaction is aborted, the inputs that emitted
 // them are dead-lettered instead (with the reason; none of their outputs
-// are written), and the batch is committed again, in place. Each round
-// removes at least one input, so it ends. An output whose input is not
-// known (a dead letter) cannot be isolated: the transaction fails as
-// before.
+// are written), and the batch is committed again, in place, without
+// re-reading it. When the input cannot be told (a broker error covers a
+// whole produce batch, and sarama fails the rest of the send with it), the
+// batch is committed one input per transaction instead, so that the next
+// rejection names a single input. Each round removes an input or narrows
+// the batch to one input, so it ends. A dead letter rejected for good
+// cannot be dead-lettered: the transaction fails as before.
 func (p *pipeline[In]) poisoned(sess sarama.ConsumerGroupSession, batch []*sarama.ConsumerMessage, res *batchResult, poison map[*sarama.ProducerMessage]error, cause error) error {
 	last := batch[len(batch)-1]
 	bad := map[int64]error{}
 	attempts := map[int64]int{}
-	clientSide := true // every rejection is the client's own, per record
 	for pm, err := range poison {
-		var ce sarama.ConfigurationError
-		clientSide = clientSide && errors.As(err, &ce)
-		o, ok := pm.Metadata.(outputOrigin)
-		if !ok {
+		off, ok := p.origin(pm)
+		if !ok || pm.Topic == DeadLetterTopic(p.in.Topic) {
 			return p.txnFailed("produce", last, cause)
 		}
-		if _, seen := bad[o.offset]; !seen {
-			bad[o.offset] = fmt.Errorf("output to %s rejected for good: %w", pm.Topic, err)
-			attempts[o.offset] = o.attempt
+		if _, seen := bad[off]; !seen {
+			bad[off] = fmt.Errorf("output to %s rejected for good: %w", pm.Topic, err)
+			if o, ok := pm.Metadata.(outputOrigin); ok {
+				attempts[off] = o.attempt
+			}
 		}
-	}
-	if len(bad) > 1 && !clientSide {
-		// A broker error fails a whole produce batch, and sarama then
-		// fails the rest of the send with it: which input is poison is
-		// not known. (Isolating it record by record is not built yet.)
-		return p.txnFailed("produce", last, cause)
 	}
 	if err := p.prod.AbortTxn(); err != nil {
 		return p.txnFailed("abort after a poison output", last, errors.Join(cause, err))
 	}
+	p.txStart = time.Time{}
+	if len(bad) > 1 && !clientSide(poison) {
+		return p.oneByOne(sess, batch, res, cause)
+	}
 	out := make([]*sarama.ProducerMessage, 0, len(res.out))
 	for _, pm := range res.out {
-		if o, ok := pm.Metadata.(outputOrigin); ok && bad[o.offset] != nil {
-			res.emitted[pm.Topic]--
+		if off, ok := p.origin(pm); ok && bad[off] != nil {
+			if pm.Topic == DeadLetterTopic(p.in.Topic) {
+				res.deadLettered--
+			} else {
+				res.emitted[pm.Topic]--
+			}
 			continue
 		}
-		// A fresh message: sarama keeps per-send state in the old one.
-		out = append(out, &sarama.ProducerMessage{Topic: pm.Topic, Key: pm.Key, Value: pm.Value, Headers: pm.Headers, Metadata: pm.Metadata})
+		out = append(out, freshMessage(pm))
 	}
 	for _, m := range batch {
 		if err := bad[m.Offset]; err != nil {
@@ -481,6 +485,73 @@ func (p *pipeline[In]) poisoned(sess sarama.ConsumerGroupSession, batch []*saram
 		}
 	}
 	res.out = out
-	p.txStart = time.Time{}
 	return p.commitLocked(sess, batch, res)
+}
+
+// oneByOne commits a batch one input per transaction, each with its own
+// outputs, after a rejection that did not say which input was poison.
+func (p *pipeline[In]) oneByOne(sess sarama.ConsumerGroupSession, batch []*sarama.ConsumerMessage, res *batchResult, cause error) error {
+	last := batch[len(batch)-1]
+	p.log.Warn("eventgen: pipeline output rejected for good; committing the batch one input per transaction to find the input", "topic", last.Topic, "partition", last.Partition, "from", batch[0].Offset, "to", last.Offset, "error", flattenProducerErrors(cause))
+	byInput := map[int64][]*sarama.ProducerMessage{}
+	for _, pm := range res.out {
+		off, ok := p.origin(pm)
+		if !ok {
+			return fmt.Errorf("eventgen: pipeline transaction aborted at produce (%s/%d@%d): an output without its input: %w", last.Topic, last.Partition, last.Offset, cause)
+		}
+		byInput[off] = append(byInput[off], freshMessage(pm))
+	}
+	for i, m := range batch {
+		sub := &batchResult{out: byInput[m.Offset], emitted: map[string]int64{}}
+		for _, pm := range sub.out {
+			if pm.Topic == DeadLetterTopic(p.in.Topic) {
+				sub.deadLettered++
+			} else {
+				sub.emitted[pm.Topic]++
+			}
+		}
+		if sub.deadLettered == 0 {
+			sub.handled = 1
+		}
+		if i == 0 {
+			sub.retried = res.retried
+		}
+		if err := p.commitLocked(sess, batch[i:i+1], sub); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// origin returns the offset of the input (in the batch's partition) that
+// an output or dead letter belongs to.
+func (p *pipeline[In]) origin(pm *sarama.ProducerMessage) (int64, bool) {
+	if o, ok := pm.Metadata.(outputOrigin); ok {
+		return o.offset, true
+	}
+	for _, h := range pm.Headers {
+		if string(h.Key) == HeaderDLQSourceOffset {
+			off, err := strconv.ParseInt(string(h.Value), 10, 64)
+			return off, err == nil
+		}
+	}
+	return 0, false
+}
+
+// clientSide reports whether every rejection is the client's own, made per
+// record (its size), so that each names its own input.
+func clientSide(poison map[*sarama.ProducerMessage]error) bool {
+	for _, err := range poison {
+		var ce sarama.ConfigurationError
+		if !errors.As(err, &ce) {
+			return false
+		}
+	}
+	return true
+}
+
+// freshMessage copies what a send needs of pm: sarama keeps per-send
+// state in a ProducerMessage.
+func freshMessage(pm *sarama.ProducerMessage) *sarama.ProducerMessage {
+	return &sarama.ProducerMessage{Topic: pm.Topic, Key: pm.Key, Value: pm.Value, Headers: pm.Headers, Metadata: pm.Metadata}
 }

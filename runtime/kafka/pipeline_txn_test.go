@@ -145,6 +145,65 @@ func TestPipelinePoisonOutput(t *testing.T) {
 	t.Logf("%d inputs, input %d emits an output over Producer.MaxMessageBytes: dead-lettered (%q), %s", n+50, poison, reason, rep)
 }
 
+// TestPipelinePoisonOutputBroker: the broker rejects an output batch with
+// MESSAGE_TOO_LARGE (the output topic's max.message.bytes is 6000, one
+// input emits an 8000-byte event). The error covers the whole produce
+// batch, so the pipeline cannot tell which input was poison: it commits
+// that batch again one input per transaction, and the input whose
+// transaction still fails is dead-lettered. Before the fix this test timed
+// out with no progress.
+func TestPipelinePoisonOutputBroker(t *testing.T) {
+	const parts, n, poison = 2, 200, 61
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: parts})
+	in := testEventType("Input", "bpoison-in", event.ExactlyOnce)
+	out := testEventType("Output", "bpoison-out", event.ExactlyOnce)
+	for _, tp := range []string{in.Topic, DeadLetterTopic(in.Topic)} {
+		cl.CreateTopic(t, tp, parts)
+	}
+	admin, err := sarama.NewClusterAdmin(cl.Brokers(), txnConfig("unused-admin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit := "6000"
+	if err := admin.CreateTopic(out.Topic, &sarama.TopicDetail{NumPartitions: parts, ReplicationFactor: 1, ConfigEntries: map[string]*string{"max.message.bytes": &limit}}, false); err != nil {
+		t.Fatal(err)
+	}
+	admin.Close()
+	produceInputs(t, cl.Brokers(), in, n, 6, nil)
+	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
+	var met Counters
+	base := testTransform(out, 0)
+	h := func(ctx context.Context, e testEvent, em *Emitter) error {
+		if e.Seq == poison {
+			return em.Emit(&testEvent{K: e.K, Seq: e.Seq, Src: strings.Repeat("x", 8000), et: out})
+		}
+		return base(ctx, e, em)
+	}
+	r := startPipeline(t, PipelineConfig{
+		Config:  Config{Brokers: cl.Brokers(), Metrics: &met, Tune: kafkatest.FastTune},
+		GroupID: "bpoison", TransactionalID: "bpoison-tx", BatchSize: 20,
+	}, in, out, h)
+	r.waitCommitted(t, client, "bpoison", in.Topic, parts)
+	if err := r.shutdown(t); err != nil {
+		t.Fatalf("RunPipeline: %v", err)
+	}
+	rep := checkOutput(t, client, cl.Brokers(), out, parts, n, 0, map[int64]bool{poison: true})
+	rep.check(t)
+	dead := kafkatest.ReadN(t, client, DeadLetterTopic(in.Topic), parts, 1, 20*time.Second)
+	e, err := decodeTestEvent(dead[0].Value)
+	reason, _ := HeaderValue(dead[0].Headers, HeaderDLQError)
+	if err != nil || e.Seq != poison || !strings.Contains(reason, "too large") {
+		t.Errorf("dead letter: seq %d (%v), reason %q; want seq %d and MESSAGE_TOO_LARGE", e.Seq, err, reason, poison)
+	}
+	if got := met.Get("Input", DeadLettered); got != 1 {
+		t.Errorf("dead-lettered %d, want 1", got)
+	}
+	if got := met.Get("Input", Committed); got != n {
+		t.Errorf("committed %d, want %d", got, n)
+	}
+	t.Logf("%d inputs, input %d emits an output over the topic's max.message.bytes: dead-lettered (%q), %s", n, poison, reason, rep)
+}
+
 // epochRun runs a pipeline over n inputs while fault is installed and
 // checks that it recovers: every input committed, outputs exact, RunPipeline
 // still running until cancelled.
