@@ -45,7 +45,8 @@ var (
 	// stopped writing. A fenced TransactionalProducer is closed and returns
 	// ErrFenced from every later call; Consumer.Run and RunPipeline return
 	// it and stop. Do not restart blindly: the newer instance owns the
-	// identity.
+	// identity. INVALID_PRODUCER_EPOCH and a transaction timed out by the
+	// coordinator are not fencing (see RunPipeline and docs/producers.md).
 	ErrFenced = errors.New("eventgen: fenced by a newer instance")
 
 	// ErrProducerFatal means that a transactional producer hit an error

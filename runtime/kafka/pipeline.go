@@ -65,9 +65,15 @@ func (em *Emitter) Record() ExactlyOnceRecord { return em.rec }
 // A handler error is retried per cfg.Retry; after the last attempt, and at
 // once for a record that fails to decode, the input record goes to
 // DeadLetterTopic(in.Topic) inside the same transaction (no outputs for it).
+// An output Kafka rejects for good (larger than Producer.MaxMessageBytes,
+// MESSAGE_TOO_LARGE, INVALID_RECORD, ...) dead-letters the input that
+// emitted it, inside a transaction, and the batch is committed without it.
 // A rebalance aborts an open transaction; an abortable transaction error
-// aborts and re-reads from the last committed offsets; a fatal error or
-// fencing stops the pipeline with ErrProducerFatal or ErrFenced.
+// aborts and re-reads from the last committed offsets; INVALID_PRODUCER_EPOCH
+// and a transaction the coordinator timed out (open longer than
+// Producer.Transaction.Timeout) abort, re-initialise the producer with the
+// same TransactionalID and re-read; a fatal error or fencing by a newer
+// instance stops the pipeline with ErrProducerFatal or ErrFenced.
 //
 // RunPipeline blocks until ctx is done, commits the batches already handled,
 // and returns nil; or returns an error when it cannot start or must stop.
