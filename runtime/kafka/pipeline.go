@@ -109,8 +109,11 @@ type pipeline[In any] struct {
 	*runState // set when the group run starts
 	prod      sarama.SyncProducer
 	prodCfg   *sarama.Config // to re-initialise prod after an epoch error or a timeout
-	instance  *string
-	txStart   time.Time // when the open transaction began (under txMu)
+	// prodClosed is set when reinit closed prod and could not replace it
+	// (sarama's Close must not run twice).
+	prodClosed bool
+	instance   *string
+	txStart    time.Time // when the open transaction began (under txMu)
 	// recoveries counts producer re-initialisations since the last
 	// committed transaction (under txMu).
 	recoveries int
@@ -182,7 +185,11 @@ func (p *pipeline[In]) run(ctx context.Context) error {
 		return fmt.Errorf("eventgen: pipeline %s: transactional producer: %w", p.cfg.TransactionalID, err)
 	}
 	p.prod, p.prodCfg = prod, pc
-	defer func() { _ = p.prod.Close() }() // the last producer: txnFailed may replace it
+	defer func() { // the last producer: reinit may have replaced or closed it
+		if !p.prodClosed {
+			_ = p.prod.Close()
+		}
+	}()
 	return runGroup(ctx, groupRun{
 		kind:          "pipeline",
 		brokers:       p.cfg.Brokers,
@@ -421,6 +428,7 @@ func (p *pipeline[In]) reinit(stage, where string, cause error) error {
 	}
 	p.log.Warn("eventgen: epoch error or transaction timeout; re-initialising the transactional producer", "transactional_id", p.cfg.TransactionalID, "stage", stage, "at", where, "error", cause, "timeout", p.prodCfg.Producer.Transaction.Timeout)
 	_ = p.prod.Close()
+	p.prodClosed = true
 	prod, err := sarama.NewSyncProducer(p.cfg.Brokers, p.prodCfg)
 	if err != nil {
 		kind := ErrProducerFatal
@@ -429,10 +437,9 @@ func (p *pipeline[In]) reinit(stage, where string, cause error) error {
 		}
 		e := fmt.Errorf("%w: pipeline %s: re-initialising the producer after %s (%s) failed (%w): %w", kind, p.cfg.TransactionalID, stage, where, cause, err)
 		p.fail(e)
-		// Keep a producer to close: closing a closed sarama producer is harmless.
 		return e
 	}
-	p.prod = prod
+	p.prod, p.prodClosed = prod, false
 	p.txStart = time.Time{}
 	return nil
 }

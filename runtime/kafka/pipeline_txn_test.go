@@ -234,11 +234,11 @@ func epochRun(t *testing.T, name string, install func(cl *kafkatest.Cluster) *ka
 	}
 	rep := checkOutput(t, client, cl.Brokers(), out, parts, n, 0, nil)
 	rep.check(t)
-	hits := 0
+	what := "no injected fault"
 	if f != nil {
-		hits = f.Hits()
+		what = "fault hits " + strconv.Itoa(f.Hits())
 	}
-	t.Logf("%d inputs, fault hits %d: pipeline recovered; %s", n, hits, rep)
+	t.Logf("%d inputs, %s: pipeline recovered; %s", n, what, rep)
 }
 
 // TestPipelineEpochErrorOnEndTxn: INVALID_PRODUCER_EPOCH on EndTxn (sarama:
@@ -337,4 +337,30 @@ func TestPipelineFencedStops(t *testing.T) {
 		t.Errorf("committed %d inputs, want 20 (the first transaction only)", got)
 	}
 	t.Logf("fenced inside transaction 2: %v; committed %s", r.err, strconv.FormatInt(kafkatest.Sum(c), 10))
+}
+
+// TestPipelineEpochErrorsBounded: INVALID_PRODUCER_EPOCH on every EndTxn.
+// The pipeline re-initialises its producer maxRecoveries times in a row
+// without a commit, then stops with ErrProducerFatal (not ErrFenced)
+// rather than loop for ever.
+func TestPipelineEpochErrorsBounded(t *testing.T) {
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: 1, InProcess: true})
+	in := testEventType("Input", "epoch-bound-in", event.ExactlyOnce)
+	out := testEventType("Output", "epoch-bound-out", event.ExactlyOnce)
+	cl.CreateTopic(t, in.Topic, 1)
+	cl.CreateTopic(t, out.Topic, 1)
+	produceInputs(t, cl.Brokers(), in, 50, 3, nil)
+	f := cl.FailEndTxn(-1, kerr.InvalidProducerEpoch)
+	r := startPipeline(t, PipelineConfig{
+		Config: Config{Brokers: cl.Brokers(), Tune: kafkatest.FastTune}, GroupID: "epoch-bound", TransactionalID: "epoch-bound-tx", BatchSize: 10,
+	}, in, out, testTransform(out, 0))
+	kafkatest.WaitFor(t, 60*time.Second, "the pipeline to give up", r.exited)
+	f.Remove()
+	if !errors.Is(r.err, ErrProducerFatal) || errors.Is(r.err, ErrFenced) {
+		t.Fatalf("RunPipeline: %v, want ErrProducerFatal", r.err)
+	}
+	if f.Hits() != maxRecoveries+1 {
+		t.Errorf("EndTxn failed %d times, want %d", f.Hits(), maxRecoveries+1)
+	}
+	t.Logf("EndTxn INVALID_PRODUCER_EPOCH %d times: %v", f.Hits(), r.err)
 }
