@@ -105,6 +105,13 @@ func fenced(err error) bool {
 	})
 }
 
+// producerFenced reports whether err is PRODUCER_FENCED: a newer producer
+// with this TransactionalID, or the coordinator's answer to the old epoch
+// after it timed a transaction out.
+func producerFenced(err error) bool {
+	return anyProducerError(err, func(err error) bool { return errors.Is(err, sarama.ErrProducerFenced) })
+}
+
 // epochError reports whether err is INVALID_PRODUCER_EPOCH: the producer's
 // epoch is stale (the coordinator bumped it, e.g. after aborting a timed-out
 // transaction). Recoverable: abort, or re-initialise the producer.

@@ -378,13 +378,15 @@ func (p *pipeline[In]) overdue() bool {
 func (p *pipeline[In]) txnFailed(stage string, last *sarama.ConsumerMessage, err error) error {
 	st := p.prod.TxnStatus()
 	where := fmt.Sprintf("%s/%d@%d", last.Topic, last.Partition, last.Offset)
-	recover := epochError(err) || (fenced(err) && p.overdue())
-	if fenced(err) && !recover {
+	// FENCED_INSTANCE_ID is the group's fencing (a newer static member):
+	// never our own timeout.
+	recoverable := epochError(err) || (producerFenced(err) && p.overdue())
+	if fenced(err) && !recoverable {
 		e := fmt.Errorf("%w: pipeline %s at %s (%s): %w", ErrFenced, p.cfg.TransactionalID, stage, where, err)
 		p.fail(e)
 		return e
 	}
-	if st&sarama.ProducerTxnFlagFatalError != 0 && !recover {
+	if st&sarama.ProducerTxnFlagFatalError != 0 && !recoverable {
 		e := fmt.Errorf("%w: pipeline %s at %s (%s): %w", ErrProducerFatal, p.cfg.TransactionalID, stage, where, err)
 		p.fail(e)
 		return e
@@ -392,12 +394,12 @@ func (p *pipeline[In]) txnFailed(stage string, last *sarama.ConsumerMessage, err
 	if st&sarama.ProducerTxnFlagFatalError == 0 && st&(sarama.ProducerTxnFlagInTransaction|sarama.ProducerTxnFlagAbortableError) != 0 {
 		if aerr := p.prod.AbortTxn(); aerr != nil {
 			switch {
-			case fenced(aerr) && !p.overdue():
+			case fenced(aerr) && !(producerFenced(aerr) && p.overdue()):
 				e := fmt.Errorf("%w: pipeline %s: abort after %s failed (%w): %w", ErrFenced, p.cfg.TransactionalID, stage, err, aerr)
 				p.fail(e)
 				return e
-			case epochError(aerr) || fenced(aerr):
-				recover = true
+			case epochError(aerr) || producerFenced(aerr):
+				recoverable = true
 			default:
 				e := fmt.Errorf("%w: pipeline %s: abort after %s failed (%w): %w", ErrProducerFatal, p.cfg.TransactionalID, stage, err, aerr)
 				p.fail(e)
@@ -405,7 +407,7 @@ func (p *pipeline[In]) txnFailed(stage string, last *sarama.ConsumerMessage, err
 			}
 		}
 	}
-	if recover && (p.prod.TxnStatus()&(sarama.ProducerTxnFlagFatalError|sarama.ProducerTxnFlagInError) != 0 || fenced(err)) {
+	if recoverable && (p.prod.TxnStatus()&(sarama.ProducerTxnFlagFatalError|sarama.ProducerTxnFlagInError) != 0 || producerFenced(err)) {
 		if e := p.reinit(stage, where, err); e != nil {
 			return e
 		}

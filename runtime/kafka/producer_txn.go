@@ -256,7 +256,7 @@ func (p *TransactionalProducer) abortAfter(op string, msgs []*sarama.ProducerMes
 func (p *TransactionalProducer) classify(op string, err error) error {
 	err = flattenProducerErrors(err)
 	switch {
-	case fenced(err) && p.overdue():
+	case producerFenced(err) && p.overdue():
 		// The coordinator aborted the transaction after
 		// Producer.Transaction.Timeout and bumped the epoch: our own
 		// timeout, not a newer instance. sarama cannot go on.
