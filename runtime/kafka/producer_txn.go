@@ -24,8 +24,8 @@ type TransactionalProducer struct {
 
 	sem chan struct{} // holds a token while a transaction is open
 
-	// txTimeout is Producer.Transaction.Timeout; txStart is when the open
-	// transaction began (written by Begin holding the token).
+	// txTimeout is Producer.Transaction.Timeout; txStart is when Commit or
+	// Abort of the open transaction started writing (under the token).
 	txTimeout time.Duration
 	txStart   time.Time
 
@@ -99,7 +99,7 @@ func (p *TransactionalProducer) Begin(ctx context.Context) (*Tx, error) {
 		<-p.sem
 		return nil, err
 	}
-	p.txStart = time.Now()
+	p.txStart = time.Time{}
 	if err := p.sp.BeginTxn(); err != nil {
 		err = p.classify("begin", err)
 		<-p.sem
@@ -112,10 +112,10 @@ func (p *TransactionalProducer) Begin(ctx context.Context) (*Tx, error) {
 	return t, nil
 }
 
-// overdue reports whether the open transaction began longer than
-// Producer.Transaction.Timeout ago. Begin's clock starts before the
-// coordinator's, so a transaction that is not overdue here cannot have been
-// timed out there.
+// overdue reports whether the open transaction started writing longer than
+// Producer.Transaction.Timeout ago. This clock starts before the
+// coordinator's (records are buffered until Commit), so a transaction that
+// is not overdue here cannot have been timed out there.
 func (p *TransactionalProducer) overdue() bool {
 	return !p.txStart.IsZero() && time.Since(p.txStart) >= p.txTimeout
 }
@@ -207,6 +207,9 @@ func (p *TransactionalProducer) end(msgs []*sarama.ProducerMessage, commit bool)
 	if closed {
 		return perr
 	}
+	// Records are buffered until now, so the coordinator's transaction
+	// cannot have begun before this.
+	p.txStart = time.Now()
 	if !commit {
 		if err := p.sp.AbortTxn(); err != nil {
 			return p.classify("abort", err)
