@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -285,18 +286,7 @@ func TestPipelineTransactionTimeout(t *testing.T) {
 		if txns != 3 {
 			return
 		}
-		kc, err := kgo.NewClient(kgo.SeedBrokers(cl.Brokers()...))
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer kc.Close()
-		kafkatest.WaitFor(t, 30*time.Second, "kfake to time the transaction out", func() bool {
-			req := kmsg.NewPtrDescribeTransactionsRequest()
-			req.TransactionalIDs = []string{"txn-timeout-tx"}
-			resp, err := req.RequestWith(context.Background(), kc)
-			return err == nil && len(resp.TransactionStates) == 1 && resp.TransactionStates[0].State != "Ongoing"
-		})
+		waitTxnTimedOut(t, cl, "txn-timeout-tx")
 		timedOut++
 	}}
 	epochRun(t, "txn-timeout", func(c *kafkatest.Cluster) *kafkatest.Fault { cl = c; return nil }, func(sc *sarama.Config) {
@@ -372,4 +362,81 @@ func TestPipelineEpochErrorsBounded(t *testing.T) {
 		t.Errorf("EndTxn failed %d times, want %d", f.Hits(), maxRecoveries+1)
 	}
 	t.Logf("EndTxn INVALID_PRODUCER_EPOCH %d times: %v", f.Hits(), r.err)
+}
+
+// waitTxnTimedOut waits until kfake's coordinator no longer has txid's
+// transaction Ongoing (it timed it out).
+func waitTxnTimedOut(t *testing.T, cl *kafkatest.Cluster, txid string) {
+	t.Helper()
+	kc, err := kgo.NewClient(kgo.SeedBrokers(cl.Brokers()...))
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer kc.Close()
+	kafkatest.WaitFor(t, 30*time.Second, "kfake to time the transaction out", func() bool {
+		req := kmsg.NewPtrDescribeTransactionsRequest()
+		req.TransactionalIDs = []string{txid}
+		resp, err := req.RequestWith(context.Background(), kc)
+		return err == nil && len(resp.TransactionStates) == 1 && resp.TransactionStates[0].State != "Ongoing"
+	})
+}
+
+// TestPipelineFencedInstanceOverdue: FENCED_INSTANCE_ID (a newer static
+// member with the pipeline's InstanceID) on a transaction that has also
+// outlived Producer.Transaction.Timeout still stops with ErrFenced: only
+// PRODUCER_FENCED can be the coordinator's answer to a timeout, and
+// re-initialising the producer here would fence the newer instance.
+func TestPipelineFencedInstanceOverdue(t *testing.T) {
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: 1, InProcess: true})
+	in := testEventType("Input", "fii-in", event.ExactlyOnce)
+	out := testEventType("Output", "fii-out", event.ExactlyOnce)
+	cl.CreateTopic(t, in.Topic, 1)
+	cl.CreateTopic(t, out.Topic, 1)
+	produceInputs(t, cl.Brokers(), in, 50, 3, nil)
+	// The answer is given ahead of kfake's own checks (which would answer
+	// PRODUCER_FENCED to the timed-out epoch first).
+	var hits atomic.Int32
+	txns := 0
+	hooks := &pipelineHooks{beforeCommit: func([]*sarama.ConsumerMessage) {
+		if txns++; txns != 2 {
+			return
+		}
+		waitTxnTimedOut(t, cl, "fii-tx")
+		// AddOffsetsToTxn is let through (kfake would answer
+		// PRODUCER_FENCED to the bumped epoch), so that TxnOffsetCommit,
+		// the request that carries the group's answer, is sent.
+		cl.Kfake().ControlKey(int16(kmsg.AddOffsetsToTxn), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+			return kr.(*kmsg.AddOffsetsToTxnRequest).ResponseKind(), nil, true
+		})
+		cl.Kfake().ControlKey(int16(kmsg.TxnOffsetCommit), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+			hits.Add(1)
+			req := kr.(*kmsg.TxnOffsetCommitRequest)
+			resp := req.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
+			for _, rt := range req.Topics {
+				st := kmsg.NewTxnOffsetCommitResponseTopic()
+				st.Topic = rt.Topic
+				for _, rp := range rt.Partitions {
+					sp := kmsg.NewTxnOffsetCommitResponseTopicPartition()
+					sp.Partition = rp.Partition
+					sp.ErrorCode = kerr.FencedInstanceID.Code
+					st.Partitions = append(st.Partitions, sp)
+				}
+				resp.Topics = append(resp.Topics, st)
+			}
+			return resp, nil, true
+		})
+	}}
+	r := startPipeline(t, PipelineConfig{
+		Config: Config{Brokers: cl.Brokers(), Tune: func(sc *sarama.Config) {
+			kafkatest.FastTune(sc)
+			sc.Producer.Transaction.Timeout = time.Second
+		}},
+		GroupID: "fii", TransactionalID: "fii-tx", InstanceID: "fii-0", BatchSize: 10, hooks: hooks,
+	}, in, out, testTransform(out, 0))
+	kafkatest.WaitFor(t, 60*time.Second, "the fenced pipeline to stop", r.exited)
+	if !errors.Is(r.err, ErrFenced) || hits.Load() != 1 || !strings.Contains(r.err.Error(), "group.instance.id") {
+		t.Fatalf("RunPipeline: %v, want ErrFenced after FENCED_INSTANCE_ID on TxnOffsetCommit", r.err)
+	}
+	t.Logf("FENCED_INSTANCE_ID on an overdue transaction: %v", r.err)
 }
