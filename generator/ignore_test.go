@@ -101,9 +101,9 @@ func TestIgnoreIR(t *testing.T) {
 
 func TestSilenceable(t *testing.T) {
 	for code, want := range map[Code]bool{
-		"EG018": true, "EG024": true, "EB001": true, "EB016": true, "EB018": true,
+		"EG018": true, "EG024": true, "EB001": true, "EB016": true, "EB018": true, "EB019": true,
 		// Of the form EBnnn but no rule's code: unknown.
-		"EB019": false, "EB999": false, "EB000": false,
+		"EB020": false, "EB999": false, "EB000": false,
 		"EG019": false, "EG033": false, "EB01": false, "EB0001": false, "EBabc": false, "eb001": false, "": false,
 	} {
 		if got := silenceable(code); got != want {
