@@ -162,7 +162,7 @@ func TestSuggestCode(t *testing.T) {
 		"EB0009": `; did you mean "EB009"?`,
 		"eb09":   `; did you mean "EB009"?`,
 		// Well-formed, but no rule has it: the message lists the codes.
-		"EB019": "",
+		"EB020": "",
 		"EB099": "",
 		// Another number is another rule, not a typo.
 		"EG099": "",
