@@ -154,8 +154,11 @@ type EventPositions struct {
 // Field is a field of an event or record.
 type Field struct {
 	// Pos is where the field's name is written.
-	Pos      Pos
-	Name     string // the wire name (JSON key)
+	Pos  Pos
+	Name string // the name in the schema
+	// Wire is the JSON key that records carry: the field's `json`, or
+	// its Name. Every emitter that reads or writes records uses it.
+	Wire     string
 	GoName   string
 	Doc      string
 	Type     *Type
