@@ -137,12 +137,13 @@ func etName(et *event.Type) string {
 }
 
 // idempotencyKey returns the event's IdempotencyKey when the decoded value
-// has one, else the record's ce_id, else its coordinates.
+// has a non-empty one, else the record's ce_id, else its coordinates (a
+// record from a producer that is not eventgen has no ce_id).
 func idempotencyKey[T any](v *T, meta *Record) string {
-	if k, ok := any(v).(interface{ IdempotencyKey() string }); ok {
+	if k, ok := any(v).(interface{ IdempotencyKey() string }); ok && k.IdempotencyKey() != "" {
 		return k.IdempotencyKey()
 	}
-	if k, ok := any(*v).(interface{ IdempotencyKey() string }); ok {
+	if k, ok := any(*v).(interface{ IdempotencyKey() string }); ok && k.IdempotencyKey() != "" {
 		return k.IdempotencyKey()
 	}
 	if meta.ID != "" {

@@ -482,3 +482,25 @@ func TestConsumerTuneCannotReadUncommitted(t *testing.T) {
 		t.Fatalf("Run = %v, want ErrConflictingConfig naming Consumer.IsolationLevel=ReadCommitted", err)
 	}
 }
+
+type noKeyEvent struct{ testEvent }
+
+func (noKeyEvent) IdempotencyKey() string { return "" }
+
+// TestIdempotencyKeyFallsBack: an event whose schema declares no
+// idempotency_key (IdempotencyKey returns "") gets ce_id, else the record's
+// coordinates, as its dedup key: never "", which would make every record
+// of the event a duplicate of the first.
+func TestIdempotencyKeyFallsBack(t *testing.T) {
+	v := noKeyEvent{}
+	if got := idempotencyKey(&v, &Record{Topic: "t", Partition: 1, Offset: 7}); got != "t/1/7" {
+		t.Errorf("no ce_id: key %q, want t/1/7", got)
+	}
+	if got := idempotencyKey(&v, &Record{ID: "abc"}); got != "abc" {
+		t.Errorf("with ce_id: key %q, want abc", got)
+	}
+	e := testEvent{K: "k", Seq: 3}
+	if got := idempotencyKey(&e, &Record{ID: "abc"}); got != "k/3" {
+		t.Errorf("event key: %q, want k/3", got)
+	}
+}
