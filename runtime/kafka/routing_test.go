@@ -504,3 +504,61 @@ func TestIdempotencyKeyFallsBack(t *testing.T) {
 		t.Errorf("event key: %q, want k/3", got)
 	}
 }
+
+// TestFranzGoMemberResumesAfterLeaderChange: records written before and
+// after a leader change are committed by the eventgen consumer; a franz-go
+// member of the same group (which validates the committed epoch against
+// the log) then resumes at the committed offset. With epoch 0 in the
+// commit it took the offset for one of epoch 0, which ended at the leader
+// change, and redelivered every record written since.
+func TestFranzGoMemberResumesAfterLeaderChange(t *testing.T) {
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: 1, NumBrokers: 2, InProcess: true})
+	et := testEventType("Paid", "epoch-move", event.AtLeastOnce)
+	cl.CreateTopic(t, et.Topic, 1)
+	cl.CreateTopic(t, DeadLetterTopic(et.Topic), 1)
+	produceRange(t, cl.Brokers(), et, 0, 50, 3, nil)
+	kf := cl.Kfake()
+	leader := kf.LeaderFor(et.Topic, 0)
+	if err := kf.MoveTopicPartition(et.Topic, 0, 1-leader); err != nil {
+		t.Fatal(err)
+	}
+	produceRange(t, cl.Brokers(), et, 50, 100, 3, nil)
+	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
+
+	c, err := NewConsumer(ConsumerConfig{Config: Config{Brokers: cl.Brokers(), Tune: kafkatest.FastTune}, GroupID: "epoch-move"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	HandleAtLeastOnce(c, et, decodeTestEvent, func(context.Context, testEvent, AtLeastOnceRecord) error { return nil })
+	stop := runConsumer(t, c)
+	kafkatest.WaitCommitted(t, client, "epoch-move", et.Topic, 1, 30*time.Second)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	produceRange(t, cl.Brokers(), et, 150, 10, 3, nil)
+
+	member := kgoClient(t, cl.Brokers(), kgo.ConsumerGroup("epoch-move"), kgo.ConsumeTopics(et.Topic), kgo.DisableAutoCommit(),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	ctx, cancel := context.WithTimeout(context.Background(), kafkatest.Timeout(30*time.Second))
+	defer cancel()
+	var early []int64
+	for last := int64(-1); last < 159; {
+		fs := member.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("the franz-go member did not reach seq 159 (last %d)", last)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			e, err := decodeTestEvent(r.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.Seq < 150 {
+				early = append(early, e.Seq)
+			}
+			last = max(last, e.Seq)
+		})
+	}
+	if len(early) > 0 {
+		t.Errorf("the franz-go member redelivered %d committed records (from seq %d)", len(early), early[0])
+	}
+}
