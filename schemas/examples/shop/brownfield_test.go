@@ -107,3 +107,73 @@ func TestGeneratedConsumerBrownfieldRecords(t *testing.T) {
 		t.Errorf("PaymentCaptured skipped %d (want 1), dead-lettered %d (want 0)", s, d)
 	}
 }
+
+// TestGeneratedPipelineSkipsOtherEvents: the generated RunIssueReceipts
+// gets a record of another event of the schema (ReceiptIssued) on its
+// input topic, written by kcat: it is skipped (committed, counted), not
+// transformed and not dead-lettered as unknown; a PaymentCaptured without
+// headers (the topic's only event) is transformed.
+func TestGeneratedPipelineSkipsOtherEvents(t *testing.T) {
+	kcat, err := exec.LookPath("kcat")
+	if err != nil {
+		const msg = "kcat not found on PATH: install it with `apt-get install -y kcat`"
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	c := kafkatest.Start(t, kafkatest.Options{Partitions: 1})
+	in := (*shop.PaymentCaptured)(nil).EventType().Topic
+	for _, tp := range []string{in, in + ".dlq", (*shop.ReceiptIssued)(nil).EventType().Topic} {
+		c.CreateTopic(t, tp, 1)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), kafkatest.Timeout(60*time.Second))
+	defer cancel()
+	payment := &shop.PaymentCaptured{PaymentID: event.NewUUID(), OrderID: event.NewUUID(), Amount: shop.Money{Cents: 5, Currency: "EUR"},
+		CapturedAt: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
+	for _, rec := range []struct {
+		value   []byte
+		headers []string
+	}{
+		{payment.AppendJSON(nil), []string{"ce_type=shop.ReceiptIssued.v1"}},
+		{payment.AppendJSON(nil), nil},
+	} {
+		args := []string{"-P", "-b", strings.Join(c.Brokers(), ","), "-t", in, "-K:"}
+		for _, h := range rec.headers {
+			args = append(args, "-H", h)
+		}
+		cmd := exec.CommandContext(ctx, kcat, args...)
+		cmd.Stdin = strings.NewReader("k:" + string(rec.value) + "\n")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("kcat: %v\n%s", err, out)
+		}
+	}
+	metrics := &kafka.Counters{}
+	var mu sync.Mutex
+	transformed := 0
+	runCtx, stop := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- shop.RunIssueReceipts(runCtx, kafka.PipelineConfig{
+			Config:  kafka.Config{Brokers: c.Brokers(), Metrics: metrics, Tune: kafkatest.FastTune},
+			GroupID: "receipts-brownfield", TransactionalID: "receipts-brownfield-tx",
+		}, func(ctx context.Context, p *shop.PaymentCaptured, out shop.IssueReceiptsEmitter) error {
+			mu.Lock()
+			transformed++
+			mu.Unlock()
+			return nil
+		})
+	}()
+	client := kafkatest.NewClient(t, c.Brokers(), kafkatest.ClientOptions{})
+	kafkatest.WaitCommitted(t, client, "receipts-brownfield", in, 1, 30*time.Second)
+	stop()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if transformed != 1 || metrics.Get("ReceiptIssued", kafka.Skipped) != 1 || metrics.Get("PaymentCaptured", kafka.DeadLettered) != 0 {
+		t.Errorf("transformed %d (want 1), ReceiptIssued skipped %d (want 1), dead-lettered %d (want 0)",
+			transformed, metrics.Get("ReceiptIssued", kafka.Skipped), metrics.Get("PaymentCaptured", kafka.DeadLettered))
+	}
+}
