@@ -43,7 +43,7 @@ type Consumer struct {
 	routes   map[string][]*route // by topic
 	declared []*event.Type       // DeclareEvents
 	regErrs  []error
-	running bool
+	running  bool
 }
 
 // route is one registered handler.
