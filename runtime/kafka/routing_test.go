@@ -562,3 +562,26 @@ func TestFranzGoMemberResumesAfterLeaderChange(t *testing.T) {
 		t.Errorf("the franz-go member redelivered %d committed records (from seq %d)", len(early), early[0])
 	}
 }
+
+// TestReadRecordStructuredMode covers the envelope variants the Kafka
+// tests do not: data_base64, a missing data, a malformed envelope, and a
+// content-type in another case.
+func TestReadRecordStructuredMode(t *testing.T) {
+	msg := func(ct, value string) *sarama.ConsumerMessage {
+		return &sarama.ConsumerMessage{Topic: "t", Value: []byte(value),
+			Headers: []*sarama.RecordHeader{{Key: []byte(event.HeaderContentType), Value: []byte(ct)}}}
+	}
+	in := readRecord(msg("Application/CloudEvents+JSON", `{"specversion":"1.0","id":"b64","type":"x.Y.v1","source":"/s","data_base64":"eyJrZXkiOiJrIiwic2VxIjozfQ=="}`))
+	if in.err != nil || string(in.data) != `{"key":"k","seq":3}` || in.rec.ID != "b64" || in.rec.Type != "x.Y.v1" || in.rec.Source != "/s" {
+		t.Errorf("data_base64: data %q rec %+v err %v", in.data, in.rec, in.err)
+	}
+	if in := readRecord(msg(ContentTypeCloudEvents, `{"specversion":"1.0","id":"1","type":"x.Y.v1"}`)); in.err == nil || !strings.Contains(in.err.Error(), "no data") {
+		t.Errorf("no data: err %v", in.err)
+	}
+	if in := readRecord(msg(ContentTypeCloudEvents, `{"specversion":`)); in.err == nil || !strings.Contains(in.err.Error(), "structured CloudEvent") {
+		t.Errorf("malformed envelope: err %v", in.err)
+	}
+	if in := readRecord(msg("application/json", `{"type":"x"}`)); in.err != nil || in.rec.Type != "" || string(in.data) != `{"type":"x"}` {
+		t.Errorf("binary mode taken for structured: %+v %v", in.rec, in.err)
+	}
+}
