@@ -48,6 +48,9 @@ type PackageNames struct {
 	NewProducer string
 	Consumer    string
 	NewConsumer string
+	// SchemaEvents is the unexported variable listing every event, which
+	// the Consumer and the pipelines route records by (ce_type).
+	SchemaEvents string
 	// Methods of Producer besides the Send methods.
 	Close, Begin, InTx string
 }

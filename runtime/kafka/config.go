@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+
+	"github.com/eventgen/eventgen/runtime/event"
 )
 
 // The configuration of producers, consumers and pipelines. Each struct
@@ -135,6 +137,14 @@ type PipelineConfig struct {
 	// BatchSize caps the input records of one partition consumed per
 	// transaction. Default 100 (DefaultBatchSize); must not be negative.
 	BatchSize int
+	// Events are the schema's declared events, for routing input records by
+	// ce_type (see DeclareEvents): a record of another declared event is
+	// skipped (committed in the transaction, counted as Skipped), an
+	// unknown ce_type is dead-lettered, a record without ce_type is the
+	// input event only if the input topic carries no other declared event.
+	// Generated Run functions add their schema's events. Default: only the
+	// input event is declared.
+	Events []*event.Type
 
 	hooks *pipelineHooks // tests only
 }

@@ -39,19 +39,42 @@ type Consumer struct {
 	log *slog.Logger
 	met Metrics
 
-	mu      sync.Mutex
-	routes  map[string][]*route // by topic
-	regErrs []error
-	running bool
+	mu       sync.Mutex
+	routes   map[string][]*route // by topic
+	declared []*event.Type       // DeclareEvents
+	regErrs  []error
+	running  bool
 }
 
 // route is one registered handler.
 type route struct {
 	et *event.Type
 	g  event.Guarantee
-	// prepare decodes m and returns a function that runs the handler once
-	// (attempt is 1-based) and the idempotency key for a Deduper.
-	prepare func(m *sarama.ConsumerMessage) (run func(ctx context.Context, attempt int) error, key string, err error)
+	// prepare decodes and validates the record's data and returns a
+	// function that runs the handler once (attempt is 1-based) and the
+	// idempotency key for a Deduper.
+	prepare func(in *inbound) (run func(ctx context.Context, attempt int) error, key string, err error)
+}
+
+// DeclareEvents tells c every event the schema declares (generated
+// consumers call it with all of their schema's events), so that records are
+// routed by ce_type: a record of a declared event with no handler in c is
+// skipped (committed and counted as Skipped), a ce_type the schema does not
+// declare is dead-lettered, and a record without ce_type is the event of its
+// topic when the topic carries exactly one declared event. Events with a
+// handler are always declared. Call it before Run.
+func DeclareEvents(c *Consumer, ets ...*event.Type) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.running {
+		c.regErrs = append(c.regErrs, errors.New("eventgen: DeclareEvents called after Run"))
+		return
+	}
+	for _, et := range ets {
+		if et != nil {
+			c.declared = append(c.declared, et)
+		}
+	}
 }
 
 // NewConsumer checks cfg (every invalid field is named in one error matching
@@ -90,12 +113,15 @@ func handle[T, R any](c *Consumer, caller string, et *event.Type, g event.Guaran
 		c.addErr(fmt.Errorf("eventgen: %s(%s): decode and handler are required", caller, etName(et)))
 		return
 	}
-	c.register(et, g, func(m *sarama.ConsumerMessage) (func(context.Context, int) error, string, error) {
-		v, err := decode(m.Value)
+	c.register(et, g, func(in *inbound) (func(context.Context, int) error, string, error) {
+		v, err := decode(in.data)
 		if err != nil {
-			return nil, "", err
+			return nil, "", fmt.Errorf("decoding %s: %w", et.Name, err)
 		}
-		meta := newRecord(m)
+		if err := validated(&v); err != nil {
+			return nil, "", fmt.Errorf("invalid %s: %w", et.Name, err)
+		}
+		meta := in.rec
 		return func(ctx context.Context, attempt int) error {
 			meta.Attempt = attempt
 			return h(meta.Context(ctx), v, wrap(meta))
@@ -111,12 +137,13 @@ func etName(et *event.Type) string {
 }
 
 // idempotencyKey returns the event's IdempotencyKey when the decoded value
-// has one, else the record's ce_id, else its coordinates.
+// has a non-empty one, else the record's ce_id, else its coordinates (a
+// record from a producer that is not eventgen has no ce_id).
 func idempotencyKey[T any](v *T, meta *Record) string {
-	if k, ok := any(v).(interface{ IdempotencyKey() string }); ok {
+	if k, ok := any(v).(interface{ IdempotencyKey() string }); ok && k.IdempotencyKey() != "" {
 		return k.IdempotencyKey()
 	}
-	if k, ok := any(*v).(interface{ IdempotencyKey() string }); ok {
+	if k, ok := any(*v).(interface{ IdempotencyKey() string }); ok && k.IdempotencyKey() != "" {
 		return k.IdempotencyKey()
 	}
 	if meta.ID != "" {
@@ -131,7 +158,7 @@ func (c *Consumer) addErr(err error) {
 	c.regErrs = append(c.regErrs, err)
 }
 
-func (c *Consumer) register(et *event.Type, g event.Guarantee, prepare func(*sarama.ConsumerMessage) (func(context.Context, int) error, string, error)) {
+func (c *Consumer) register(et *event.Type, g event.Guarantee, prepare func(*inbound) (func(context.Context, int) error, string, error)) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
@@ -174,6 +201,15 @@ func (c *Consumer) Run(ctx context.Context) error {
 	c.running = true
 	regErrs := errors.Join(c.regErrs...)
 	routes := c.routes
+	index := newSchemaIndex()
+	for _, rs := range routes {
+		for _, r := range rs {
+			index.add(r.et)
+		}
+	}
+	for _, et := range c.declared {
+		index.add(et)
+	}
 	c.mu.Unlock()
 	if regErrs != nil {
 		return regErrs
@@ -216,7 +252,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		log:           c.log.With("group", c.cfg.GroupID, "instance", c.cfg.InstanceID),
 		rejoinBackoff: 250 * time.Millisecond,
 		start: func(st *runState) claimFunc {
-			h := &groupHandler{runState: st, c: c, dlq: dlq, routes: routes}
+			h := &groupHandler{runState: st, c: c, dlq: dlq, routes: routes, index: index}
 			return h.consumeClaim
 		},
 	})
@@ -228,6 +264,7 @@ type groupHandler struct {
 	c      *Consumer
 	dlq    sarama.SyncProducer
 	routes map[string][]*route
+	index  *schemaIndex
 }
 
 // consumeClaim routes a claim to its guarantee's loop.
@@ -242,19 +279,22 @@ func (h *groupHandler) consumeClaim(sess sarama.ConsumerGroupSession, claim sara
 	return h.consumeAtLeastOnce(sess, claim, routes)
 }
 
-// pick returns the route of m: the only one of its topic, or the one whose
-// CEType is m's ce_type header; nil if none matches.
-func pick(routes []*route, m *sarama.ConsumerMessage) *route {
-	if len(routes) == 1 {
-		return routes[0]
+// pick routes a record by ce_type (see DeclareEvents). It returns the
+// record's route, or, with a nil route, the declared event it is (a record
+// to skip: no handler here), or the reason it cannot be routed (an unknown
+// ce_type, a record without ce_type on a topic with several events, a
+// tombstone...).
+func (h *groupHandler) pick(routes []*route, in *inbound) (*route, *event.Type, error) {
+	et, err := h.index.resolve(in.m.Topic, in)
+	if err != nil {
+		return nil, nil, err
 	}
-	typ, _ := HeaderValue(m.Headers, event.HeaderType)
 	for _, r := range routes {
-		if r.et.CEType == typ {
-			return r
+		if r.et.CEType == et.CEType {
+			return r, et, in.err
 		}
 	}
-	return nil
+	return nil, et, nil
 }
 
 // consumeAtMostOnce commits each batch of buffered records, then handles
@@ -275,22 +315,23 @@ func (h *groupHandler) consumeAtMostOnce(sess sarama.ConsumerGroupSession, claim
 			return fmt.Errorf("eventgen: at-most-once commit of %s/%d: %w", claim.Topic(), claim.Partition(), err)
 		}
 		for _, m := range batch {
-			r := pick(routes, m)
+			in := readRecord(m)
+			r, et, err := h.pick(routes, &in)
 			name := claim.Topic()
-			if r != nil {
-				name = r.et.Name
+			if et != nil {
+				name = et.Name
 			}
 			h.c.met.Count(name, Committed, 1)
-			if r == nil {
-				h.c.met.Count(name, Dropped, 1)
-				log.Warn("eventgen: dropped record with no handler for its ce_type", "offset", m.Offset)
+			if err == nil && r == nil {
+				h.c.met.Count(name, Skipped, 1)
 				continue
 			}
-			run, _, err := r.prepare(m)
+			var run func(context.Context, int) error
+			if err == nil {
+				run, _, err = r.prepare(&in)
+			}
 			if err == nil {
 				err = run(h.handlerCtx, 1)
-			} else {
-				err = fmt.Errorf("decoding: %w", err)
 			}
 			if err != nil {
 				h.c.met.Count(name, Dropped, 1)
@@ -362,15 +403,23 @@ func (h *groupHandler) consumeAtLeastOnce(sess sarama.ConsumerGroupSession, clai
 // spent, then dead-letters m. It returns the event name for metrics, and
 // errStopped when sctx ended during a backoff (m is not done).
 func (h *groupHandler) processAtLeastOnce(sctx context.Context, routes []*route, m *sarama.ConsumerMessage, log *slog.Logger) (string, error) {
-	r := pick(routes, m)
-	if r == nil {
-		typ, _ := HeaderValue(m.Headers, event.HeaderType)
-		return m.Topic, h.deadLetter(m.Topic, m, fmt.Errorf("no handler for ce_type %q", typ), 0, log)
+	in := readRecord(m)
+	r, et, err := h.pick(routes, &in)
+	if et == nil {
+		return m.Topic, h.deadLetter(m.Topic, m, err, 0, log)
 	}
-	name := r.et.Name
-	run, key, err := r.prepare(m)
+	name := et.Name
+	if err == nil && r == nil {
+		h.c.met.Count(name, Skipped, 1)
+		return name, nil
+	}
+	var run func(context.Context, int) error
+	var key string
+	if err == nil {
+		run, key, err = r.prepare(&in)
+	}
 	if err != nil {
-		return name, h.deadLetter(name, m, fmt.Errorf("decoding %s: %w", name, err), 0, log)
+		return name, h.deadLetter(name, m, err, 0, log)
 	}
 	pol := h.c.cfg.Retry
 	for attempt := 1; ; attempt++ {
@@ -437,7 +486,10 @@ func commitOffsets(client sarama.Client, group, instanceID string, sess sarama.C
 	}
 	for t, ps := range offsets {
 		for p, off := range ps {
-			req.AddBlock(t, p, off, 0, "")
+			// Leader epoch -1 (unknown): sarama's AddBlock sends 0, which a
+			// client checking epochs (franz-go, Java) takes for a commit
+			// from epoch 0 and, after a leader change, resumes early.
+			req.AddBlockWithLeaderEpoch(t, p, off, -1, 0, "")
 		}
 	}
 	var lastErr error

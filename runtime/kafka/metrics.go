@@ -30,6 +30,10 @@ const (
 	Handled
 	// Committed counts records whose offsets a consumer committed.
 	Committed
+	// Skipped counts records a consumer or pipeline committed without
+	// handling because they are of another event of the schema, one with
+	// no handler there (routing is by ce_type).
+	Skipped
 )
 
 // String returns the counter's snake_case name, e.g. "dead_lettered". (A
@@ -52,6 +56,8 @@ func (c Counter) String() string {
 		return "handled"
 	case Committed:
 		return "committed"
+	case Skipped:
+		return "skipped"
 	}
 	return "counter(" + strconv.Itoa(int(c)) + ")"
 }

@@ -89,6 +89,7 @@ type pipeline[In any] struct {
 	log     *slog.Logger
 	met     Metrics
 	hooks   *pipelineHooks
+	index   *schemaIndex // routing of input records by ce_type
 
 	*runState // set when the group run starts
 	prod      sarama.SyncProducer
@@ -122,7 +123,12 @@ func newPipeline[In any](cfg PipelineConfig, in *event.Type, produces []*event.T
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	p := &pipeline[In]{cfg: cfg, in: in, allowed: allowed, decode: decode, h: h, log: cfg.Logger, met: cfg.Metrics, hooks: cfg.hooks}
+	index := newSchemaIndex()
+	index.add(in)
+	for _, et := range cfg.Events {
+		index.add(et)
+	}
+	p := &pipeline[In]{cfg: cfg, in: in, allowed: allowed, decode: decode, h: h, log: cfg.Logger, met: cfg.Metrics, hooks: cfg.hooks, index: index}
 	if cfg.InstanceID != "" {
 		p.instance = &p.cfg.InstanceID
 	}
@@ -213,17 +219,21 @@ type batchResult struct {
 	handled      int64
 	retried      int64
 	deadLettered int64
+	skipped      map[string]int64 // by event name
 	emitted      map[string]int64 // outputs by event name
 }
 
 // transform runs the handler over a batch, with retries and dead letters.
 func (p *pipeline[In]) transform(sctx context.Context, batch []*sarama.ConsumerMessage) (*batchResult, error) {
-	res := &batchResult{emitted: map[string]int64{}}
+	res := &batchResult{emitted: map[string]int64{}, skipped: map[string]int64{}}
 	for _, m := range batch {
-		meta := newRecord(m)
-		v, err := p.decode(m.Value)
+		v, meta, skipped, err := p.decodeInput(m)
+		if skipped != nil {
+			res.skipped[skipped.Name]++
+			continue
+		}
 		if err != nil {
-			res.out = append(res.out, deadLetterMessage(m, fmt.Errorf("decoding %s: %w", p.in.Name, err), 0))
+			res.out = append(res.out, deadLetterMessage(m, err, 0))
 			res.deadLettered++
 			p.log.Error("eventgen: pipeline input undecodable; dead-lettering", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "error", err)
 			continue
@@ -255,6 +265,31 @@ func (p *pipeline[In]) transform(sctx context.Context, batch []*sarama.ConsumerM
 	return res, nil
 }
 
+// decodeInput routes m by ce_type and decodes it as the input event. skip
+// is the other declared event m is (committed, not transformed);
+// an error is the reason to dead-letter m (an unknown ce_type, a record
+// without ce_type on a topic of several events, a tombstone, data that does
+// not decode or fails Validate).
+func (p *pipeline[In]) decodeInput(m *sarama.ConsumerMessage) (v In, meta Record, skip *event.Type, err error) {
+	in := readRecord(m)
+	et, err := p.index.resolve(m.Topic, &in)
+	switch {
+	case err != nil:
+		return v, meta, nil, err
+	case et.CEType != p.in.CEType:
+		return v, meta, et, nil
+	case in.err != nil:
+		return v, meta, nil, in.err
+	}
+	if v, err = p.decode(in.data); err != nil {
+		return v, meta, nil, fmt.Errorf("decoding %s: %w", p.in.Name, err)
+	}
+	if err := validated(&v); err != nil {
+		return v, meta, nil, fmt.Errorf("invalid %s: %w", p.in.Name, err)
+	}
+	return v, in.rec, nil, nil
+}
+
 // revoked reports whether the session ended for a reason other than the
 // caller's shutdown: a rebalance, or another partition's failure. A batch is
 // not committed then; on shutdown a handled batch still is (the commit is
@@ -281,8 +316,12 @@ func (p *pipeline[In]) commit(sess sarama.ConsumerGroupSession, batch []*sarama.
 	}
 	// Offsets go in even when nothing was produced: the transaction then
 	// carries only them, and the input is still consumed exactly once.
+	// Leader epoch -1 (unknown), not sarama's default 0: see commitOffsets.
 	gm := sarama.NewConsumerGroupMetadataFromSession(sess, p.cfg.GroupID, p.instance)
-	if err := p.prod.AddMessageToTxnWithGroupMetadata(last, gm, nil); err != nil {
+	offsets := map[string][]*sarama.PartitionOffsetMetadata{
+		last.Topic: {{Partition: last.Partition, Offset: last.Offset + 1, LeaderEpoch: -1}},
+	}
+	if err := p.prod.AddOffsetsToTxnWithGroupMetadata(offsets, gm); err != nil {
 		return p.txnFailed("add offsets", last, err)
 	}
 	if p.hooks != nil && p.hooks.beforeCommit != nil {
@@ -306,6 +345,9 @@ func (p *pipeline[In]) commit(sess sarama.ConsumerGroupSession, batch []*sarama.
 	}
 	if res.deadLettered > 0 {
 		p.met.Count(name, DeadLettered, res.deadLettered)
+	}
+	for skipped, n := range res.skipped {
+		p.met.Count(skipped, Skipped, n)
 	}
 	for et := range p.allowed {
 		if n := res.emitted[et.Topic]; n > 0 {
