@@ -159,9 +159,12 @@ func (c *Consumer) register(et *event.Type, g event.Guarantee, prepare func(*sar
 }
 
 // Run joins the group and handles records until ctx is done, then shuts down
-// gracefully: each partition finishes its in-flight handler (handlers get a
-// context that shutdown does not cancel), commits what was handled, and the
-// consumer leaves. Run returns nil after a shutdown caused by ctx, and an
+// gracefully: each partition finishes its in-flight handler (handlers'
+// context stays live for ConsumerConfig.ShutdownGrace, then is cancelled; a
+// handler still running one more ShutdownGrace later is abandoned), commits
+// what was handled (not a cancelled or abandoned record), and the consumer
+// leaves. A panicking handler is recovered into a handler error
+// (ErrHandlerPanic); a failed dead-letter write is retried. Run returns nil after a shutdown caused by ctx, and an
 // error when it could not start or had to stop: registration errors
 // (ErrGuaranteeMismatch), a Tune that breaks the consumer's settings
 // (ErrConflictingConfig), ErrFenced, ErrDeadLetter.
@@ -262,6 +265,8 @@ func pick(routes []*route, m *sarama.ConsumerMessage) *route {
 // records stay uncommitted and the partition's next owner gets them.
 func (h *groupHandler) consumeAtMostOnce(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim, routes []*route) error {
 	log := h.c.log.With("group", h.c.cfg.GroupID, "topic", claim.Topic(), "partition", claim.Partition())
+	g := newClaimGuard(h.runState, sess, h.c.cfg.ShutdownGrace, log)
+	defer g.release()
 	batch := make([]*sarama.ConsumerMessage, 0, h.c.cfg.MaxBatch)
 	for {
 		var ok bool
@@ -286,9 +291,16 @@ func (h *groupHandler) consumeAtMostOnce(sess sarama.ConsumerGroupSession, claim
 				log.Warn("eventgen: dropped record with no handler for its ce_type", "offset", m.Offset)
 				continue
 			}
+			if g.ctx.Err() != nil {
+				// The grace period after shutdown or revocation is over:
+				// the rest of the batch, already committed, is dropped.
+				h.c.met.Count(name, Dropped, 1)
+				log.Warn("eventgen: at-most-once record dropped: shutdown grace period over", "event", name, "offset", m.Offset)
+				continue
+			}
 			run, _, err := r.prepare(m)
 			if err == nil {
-				err = run(h.handlerCtx, 1)
+				err = g.call(func(ctx context.Context) error { return run(ctx, 1) }, "event", name, "offset", m.Offset)
 			} else {
 				err = fmt.Errorf("decoding: %w", err)
 			}
@@ -328,6 +340,8 @@ func (h *groupHandler) consumeAtLeastOnce(sess sarama.ConsumerGroupSession, clai
 		lastCommit = time.Now()
 	}
 	defer flush()
+	g := newClaimGuard(h.runState, sess, h.c.cfg.ShutdownGrace, log)
+	defer g.release()
 	for {
 		if sess.Context().Err() != nil {
 			return nil
@@ -342,7 +356,7 @@ func (h *groupHandler) consumeAtLeastOnce(sess sarama.ConsumerGroupSession, clai
 				return nil
 			}
 		}
-		name, err := h.processAtLeastOnce(sess.Context(), routes, m, log)
+		name, err := h.processAtLeastOnce(sess.Context(), g, routes, m, log)
 		if err != nil {
 			if errors.Is(err, errStopped) {
 				return nil
@@ -358,39 +372,52 @@ func (h *groupHandler) consumeAtLeastOnce(sess sarama.ConsumerGroupSession, clai
 	}
 }
 
-// processAtLeastOnce runs m's handler until it succeeds or the retries are
-// spent, then dead-letters m. It returns the event name for metrics, and
-// errStopped when sctx ended during a backoff (m is not done).
-func (h *groupHandler) processAtLeastOnce(sctx context.Context, routes []*route, m *sarama.ConsumerMessage, log *slog.Logger) (string, error) {
+// processAtLeastOnce runs m's handler (through g) until it succeeds, the
+// retries are spent or the error is permanent, then dead-letters m. It
+// returns the event name for metrics, and an error matching errStopped when
+// m must stay uncommitted: sctx ended during a backoff, or the handler was
+// cancelled or abandoned by g.
+func (h *groupHandler) processAtLeastOnce(sctx context.Context, g *claimGuard, routes []*route, m *sarama.ConsumerMessage, log *slog.Logger) (string, error) {
 	r := pick(routes, m)
 	if r == nil {
 		typ, _ := HeaderValue(m.Headers, event.HeaderType)
-		return m.Topic, h.deadLetter(m.Topic, m, fmt.Errorf("no handler for ce_type %q", typ), 0, log)
+		return m.Topic, h.deadLetter(sctx, m.Topic, m, fmt.Errorf("no handler for ce_type %q", typ), 0, log)
 	}
 	name := r.et.Name
 	run, key, err := r.prepare(m)
 	if err != nil {
-		return name, h.deadLetter(name, m, fmt.Errorf("decoding %s: %w", name, err), 0, log)
+		return name, h.deadLetter(sctx, name, m, fmt.Errorf("decoding %s: %w", name, err), 0, log)
 	}
 	pol := h.c.cfg.Retry
 	for attempt := 1; ; attempt++ {
-		if h.c.cfg.Dedup != nil {
-			var ran bool
-			ran, err = h.c.cfg.Dedup.Process(h.handlerCtx, r.et, key, func(ctx context.Context) error { return run(ctx, attempt) })
-			if err == nil && !ran {
-				h.c.met.Count(name, Duplicates, 1)
-				return name, nil
+		dup := false
+		err = g.call(func(ctx context.Context) error {
+			if h.c.cfg.Dedup == nil {
+				return run(ctx, attempt)
 			}
-		} else {
-			err = run(h.handlerCtx, attempt)
+			// The handler's panic becomes an error inside Process, so that
+			// the store sees a failed handler (and can roll back).
+			ran, err := h.c.cfg.Dedup.Process(ctx, r.et, key, func(ctx context.Context) error {
+				return safely(g.log, []any{"event", name, "offset", m.Offset}, func() error { return run(ctx, attempt) })
+			})
+			dup = err == nil && !ran
+			return err
+		}, "event", name, "offset", m.Offset, "attempt", attempt)
+		if errors.Is(err, errStopped) {
+			log.Warn("eventgen: handler stopped by shutdown or revocation; record left uncommitted", "event", name, "offset", m.Offset, "attempt", attempt, "error", err)
+			return name, err
 		}
 		if err == nil {
-			h.c.met.Count(name, Handled, 1)
+			if dup {
+				h.c.met.Count(name, Duplicates, 1)
+			} else {
+				h.c.met.Count(name, Handled, 1)
+			}
 			return name, nil
 		}
-		log.Warn("eventgen: handler failed", "event", name, "offset", m.Offset, "attempt", attempt, "error", err)
-		if attempt >= pol.MaxAttempts {
-			return name, h.deadLetter(name, m, err, attempt, log)
+		log.Warn("eventgen: handler failed", "event", name, "offset", m.Offset, "attempt", attempt, "permanent", IsPermanent(err), "error", err)
+		if attempt >= pol.MaxAttempts || IsPermanent(err) {
+			return name, h.deadLetter(sctx, name, m, err, attempt, log)
 		}
 		h.c.met.Count(name, Retried, 1)
 		if sleepCtx(sctx, pol.delay(attempt)) != nil {
@@ -399,18 +426,30 @@ func (h *groupHandler) processAtLeastOnce(sctx context.Context, routes []*route,
 	}
 }
 
-// deadLetter writes m to its dead-letter topic and waits for the ack; with
-// dead-lettering disabled, or when the write fails, it stops the consumer.
-func (h *groupHandler) deadLetter(name string, m *sarama.ConsumerMessage, cause error, attempts int, log *slog.Logger) error {
+// deadLetter writes m to its dead-letter topic and waits for the ack. With
+// dead-lettering disabled it stops the consumer (ErrDeadLetter). A failed
+// write is the dead-letter topic's fault, not the record's: it is retried
+// with the Retry backoff (capped at Retry.MaxBackoff) for as long as sctx
+// lives, pausing only m's partition, and counted as InfraRetried; when sctx
+// ends first, deadLetter returns errStopped and m stays uncommitted.
+func (h *groupHandler) deadLetter(sctx context.Context, name string, m *sarama.ConsumerMessage, cause error, attempts int, log *slog.Logger) error {
 	if h.dlq == nil {
 		err := fmt.Errorf("%w: %s/%d@%d: dead-lettering is disabled: %v", ErrDeadLetter, m.Topic, m.Partition, m.Offset, cause)
 		h.fail(err)
 		return err
 	}
-	if _, _, err := h.dlq.SendMessage(deadLetterMessage(m, cause, attempts)); err != nil {
-		err = fmt.Errorf("%w: %s/%d@%d to %s: %v (record error: %v)", ErrDeadLetter, m.Topic, m.Partition, m.Offset, DeadLetterTopic(m.Topic), err, cause)
-		h.fail(err)
-		return err
+	msg := deadLetterMessage(h.c.cfg.GroupID, m, cause, attempts)
+	for try := 1; ; try++ {
+		_, _, err := h.dlq.SendMessage(msg)
+		if err == nil {
+			break
+		}
+		h.c.met.Count(name, InfraRetried, 1)
+		log.Warn("eventgen: dead-letter write failed; retrying without spending the record's attempts (partition paused)",
+			"event", name, "offset", m.Offset, "dlq", DeadLetterTopic(m.Topic), "try", try, "error", err)
+		if sleepCtx(sctx, h.c.cfg.Retry.delay(try)) != nil {
+			return fmt.Errorf("%w: dead-letter write of %s/%d@%d interrupted", errStopped, m.Topic, m.Partition, m.Offset)
+		}
 	}
 	h.c.met.Count(name, DeadLettered, 1)
 	log.Error("eventgen: record dead-lettered", "event", name, "offset", m.Offset, "attempts", attempts, "dlq", DeadLetterTopic(m.Topic), "error", cause)

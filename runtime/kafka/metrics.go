@@ -30,6 +30,10 @@ const (
 	Handled
 	// Committed counts records whose offsets a consumer committed.
 	Committed
+	// InfraRetried counts failed calls to the runtime's own dependencies
+	// (the dead-letter write) that were retried with backoff: they pause
+	// the record's partition and do not spend the record's attempts.
+	InfraRetried
 )
 
 // String returns the counter's snake_case name, e.g. "dead_lettered". (A
@@ -52,6 +56,8 @@ func (c Counter) String() string {
 		return "handled"
 	case Committed:
 		return "committed"
+	case InfraRetried:
+		return "infra_retried"
 	}
 	return "counter(" + strconv.Itoa(int(c)) + ")"
 }
