@@ -649,3 +649,117 @@ func TestConsumerRevocationCancelsHandler(t *testing.T) {
 	t.Logf("member B joined while A's handler blocked on its context: cancelled after the grace %v, group stable with 2 members %v after B started; seq 3 redelivered and handled",
 		grace, took.Round(time.Millisecond))
 }
+
+// Defect 8 for pipelines: a handler waiting on its context during shutdown
+// held RunPipeline forever. Now its context is cancelled ShutdownGrace after
+// the shutdown began, RunPipeline returns, the batch is not committed, and
+// the next run writes every output exactly once.
+func TestPipelineShutdownGraceCancelsHandler(t *testing.T) {
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: 1})
+	in := testEventType("Input", "pgrace-in", event.ExactlyOnce)
+	out := testEventType("Output", "pgrace-out", event.ExactlyOnce)
+	cl.CreateTopic(t, in.Topic, 1)
+	cl.CreateTopic(t, out.Topic, 1)
+	const n = 30
+	produceInputs(t, cl.Brokers(), in, n, 3, nil)
+	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
+	const grace = 300 * time.Millisecond
+	cfg := PipelineConfig{Config: Config{Brokers: cl.Brokers(), Tune: kafkatest.FastTune}, GroupID: "pgrace", TransactionalID: "pgrace-tx", BatchSize: 5, ShutdownGrace: grace}
+	transform := testTransform(out, 0)
+	entered := make(chan int64, 1)
+	var blockOnce sync.Once
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- RunPipeline(ctx, cfg, in, []*event.Type{out}, decodeTestEvent, func(ctx context.Context, e testEvent, em *Emitter) error {
+			block := false
+			if e.Seq == 17 {
+				blockOnce.Do(func() { block = true })
+			}
+			if block {
+				entered <- em.Record().Offset
+				<-ctx.Done()
+				return ctx.Err()
+			}
+			return transform(ctx, e, em)
+		})
+	}()
+	var offset int64
+	select {
+	case offset = <-entered:
+	case <-time.After(kafkatest.Timeout(30 * time.Second)):
+		t.Fatal("the handler of input 17 never ran")
+	}
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(grace + kafkatest.Timeout(5*time.Second)):
+		t.Fatalf("RunPipeline did not return within the grace period (%v) + 5 s of the cancel", grace)
+	}
+	returned := time.Since(start)
+	off, err := kafkatest.Committed(client, "pgrace", in.Topic, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if off[0] > offset {
+		t.Fatalf("committed %d after shutdown, past the cancelled input's offset %d", off[0], offset)
+	}
+	stop := runPipelineInProcess(t, cfg, in, out, transform)
+	kafkatest.WaitCommitted(t, client, "pgrace", in.Topic, 1, 30*time.Second)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	rep := checkOutput(t, client, cl.Brokers(), out, 1, n, 0, nil)
+	rep.check(t)
+	t.Logf("grace %v: RunPipeline returned %v after the cancel with input 17 (offset %d) in its handler; committed %d; the next run completed the outputs (%s)",
+		grace, returned.Round(time.Millisecond), offset, off[0], rep)
+}
+
+// DisableDeadLetter keeps its documented behaviour: a record that exhausts
+// its attempts stops Run with ErrDeadLetter and is not committed.
+func TestConsumerDisableDeadLetterStops(t *testing.T) {
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: 1})
+	et := testEventType("Payment", "nodlq", event.AtLeastOnce)
+	cl.CreateTopic(t, et.Topic, 1)
+	produceInputs(t, cl.Brokers(), et, 10, 1, nil)
+	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
+	c, err := NewConsumer(ConsumerConfig{
+		Config: Config{Brokers: cl.Brokers(), Tune: kafkatest.FastTune}, GroupID: "nodlq-test", DisableDeadLetter: true,
+		Retry: RetryPolicy{MaxAttempts: 2, Backoff: time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var runs counter
+	var poisonAt atomic.Int64
+	HandleAtLeastOnce(c, et, decodeTestEvent, func(ctx context.Context, e testEvent, r AtLeastOnceRecord) error {
+		runs.add(e.Seq)
+		if e.Seq == 4 {
+			poisonAt.Store(r.Offset)
+			return Permanent(errors.New("poison"))
+		}
+		return nil
+	})
+	done := make(chan error, 1)
+	go func() { done <- c.Run(context.Background()) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrDeadLetter) {
+			t.Fatalf("Run: %v, want ErrDeadLetter", err)
+		}
+	case <-time.After(kafkatest.Timeout(30 * time.Second)):
+		t.Fatal("Run did not stop")
+	}
+	off, err := kafkatest.Committed(client, "nodlq-test", et.Topic, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if off[0] != poisonAt.Load() || runs.get(5) != 0 {
+		t.Fatalf("committed %d, want %d (the poison record's offset); records after it handled: %d", off[0], poisonAt.Load(), runs.get(5))
+	}
+	t.Logf("DisableDeadLetter: Run stopped with ErrDeadLetter at offset %d, left uncommitted; nothing after it handled", off[0])
+}
