@@ -235,6 +235,11 @@ func (p *pipeline[In]) transform(sctx context.Context, g *claimGuard, batch []*s
 			continue
 		}
 		for attempt := 1; ; attempt++ {
+			if g.ctx.Err() != nil {
+				// The grace period after the session's end is over: start
+				// no handler; the batch is not committed.
+				return nil, fmt.Errorf("%w: shutdown grace period over", errStopped)
+			}
 			meta.Attempt = attempt
 			em := &Emitter{allowed: p.allowed, rec: ExactlyOnceRecord{meta}}
 			err := g.call(func(ctx context.Context) error {
