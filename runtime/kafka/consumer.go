@@ -164,10 +164,11 @@ func (c *Consumer) register(et *event.Type, g event.Guarantee, prepare func(*sar
 // handler still running one more ShutdownGrace later is abandoned), commits
 // what was handled (not a cancelled or abandoned record), and the consumer
 // leaves. A panicking handler is recovered into a handler error
-// (ErrHandlerPanic); a failed dead-letter write is retried. Run returns nil after a shutdown caused by ctx, and an
-// error when it could not start or had to stop: registration errors
-// (ErrGuaranteeMismatch), a Tune that breaks the consumer's settings
-// (ErrConflictingConfig), ErrFenced, ErrDeadLetter.
+// (ErrHandlerPanic); a failed dead-letter write is retried. Run returns nil
+// after a shutdown caused by ctx, and an error when it could not start or
+// had to stop: registration errors (ErrGuaranteeMismatch), a Tune that
+// breaks the consumer's settings (ErrConflictingConfig), ErrFenced,
+// ErrDeadLetter (with DisableDeadLetter).
 func (c *Consumer) Run(ctx context.Context) error {
 	c.mu.Lock()
 	if c.running {
