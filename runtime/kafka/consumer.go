@@ -25,7 +25,12 @@ import (
 // atomic with the handler's effects (PostgreSQL: insert the key in the same
 // transaction, relying on the primary key, not on SELECT ... FOR UPDATE) or
 // bounded by a lease longer than a handler run (Redis). An error from
-// Process is treated as a handler error: retried, then dead-lettered.
+// Process that is the handler's (handle returned an error) is a handler
+// error: it spends an attempt, then the record is dead-lettered. Any other
+// error from Process (handle did not run, or succeeded) is the store's: it
+// is retried with the Retry backoff without spending the record's
+// attempts, pausing only the record's partition, and counted as
+// InfraRetried.
 type Deduper interface {
 	Process(ctx context.Context, et *event.Type, key string, handle func(context.Context) error) (ran bool, err error)
 }
@@ -390,23 +395,40 @@ func (h *groupHandler) processAtLeastOnce(sctx context.Context, g *claimGuard, r
 		return name, h.deadLetter(sctx, name, m, fmt.Errorf("decoding %s: %w", name, err), 0, log)
 	}
 	pol := h.c.cfg.Retry
+	infraTries := 0
 	for attempt := 1; ; attempt++ {
-		dup := false
+		dup, infra := false, false
 		err = g.call(func(ctx context.Context) error {
 			if h.c.cfg.Dedup == nil {
 				return run(ctx, attempt)
 			}
 			// The handler's panic becomes an error inside Process, so that
 			// the store sees a failed handler (and can roll back).
+			var herr error // the handler's, nil if it did not run
 			ran, err := h.c.cfg.Dedup.Process(ctx, r.et, key, func(ctx context.Context) error {
-				return safely(g.log, []any{"event", name, "offset", m.Offset}, func() error { return run(ctx, attempt) })
+				herr = safely(g.log, []any{"event", name, "offset", m.Offset}, func() error { return run(ctx, attempt) })
+				return herr
 			})
 			dup = err == nil && !ran
+			// An error of the store itself (the handler did not run, or
+			// succeeded) is not the record's fault.
+			infra = err != nil && herr == nil
 			return err
 		}, "event", name, "offset", m.Offset, "attempt", attempt)
 		if errors.Is(err, errStopped) {
 			log.Warn("eventgen: handler stopped by shutdown or revocation; record left uncommitted", "event", name, "offset", m.Offset, "attempt", attempt, "error", err)
 			return name, err
+		}
+		if infra {
+			infraTries++
+			h.c.met.Count(name, InfraRetried, 1)
+			log.Warn("eventgen: dedup store failed; retrying without spending the record's attempts (partition paused)",
+				"event", name, "offset", m.Offset, "try", infraTries, "error", err)
+			if sleepCtx(sctx, pol.delay(infraTries)) != nil {
+				return name, errStopped
+			}
+			attempt-- // this attempt is not spent
+			continue
 		}
 		if err == nil {
 			if dup {

@@ -763,3 +763,81 @@ func TestConsumerDisableDeadLetterStops(t *testing.T) {
 	}
 	t.Logf("DisableDeadLetter: Run stopped with ErrDeadLetter at offset %d, left uncommitted; nothing after it handled", off[0])
 }
+
+// flakyDedup is a Deduper whose store fails for one key: the first
+// failBefore calls fail before running the handler, the next failAfter
+// calls run it and then fail (a commit that did not go through).
+type flakyDedup struct {
+	key                   string
+	failBefore, failAfter atomic.Int64
+}
+
+func (d *flakyDedup) Process(ctx context.Context, et *event.Type, key string, handle func(context.Context) error) (bool, error) {
+	if key == d.key && d.failBefore.Add(-1) >= 0 {
+		return false, errors.New("dedup store unavailable")
+	}
+	if err := handle(ctx); err != nil {
+		return false, err
+	}
+	if key == d.key && d.failAfter.Add(-1) >= 0 {
+		return false, errors.New("dedup store: commit failed")
+	}
+	return true, nil
+}
+
+// Defect 9 for the dedup store: its errors spent the record's attempts and
+// dead-lettered a healthy record. Now they are retried without spending
+// attempts; the handler's own errors still spend them.
+func TestConsumerDedupStoreErrorsSpendNoAttempts(t *testing.T) {
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: 1})
+	et := testEventType("Payment", "dedupfail", event.AtLeastOnce)
+	cl.CreateTopic(t, et.Topic, 1)
+	cl.CreateTopic(t, DeadLetterTopic(et.Topic), 1)
+	const n = 10
+	produceInputs(t, cl.Brokers(), et, n, 2, nil)
+	d := &flakyDedup{key: "k1/3"} // testEvent.IdempotencyKey of seq 3
+	d.failBefore.Store(3)
+	d.failAfter.Store(1)
+	var met Counters
+	c, err := NewConsumer(ConsumerConfig{
+		Config: Config{Brokers: cl.Brokers(), Metrics: &met, Tune: kafkatest.FastTune}, GroupID: "dedupfail-test", Dedup: d,
+		Retry: RetryPolicy{MaxAttempts: 2, Backoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var runs counter
+	var attemptsOf3 []int
+	var mu sync.Mutex
+	HandleAtLeastOnce(c, et, decodeTestEvent, func(ctx context.Context, e testEvent, r AtLeastOnceRecord) error {
+		runs.add(e.Seq)
+		if e.Seq == 3 {
+			mu.Lock()
+			attemptsOf3 = append(attemptsOf3, r.Attempt)
+			mu.Unlock()
+		}
+		if e.Seq == 6 {
+			return errors.New("handler fails")
+		}
+		return nil
+	})
+	stop := runConsumer(t, c)
+	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
+	kafkatest.WaitCommitted(t, client, "dedupfail-test", et.Topic, 1, 30*time.Second)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	dead := deadLetters(t, cl.Brokers(), et)
+	if len(dead) != 1 || len(dead[6]) != 1 {
+		t.Fatalf("dead letters by seq: %v, want one, for seq 6 (the failing handler)", dead)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(attemptsOf3) != "[1 1]" || runs.get(6) != 2 {
+		t.Errorf("seq 3 ran with attempts %v, want [1 1] (store errors spend none); seq 6 ran %d times, want 2", attemptsOf3, runs.get(6))
+	}
+	if met.Get("Payment", InfraRetried) != 4 || met.Get("Payment", Handled) != n-1 {
+		t.Errorf("infra_retried %d (want 4), handled %d (want %d)", met.Get("Payment", InfraRetried), met.Get("Payment", Handled), n-1)
+	}
+	t.Logf("dedup store failed 4 times for seq 3 (3 before the handler, 1 after it): retried, handled with attempt 1, not dead-lettered; the failing handler of seq 6 dead-lettered after 2 attempts")
+}

@@ -19,8 +19,8 @@ import (
 //   - an error marked with Permanent dead-letters the record at once;
 //   - a panic is recovered into an error matching ErrHandlerPanic (the stack
 //     goes to the log at Error level) and spends an attempt like any error;
-//   - an error of the runtime's own dependencies (today the dead-letter
-//     write) is not the record's fault: it is retried with backoff, without
+//   - an error of the runtime's own dependencies (the dead-letter write,
+//     the Deduper's store) is not the record's fault: it is retried with backoff, without
 //     spending attempts, pausing only the record's partition, and counted as
 //     InfraRetried.
 

@@ -31,8 +31,9 @@ const (
 	// Committed counts records whose offsets a consumer committed.
 	Committed
 	// InfraRetried counts failed calls to the runtime's own dependencies
-	// (the dead-letter write) that were retried with backoff: they pause
-	// the record's partition and do not spend the record's attempts.
+	// (the dead-letter write, the Deduper's store) that were retried with
+	// backoff: they pause the record's partition and do not spend the
+	// record's attempts.
 	InfraRetried
 )
 
