@@ -841,3 +841,59 @@ func TestConsumerDedupStoreErrorsSpendNoAttempts(t *testing.T) {
 	}
 	t.Logf("dedup store failed 4 times for seq 3 (3 before the handler, 1 after it): retried, handled with attempt 1, not dead-lettered; the failing handler of seq 6 dead-lettered after 2 attempts")
 }
+
+// Defect 8, revocation in a pipeline: a handler blocked on its context when
+// a second member joins is cancelled after the grace, the rebalance
+// completes, and every output is written exactly once.
+func TestPipelineRevocationCancelsHandler(t *testing.T) {
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: 2})
+	in := testEventType("Input", "prevoke-in", event.ExactlyOnce)
+	out := testEventType("Output", "prevoke-out", event.ExactlyOnce)
+	cl.CreateTopic(t, in.Topic, 2)
+	cl.CreateTopic(t, out.Topic, 2)
+	const n = 60
+	produceInputs(t, cl.Brokers(), in, n, 6, nil)
+	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
+	const grace = 300 * time.Millisecond
+	transform := testTransform(out, 0)
+	var once sync.Once
+	entered := make(chan struct{})
+	h := func(ctx context.Context, e testEvent, em *Emitter) error {
+		block := false
+		if e.Seq == 20 {
+			once.Do(func() { block = true })
+		}
+		if block {
+			close(entered)
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return transform(ctx, e, em)
+	}
+	cfg := func(id string) PipelineConfig {
+		return PipelineConfig{Config: Config{Brokers: cl.Brokers(), Tune: kafkatest.FastTune}, GroupID: "prevoke", TransactionalID: id, BatchSize: 10, ShutdownGrace: grace}
+	}
+	stopA := runPipelineInProcess(t, cfg("prevoke-a"), in, out, h)
+	select {
+	case <-entered:
+	case <-time.After(kafkatest.Timeout(30 * time.Second)):
+		t.Fatal("the handler of input 20 never ran")
+	}
+	stopB := runPipelineInProcess(t, cfg("prevoke-b"), in, out, h)
+	start := time.Now()
+	kafkatest.WaitFor(t, 20*time.Second, "the rebalance to complete with both members", func() bool {
+		g, err := kafkatest.DescribeGroup(client, "prevoke")
+		return err == nil && g.State == "Stable" && g.Members == 2
+	})
+	took := time.Since(start)
+	kafkatest.WaitCommitted(t, client, "prevoke", in.Topic, 2, 30*time.Second)
+	if err := stopA(); err != nil {
+		t.Fatal(err)
+	}
+	if err := stopB(); err != nil {
+		t.Fatal(err)
+	}
+	rep := checkOutput(t, client, cl.Brokers(), out, 2, n, 0, nil)
+	rep.check(t)
+	t.Logf("member B joined while A's pipeline handler blocked on its context: group stable %v later (grace %v); outputs exact (%s)", took.Round(time.Millisecond), grace, rep)
+}
