@@ -25,7 +25,12 @@ import (
 // atomic with the handler's effects (PostgreSQL: insert the key in the same
 // transaction, relying on the primary key, not on SELECT ... FOR UPDATE) or
 // bounded by a lease longer than a handler run (Redis). An error from
-// Process is treated as a handler error: retried, then dead-lettered.
+// Process that is the handler's (handle returned an error) is a handler
+// error: it spends an attempt, then the record is dead-lettered. Any other
+// error from Process (handle did not run, or succeeded) is the store's: it
+// is retried with the Retry backoff without spending the record's
+// attempts, pausing only the record's partition, and counted as
+// InfraRetried.
 type Deduper interface {
 	Process(ctx context.Context, et *event.Type, key string, handle func(context.Context) error) (ran bool, err error)
 }
@@ -186,12 +191,16 @@ func (c *Consumer) register(et *event.Type, g event.Guarantee, prepare func(*inb
 }
 
 // Run joins the group and handles records until ctx is done, then shuts down
-// gracefully: each partition finishes its in-flight handler (handlers get a
-// context that shutdown does not cancel), commits what was handled, and the
-// consumer leaves. Run returns nil after a shutdown caused by ctx, and an
-// error when it could not start or had to stop: registration errors
-// (ErrGuaranteeMismatch), a Tune that breaks the consumer's settings
-// (ErrConflictingConfig), ErrFenced, ErrDeadLetter.
+// gracefully: each partition finishes its in-flight handler (handlers'
+// context stays live for ConsumerConfig.ShutdownGrace, then is cancelled; a
+// handler still running one more ShutdownGrace later is abandoned), commits
+// what was handled (not a cancelled or abandoned record), and the consumer
+// leaves. A panicking handler is recovered into a handler error
+// (ErrHandlerPanic); a failed dead-letter write is retried. Run returns nil
+// after a shutdown caused by ctx, and an error when it could not start or
+// had to stop: registration errors (ErrGuaranteeMismatch), a Tune that
+// breaks the consumer's settings (ErrConflictingConfig), ErrFenced,
+// ErrDeadLetter (with DisableDeadLetter).
 func (c *Consumer) Run(ctx context.Context) error {
 	c.mu.Lock()
 	if c.running {
@@ -302,6 +311,8 @@ func (h *groupHandler) pick(routes []*route, in *inbound) (*route, *event.Type, 
 // records stay uncommitted and the partition's next owner gets them.
 func (h *groupHandler) consumeAtMostOnce(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim, routes []*route) error {
 	log := h.c.log.With("group", h.c.cfg.GroupID, "topic", claim.Topic(), "partition", claim.Partition())
+	g := newClaimGuard(h.runState, sess, h.c.cfg.ShutdownGrace, log)
+	defer g.release()
 	batch := make([]*sarama.ConsumerMessage, 0, h.c.cfg.MaxBatch)
 	for {
 		var ok bool
@@ -326,12 +337,19 @@ func (h *groupHandler) consumeAtMostOnce(sess sarama.ConsumerGroupSession, claim
 				h.c.met.Count(name, Skipped, 1)
 				continue
 			}
+			if g.ctx.Err() != nil {
+				// The grace period after shutdown or revocation is over:
+				// the rest of the batch, already committed, is dropped.
+				h.c.met.Count(name, Dropped, 1)
+				log.Warn("eventgen: at-most-once record dropped: shutdown grace period over", "event", name, "offset", m.Offset)
+				continue
+			}
 			var run func(context.Context, int) error
 			if err == nil {
 				run, _, err = r.prepare(&in)
 			}
 			if err == nil {
-				err = run(h.handlerCtx, 1)
+				err = g.call(func(ctx context.Context) error { return run(ctx, 1) }, "event", name, "offset", m.Offset)
 			}
 			if err != nil {
 				h.c.met.Count(name, Dropped, 1)
@@ -369,6 +387,8 @@ func (h *groupHandler) consumeAtLeastOnce(sess sarama.ConsumerGroupSession, clai
 		lastCommit = time.Now()
 	}
 	defer flush()
+	g := newClaimGuard(h.runState, sess, h.c.cfg.ShutdownGrace, log)
+	defer g.release()
 	for {
 		if sess.Context().Err() != nil {
 			return nil
@@ -383,7 +403,7 @@ func (h *groupHandler) consumeAtLeastOnce(sess sarama.ConsumerGroupSession, clai
 				return nil
 			}
 		}
-		name, err := h.processAtLeastOnce(sess.Context(), routes, m, log)
+		name, err := h.processAtLeastOnce(sess.Context(), g, routes, m, log)
 		if err != nil {
 			if errors.Is(err, errStopped) {
 				return nil
@@ -399,14 +419,16 @@ func (h *groupHandler) consumeAtLeastOnce(sess sarama.ConsumerGroupSession, clai
 	}
 }
 
-// processAtLeastOnce runs m's handler until it succeeds or the retries are
-// spent, then dead-letters m. It returns the event name for metrics, and
-// errStopped when sctx ended during a backoff (m is not done).
-func (h *groupHandler) processAtLeastOnce(sctx context.Context, routes []*route, m *sarama.ConsumerMessage, log *slog.Logger) (string, error) {
+// processAtLeastOnce runs m's handler (through g) until it succeeds, the
+// retries are spent or the error is permanent, then dead-letters m. It
+// returns the event name for metrics, and an error matching errStopped when
+// m must stay uncommitted: sctx ended during a backoff, or the handler was
+// cancelled or abandoned by g.
+func (h *groupHandler) processAtLeastOnce(sctx context.Context, g *claimGuard, routes []*route, m *sarama.ConsumerMessage, log *slog.Logger) (string, error) {
 	in := readRecord(m)
 	r, et, err := h.pick(routes, &in)
 	if et == nil {
-		return m.Topic, h.deadLetter(m.Topic, m, err, 0, log)
+		return m.Topic, h.deadLetter(sctx, m.Topic, m, err, 0, log)
 	}
 	name := et.Name
 	if err == nil && r == nil {
@@ -419,27 +441,55 @@ func (h *groupHandler) processAtLeastOnce(sctx context.Context, routes []*route,
 		run, key, err = r.prepare(&in)
 	}
 	if err != nil {
-		return name, h.deadLetter(name, m, err, 0, log)
+		return name, h.deadLetter(sctx, name, m, err, 0, log)
 	}
 	pol := h.c.cfg.Retry
+	infraTries := 0
 	for attempt := 1; ; attempt++ {
-		if h.c.cfg.Dedup != nil {
-			var ran bool
-			ran, err = h.c.cfg.Dedup.Process(h.handlerCtx, r.et, key, func(ctx context.Context) error { return run(ctx, attempt) })
-			if err == nil && !ran {
-				h.c.met.Count(name, Duplicates, 1)
-				return name, nil
+		dup, infra := false, false
+		err = g.call(func(ctx context.Context) error {
+			if h.c.cfg.Dedup == nil {
+				return run(ctx, attempt)
 			}
-		} else {
-			err = run(h.handlerCtx, attempt)
+			// The handler's panic becomes an error inside Process, so that
+			// the store sees a failed handler (and can roll back).
+			var herr error // the handler's, nil if it did not run
+			ran, err := h.c.cfg.Dedup.Process(ctx, r.et, key, func(ctx context.Context) error {
+				herr = safely(g.log, []any{"event", name, "offset", m.Offset}, func() error { return run(ctx, attempt) })
+				return herr
+			})
+			dup = err == nil && !ran
+			// An error of the store itself (the handler did not run, or
+			// succeeded) is not the record's fault.
+			infra = err != nil && herr == nil
+			return err
+		}, "event", name, "offset", m.Offset, "attempt", attempt)
+		if errors.Is(err, errStopped) {
+			log.Warn("eventgen: handler stopped by shutdown or revocation; record left uncommitted", "event", name, "offset", m.Offset, "attempt", attempt, "error", err)
+			return name, err
+		}
+		if infra {
+			infraTries++
+			h.c.met.Count(name, InfraRetried, 1)
+			log.Warn("eventgen: dedup store failed; retrying without spending the record's attempts (partition paused)",
+				"event", name, "offset", m.Offset, "try", infraTries, "error", err)
+			if sleepCtx(sctx, pol.delay(infraTries)) != nil {
+				return name, errStopped
+			}
+			attempt-- // this attempt is not spent
+			continue
 		}
 		if err == nil {
-			h.c.met.Count(name, Handled, 1)
+			if dup {
+				h.c.met.Count(name, Duplicates, 1)
+			} else {
+				h.c.met.Count(name, Handled, 1)
+			}
 			return name, nil
 		}
-		log.Warn("eventgen: handler failed", "event", name, "offset", m.Offset, "attempt", attempt, "error", err)
-		if attempt >= pol.MaxAttempts {
-			return name, h.deadLetter(name, m, err, attempt, log)
+		log.Warn("eventgen: handler failed", "event", name, "offset", m.Offset, "attempt", attempt, "permanent", IsPermanent(err), "error", err)
+		if attempt >= pol.MaxAttempts || IsPermanent(err) {
+			return name, h.deadLetter(sctx, name, m, err, attempt, log)
 		}
 		h.c.met.Count(name, Retried, 1)
 		if sleepCtx(sctx, pol.delay(attempt)) != nil {
@@ -448,18 +498,30 @@ func (h *groupHandler) processAtLeastOnce(sctx context.Context, routes []*route,
 	}
 }
 
-// deadLetter writes m to its dead-letter topic and waits for the ack; with
-// dead-lettering disabled, or when the write fails, it stops the consumer.
-func (h *groupHandler) deadLetter(name string, m *sarama.ConsumerMessage, cause error, attempts int, log *slog.Logger) error {
+// deadLetter writes m to its dead-letter topic and waits for the ack. With
+// dead-lettering disabled it stops the consumer (ErrDeadLetter). A failed
+// write is the dead-letter topic's fault, not the record's: it is retried
+// with the Retry backoff (capped at Retry.MaxBackoff) for as long as sctx
+// lives, pausing only m's partition, and counted as InfraRetried; when sctx
+// ends first, deadLetter returns errStopped and m stays uncommitted.
+func (h *groupHandler) deadLetter(sctx context.Context, name string, m *sarama.ConsumerMessage, cause error, attempts int, log *slog.Logger) error {
 	if h.dlq == nil {
 		err := fmt.Errorf("%w: %s/%d@%d: dead-lettering is disabled: %v", ErrDeadLetter, m.Topic, m.Partition, m.Offset, cause)
 		h.fail(err)
 		return err
 	}
-	if _, _, err := h.dlq.SendMessage(deadLetterMessage(m, cause, attempts)); err != nil {
-		err = fmt.Errorf("%w: %s/%d@%d to %s: %v (record error: %v)", ErrDeadLetter, m.Topic, m.Partition, m.Offset, DeadLetterTopic(m.Topic), err, cause)
-		h.fail(err)
-		return err
+	msg := deadLetterMessage(h.c.cfg.GroupID, m, cause, attempts)
+	for try := 1; ; try++ {
+		_, _, err := h.dlq.SendMessage(msg)
+		if err == nil {
+			break
+		}
+		h.c.met.Count(name, InfraRetried, 1)
+		log.Warn("eventgen: dead-letter write failed; retrying without spending the record's attempts (partition paused)",
+			"event", name, "offset", m.Offset, "dlq", DeadLetterTopic(m.Topic), "try", try, "error", err)
+		if sleepCtx(sctx, h.c.cfg.Retry.delay(try)) != nil {
+			return fmt.Errorf("%w: dead-letter write of %s/%d@%d interrupted", errStopped, m.Topic, m.Partition, m.Offset)
+		}
 	}
 	h.c.met.Count(name, DeadLettered, 1)
 	log.Error("eventgen: record dead-lettered", "event", name, "offset", m.Offset, "attempts", attempts, "dlq", DeadLetterTopic(m.Topic), "error", cause)

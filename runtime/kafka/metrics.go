@@ -34,6 +34,11 @@ const (
 	// handling because they are of another event of the schema, one with
 	// no handler there (routing is by ce_type).
 	Skipped
+	// InfraRetried counts failed calls to the runtime's own dependencies
+	// (the dead-letter write, the Deduper's store) that were retried with
+	// backoff: they pause the record's partition and do not spend the
+	// record's attempts.
+	InfraRetried
 )
 
 // String returns the counter's snake_case name, e.g. "dead_lettered". (A
@@ -58,6 +63,8 @@ func (c Counter) String() string {
 		return "committed"
 	case Skipped:
 		return "skipped"
+	case InfraRetried:
+		return "infra_retried"
 	}
 	return "counter(" + strconv.Itoa(int(c)) + ")"
 }

@@ -52,8 +52,9 @@ func (em *Emitter) Record() ExactlyOnceRecord { return em.rec }
 // exactly once, in input order per partition. in and every type in produces
 // must be exactly-once events.
 //
-// A handler error is retried per cfg.Retry; after the last attempt, and at
-// once for a record that fails to decode, the input record goes to
+// A handler error (a recovered panic included, ErrHandlerPanic) is retried
+// per cfg.Retry; after the last attempt, at once for a Permanent error, and
+// at once for a record that fails to decode, the input record goes to
 // DeadLetterTopic(in.Topic) inside the same transaction (no outputs for it).
 // A rebalance aborts an open transaction; an abortable transaction error
 // aborts and re-reads from the last committed offsets; a fatal error or
@@ -191,6 +192,8 @@ func (p *pipeline[In]) run(ctx context.Context) error {
 // read into memory past them survives a failure.
 func (p *pipeline[In]) consumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	batch := make([]*sarama.ConsumerMessage, 0, p.cfg.BatchSize)
+	g := newClaimGuard(p.runState, sess, p.cfg.ShutdownGrace, p.log.With("group", p.cfg.GroupID, "topic", claim.Topic(), "partition", claim.Partition()))
+	defer g.release()
 	for {
 		// A failed pipeline starts nothing new; nextBatch stops on a revoked partition.
 		if p.err() != nil {
@@ -200,9 +203,9 @@ func (p *pipeline[In]) consumeClaim(sess sarama.ConsumerGroupSession, claim sara
 		if batch, ok = nextBatch(sess, claim, batch, p.cfg.BatchSize); !ok {
 			return nil
 		}
-		res, err := p.transform(sess.Context(), batch)
+		res, err := p.transform(sess.Context(), g, batch)
 		if err != nil {
-			return nil // session ended during a retry backoff; nothing was written
+			return nil // session ended during a retry backoff, or a handler was cancelled or abandoned; nothing was written
 		}
 		if err := p.commit(sess, batch, res); err != nil {
 			if errors.Is(err, errStopped) {
@@ -223,8 +226,11 @@ type batchResult struct {
 	emitted      map[string]int64 // outputs by event name
 }
 
-// transform runs the handler over a batch, with retries and dead letters.
-func (p *pipeline[In]) transform(sctx context.Context, batch []*sarama.ConsumerMessage) (*batchResult, error) {
+// transform runs the handler over a batch (each attempt through g), with
+// retries and dead letters. It returns an error matching errStopped when the
+// batch must not be committed: sctx ended during a backoff, or a handler was
+// cancelled or abandoned by g.
+func (p *pipeline[In]) transform(sctx context.Context, g *claimGuard, batch []*sarama.ConsumerMessage) (*batchResult, error) {
 	res := &batchResult{emitted: map[string]int64{}, skipped: map[string]int64{}}
 	for _, m := range batch {
 		v, meta, skipped, err := p.decodeInput(m)
@@ -233,15 +239,27 @@ func (p *pipeline[In]) transform(sctx context.Context, batch []*sarama.ConsumerM
 			continue
 		}
 		if err != nil {
-			res.out = append(res.out, deadLetterMessage(m, err, 0))
+			res.out = append(res.out, deadLetterMessage(p.cfg.GroupID, m, err, 0))
 			res.deadLettered++
 			p.log.Error("eventgen: pipeline input undecodable; dead-lettering", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "error", err)
 			continue
 		}
 		for attempt := 1; ; attempt++ {
+			if g.ctx.Err() != nil {
+				// The grace period after the session's end is over: start
+				// no handler; the batch is not committed.
+				return nil, fmt.Errorf("%w: shutdown grace period over", errStopped)
+			}
 			meta.Attempt = attempt
-			em := &Emitter{ctx: meta.Context(p.handlerCtx), allowed: p.allowed, rec: ExactlyOnceRecord{meta}}
-			err := p.h(em.ctx, v, em)
+			em := &Emitter{allowed: p.allowed, rec: ExactlyOnceRecord{meta}}
+			err := g.call(func(ctx context.Context) error {
+				em.ctx = meta.Context(ctx)
+				return p.h(em.ctx, v, em)
+			}, "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "attempt", attempt)
+			if errors.Is(err, errStopped) {
+				p.log.Warn("eventgen: pipeline handler stopped by shutdown or revocation; batch not committed", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "attempt", attempt, "error", err)
+				return nil, err
+			}
 			if err == nil {
 				res.out = append(res.out, em.msgs...)
 				for _, pm := range em.msgs {
@@ -250,9 +268,9 @@ func (p *pipeline[In]) transform(sctx context.Context, batch []*sarama.ConsumerM
 				res.handled++
 				break
 			}
-			p.log.Warn("eventgen: pipeline handler failed", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "attempt", attempt, "error", err)
-			if attempt >= p.cfg.Retry.MaxAttempts {
-				res.out = append(res.out, deadLetterMessage(m, err, attempt))
+			p.log.Warn("eventgen: pipeline handler failed", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "attempt", attempt, "permanent", IsPermanent(err), "error", err)
+			if attempt >= p.cfg.Retry.MaxAttempts || IsPermanent(err) {
+				res.out = append(res.out, deadLetterMessage(p.cfg.GroupID, m, err, attempt))
 				res.deadLettered++
 				break
 			}

@@ -62,9 +62,9 @@ func decodeLoose(b []byte) (testEvent, error) {
 	return testEvent{K: j.K, Seq: j.Seq}, nil
 }
 
-// deadLetters reads n dead letters of topic and returns their eventgen_error
+// deadLetterReasons reads n dead letters of topic and returns their eventgen_error
 // headers by the seq of their value (-1 for a value that is not a testEvent).
-func deadLetters(t *testing.T, client sarama.Client, topic string, n int) map[int64]string {
+func deadLetterReasons(t *testing.T, client sarama.Client, topic string, n int) map[int64]string {
 	t.Helper()
 	got := map[int64]string{}
 	for _, m := range kafkatest.ReadN(t, client, DeadLetterTopic(topic), 1, n, 20*time.Second) {
@@ -185,7 +185,7 @@ func TestConsumerRoutesByCEType(t *testing.T) {
 	if s := singleSeen.get(); len(s) != 1 || s[10].ID != "" {
 		t.Errorf("Single handler got %v, want seq 10 (no ce_* headers, empty ID)", keys(s))
 	}
-	dead := deadLetters(t, client, placed.Topic, 5)
+	dead := deadLetterReasons(t, client, placed.Topic, 5)
 	for seq, want := range map[int64]string{3: `unknown ce_type "elsewhere.Refunded.v1"`, 4: "unroutable: no ce_type", 7: "invalid Placed: key"} {
 		if !strings.Contains(dead[seq], want) {
 			t.Errorf("dead letter of seq %d: reason %q, want it to contain %q", seq, dead[seq], want)
@@ -315,7 +315,7 @@ func TestPipelineRoutesByCEType(t *testing.T) {
 	if len(transformed) != 2 || transformed[0] != 0 || transformed[1] != 6 {
 		t.Errorf("transformed seq %v, want [0 6]", transformed)
 	}
-	dead := deadLetters(t, client, in.Topic, 4)
+	dead := deadLetterReasons(t, client, in.Topic, 4)
 	for seq, want := range map[int64]string{2: "unknown ce_type", 3: "unroutable", 5: "invalid Input"} {
 		if !strings.Contains(dead[seq], want) {
 			t.Errorf("dead letter of seq %d: %q, want %q", seq, dead[seq], want)
