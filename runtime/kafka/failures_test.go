@@ -441,6 +441,35 @@ func TestConsumerDeadLetterOutage(t *testing.T) {
 		hits.Load(), met.Get("Payment", InfraRetried), other, high[other])
 }
 
+// shutDownInHandler runs c until a handler sends the offset of the record
+// it blocks on to entered, then cancels Run's context and waits at most
+// limit (described by within, for the failure) for Run to return nil. It
+// returns that offset, when the cancel happened, and how long Run took
+// after it.
+func shutDownInHandler(t *testing.T, c *Consumer, entered <-chan int64, limit time.Duration, within string) (offset int64, cancelled time.Time, returned time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	select {
+	case offset = <-entered:
+	case <-time.After(kafkatest.Timeout(30 * time.Second)):
+		t.Fatal("the blocking handler never ran")
+	}
+	cancelled = time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(limit):
+		t.Fatalf("Run did not return within %s of the cancel", within)
+	}
+	return offset, cancelled, time.Since(cancelled)
+}
+
 // Defect 8: handlers' context was never cancelled and Run never returned
 // with a handler that waits for it. Now the context is cancelled
 // ShutdownGrace after the shutdown began, Run returns, and the record is
@@ -469,26 +498,8 @@ func TestConsumerShutdownGraceCancelsHandler(t *testing.T) {
 		}
 		return nil
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	var offset int64
-	select {
-	case offset = <-entered:
-	case <-time.After(kafkatest.Timeout(30 * time.Second)):
-		t.Fatal("the handler of seq 10 never ran")
-	}
-	start := time.Now()
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(grace + kafkatest.Timeout(5*time.Second)):
-		t.Fatalf("Run did not return within the grace period (%v) + 5 s of the cancel", grace)
-	}
-	returned := time.Since(start)
+	offset, start, returned := shutDownInHandler(t, c, entered, grace+kafkatest.Timeout(5*time.Second),
+		fmt.Sprintf("the grace period (%v) + 5 s", grace))
 	if at := cancelledAt.Load(); at == 0 {
 		t.Fatal("the handler's context was not cancelled")
 	} else if waited = time.Unix(0, at).Sub(start); waited < grace {
@@ -549,26 +560,8 @@ func TestConsumerShutdownAbandonsHungHandler(t *testing.T) {
 		}
 		return nil
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	var offset int64
-	select {
-	case offset = <-entered:
-	case <-time.After(kafkatest.Timeout(30 * time.Second)):
-		t.Fatal("the handler of seq 10 never ran")
-	}
-	start := time.Now()
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(2*grace + kafkatest.Timeout(5*time.Second)):
-		t.Fatalf("Run did not return within twice the grace period (%v) + 5 s with a handler that ignores its context", grace)
-	}
-	returned := time.Since(start)
+	offset, _, returned := shutDownInHandler(t, c, entered, 2*grace+kafkatest.Timeout(5*time.Second),
+		fmt.Sprintf("twice the grace period (%v) + 5 s with a handler that ignores its context", grace))
 	if returned < 2*grace {
 		t.Errorf("Run returned after %v, before twice the grace period", returned)
 	}

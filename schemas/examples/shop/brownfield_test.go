@@ -3,7 +3,6 @@ package shop_test
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -24,14 +23,7 @@ import (
 // empty ID) and skips the third: committed, counted, not handled as an
 // OrderPlaced and not dead-lettered as unknown.
 func TestGeneratedConsumerBrownfieldRecords(t *testing.T) {
-	kcat, err := exec.LookPath("kcat")
-	if err != nil {
-		const msg = "kcat not found on PATH: install it with `apt-get install -y kcat`"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	kcat := kafkatest.Kcat(t)
 	c := kafkatest.Start(t, kafkatest.Options{Partitions: 1})
 	topic := (*shop.OrderPlaced)(nil).EventType().Topic
 	c.CreateTopic(t, topic, 1)
@@ -114,14 +106,7 @@ func TestGeneratedConsumerBrownfieldRecords(t *testing.T) {
 // transformed and not dead-lettered as unknown; a PaymentCaptured without
 // headers (the topic's only event) is transformed.
 func TestGeneratedPipelineSkipsOtherEvents(t *testing.T) {
-	kcat, err := exec.LookPath("kcat")
-	if err != nil {
-		const msg = "kcat not found on PATH: install it with `apt-get install -y kcat`"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	kcat := kafkatest.Kcat(t)
 	c := kafkatest.Start(t, kafkatest.Options{Partitions: 1})
 	in := (*shop.PaymentCaptured)(nil).EventType().Topic
 	for _, tp := range []string{in, in + ".dlq", (*shop.ReceiptIssued)(nil).EventType().Topic} {
