@@ -96,6 +96,8 @@ type fieldDecl struct {
 	typ      scalar
 	optional boolValue
 	doc      scalar
+	// json is the wire key, when the field names one; the long form only.
+	json scalar
 }
 
 type pipelineDecl struct {

@@ -3,6 +3,7 @@ package generator
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/eventgen/eventgen/runtime/event"
@@ -84,6 +85,7 @@ const (
 	CodeVersionMoved      Code = "EB016"
 	CodeVersionLowered    Code = "EB017"
 	CodeCETypeChanged     Code = "EB018"
+	CodeWireKeyChanged    Code = "EB019"
 )
 
 // breakingRule is one rule: the modes it breaks in; wire rules are those a
@@ -116,6 +118,7 @@ var breakingRules = map[Code]breakingRule{
 	CodeVersionMoved:      {allModes, false, "(warning) An event moved to a new version: its wire-shape changes (and a new topic) are allowed and listed."},
 	CodeVersionLowered:    {allModes, false, "An event's version was lowered: its CloudEvents type goes back to one consumers have moved on from."},
 	CodeCETypeChanged:     {allModes, true, "An event's CloudEvents type changed with its version unchanged (the package was renamed): consumers route a shared topic's records by type and drop the others."},
+	CodeWireKeyChanged:    {Full, true, "A field's JSON key changed (its `json`, or its name with no `json`), the field's name kept: neither side reads the other's key, so a required field is rejected and an optional one silently lost."},
 }
 
 // Breaking reports the changes from old to cur that break consumers in the
@@ -243,12 +246,12 @@ func (b *breakCheck) event() {
 			fmt.Sprintf("event %s moved from topic %q to %q: consumers of %q stop receiving it, and per-key order does not span the two topics", name, o.Topic, n.Topic, o.Topic),
 			note(orPos(o.At.Topic, o.Pos), "the old topic %q", o.Topic))
 	}
-	if ok, nk := keyName(o.Key), keyName(n.Key); ok != nk {
+	if ok, nk := keyName(o.Key), keyName(n.Key); !sameField(o.Key, n.Key) {
 		b.report(CodeKeyChanged, orPos(n.At.Key, n.Pos),
 			fmt.Sprintf("event %s's key changed from %s to %s: records of one entity land on other partitions, so per-key order breaks across the deploy", name, ok, nk),
 			note(orPos(o.At.Key, o.Pos), "the old key %s", ok))
 	}
-	if oi, ni := idemKeyNames(o.IdemKey), idemKeyNames(n.IdemKey); oi != ni {
+	if oi, ni := idemKeyNames(o.IdemKey), idemKeyNames(n.IdemKey); !slices.EqualFunc(o.IdemKey, n.IdemKey, sameField) {
 		b.report(CodeIdemKeyChanged, orPos(n.At.IdemKey, n.Pos),
 			fmt.Sprintf("event %s's idempotency_key changed from %s to %s: redeliveries of records written before the deploy are not recognised as duplicates", name, oi, ni),
 			note(orPos(o.At.IdemKey, o.Pos), "the old idempotency_key %s", oi))
@@ -319,6 +322,17 @@ func (b *breakCheck) movedSummary() {
 	})
 }
 
+// sameField reports whether a key field of the old schema is the one of
+// the new: the same JSON key (a rename keeping it with json changes only
+// Go), or the same name (its JSON key changed, reported on the field
+// itself; the key's value, and so its partition, is the same).
+func sameField(o, n *Field) bool {
+	if o == nil || n == nil {
+		return o == n
+	}
+	return o.Wire == n.Wire || o.Name == n.Name
+}
+
 func keyName(f *Field) string {
 	if f == nil {
 		return "none"
@@ -340,16 +354,21 @@ func idemKeyNames(fs []*Field) string {
 // fields compares the fields of an event or a record type; where names
 // what holds them, e.g. "event OrderPlaced" or "type Money (field total of
 // event OrderPlaced)". oldAt and curAt locate the holder.
+//
+// Fields are matched by JSON key, which is what records carry: a field
+// renamed with json keeping its old key is the same field (only Go names
+// change). A field that keeps its name but reads another key is reported
+// as one change of key (EB019), not as a removal and an addition.
 func (b *breakCheck) fields(old, cur []*Field, oldAt, curAt Pos, where string) {
-	curByName := map[string]*Field{}
+	curByWire := map[string]*Field{}
 	for _, f := range cur {
-		curByName[f.Name] = f
+		curByWire[f.Wire] = f
 	}
-	oldByName := map[string]*Field{}
+	oldByWire := map[string]*Field{}
 	var removed, added []*Field
 	for _, of := range old {
-		oldByName[of.Name] = of
-		nf := curByName[of.Name]
+		oldByWire[of.Wire] = of
+		nf := curByWire[of.Wire]
 		if nf == nil {
 			removed = append(removed, of)
 			continue
@@ -357,17 +376,19 @@ func (b *breakCheck) fields(old, cur []*Field, oldAt, curAt Pos, where string) {
 		b.field(of, nf, where)
 	}
 	for _, nf := range cur {
-		if oldByName[nf.Name] == nil {
+		if oldByWire[nf.Wire] == nil {
 			added = append(added, nf)
 		}
 	}
+	removed, added = b.wireKeysChanged(removed, added, where)
 	// One field removed and one of the same type added is most likely a
-	// rename: say that the wire, which carries the name, sees two changes.
+	// rename: say that the wire, which carries the key, sees two changes,
+	// and how json keeps the key.
 	rename := func(f *Field) string {
 		if len(removed) != 1 || len(added) != 1 || !sameShape(removed[0].Type, added[0].Type) {
 			return ""
 		}
-		return fmt.Sprintf(" (a rename of %s to %s? the JSON key is the field name, so a rename is a removal and an addition)", removed[0].Name, added[0].Name)
+		return fmt.Sprintf(" (a rename of %s to %s? the JSON key is the field name unless json names another, so a rename is a removal and an addition; json: %s keeps the key)", removed[0].Name, added[0].Name, strconv.Quote(removed[0].Wire))
 	}
 	for _, of := range removed {
 		if of.Optional {
@@ -385,6 +406,25 @@ func (b *breakCheck) fields(old, cur []*Field, oldAt, curAt Pos, where string) {
 			fmt.Sprintf("required field %s was added to %s: records written before the change lack it, and consumers built after it reject them; add it as optional: true%s", nf.Name, where, rename(nf)),
 			note(oldAt, "%s had no field %s", where, nf.Name))
 	}
+}
+
+// wireKeysChanged reports each removed field whose name an added field
+// has: the field stayed, its JSON key changed. It returns the fields left.
+func (b *breakCheck) wireKeysChanged(removed, added []*Field, where string) (restRemoved, restAdded []*Field) {
+	for _, of := range removed {
+		i := slices.IndexFunc(added, func(nf *Field) bool { return nf.Name == of.Name })
+		if i < 0 {
+			restRemoved = append(restRemoved, of)
+			continue
+		}
+		nf := added[i]
+		added = slices.Delete(slices.Clone(added), i, i+1)
+		b.report(CodeWireKeyChanged, nf.Pos,
+			fmt.Sprintf("field %s of %s changed its JSON key from %s to %s: consumers built before the change read %s, which new records lack, and consumers built after it read %s, which old records lack", nf.Name, where, strconv.Quote(of.Wire), strconv.Quote(nf.Wire), strconv.Quote(of.Wire), strconv.Quote(nf.Wire)),
+			note(of.Pos, "its JSON key was %s", strconv.Quote(of.Wire)))
+		b.field(of, nf, where)
+	}
+	return restRemoved, added
 }
 
 func (b *breakCheck) field(of, nf *Field, where string) {

@@ -47,6 +47,7 @@ const (
 	CodePipelineUnsupported Code = "EG032"
 	CodeIgnore              Code = "EG033"
 	CodeEventVersion        Code = "EG034"
+	CodeWireKey             Code = "EG035"
 )
 
 // codeSummaries says, for each code, the rule it enforces.
@@ -85,6 +86,7 @@ var codeSummaries = map[Code]string{
 	CodePipelineUnsupported: "A pipeline whose guarantee is not exactly-once: version 1 generates exactly-once pipelines only.",
 	CodeIgnore:              "An event's `ignore` entry names an unknown code or an error (errors cannot be silenced: the generated code would be wrong or unsafe), or gives no reason.",
 	CodeEventVersion:        "An event's `version` is not a positive integer.",
+	CodeWireKey:             "A field's `json` key is empty or has a character that is not printable, or two fields of one event or type read the same JSON key (a `json` or a field name).",
 }
 
 // warningCodes are the codes reported as warnings; their summaries start
@@ -120,7 +122,7 @@ func hasBreakingForm(c Code) bool {
 }
 
 // breakingCodeRange is how messages name the breaking-change codes,
-// e.g. "EB001 to EB018".
+// e.g. "EB001 to EB019".
 func breakingCodeRange() string {
 	codes := slices.Sorted(maps.Keys(breakingRules))
 	return string(codes[0]) + " to " + string(codes[len(codes)-1])

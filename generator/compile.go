@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/eventgen/eventgen/runtime/event"
@@ -250,13 +251,14 @@ func (c *compiler) resolveTypeFields() {
 func (c *compiler) fields(decls []*fieldDecl, owner string, methods []string) []*Field {
 	out := []*Field{}
 	goSeen := map[string]scalar{}
+	wireSeen := map[string]wireUse{}
 	for _, fd := range decls {
 		n := fd.name
 		if !isLowerSnake(n.val) {
 			c.r.errorf(n.line, n.col, CodeFieldName, "field name %q in %s must be lower_snake_case (a-z, 0-9 and single underscores, starting with a letter)", n.val, owner)
 			continue
 		}
-		f := &Field{Pos: c.at(n), Name: n.val, GoName: snakeToCamel(n.val), Doc: strings.TrimSpace(fd.doc.val), Optional: fd.optional.val}
+		f := &Field{Pos: c.at(n), Name: n.val, Wire: n.val, GoName: snakeToCamel(n.val), Doc: strings.TrimSpace(fd.doc.val), Optional: fd.optional.val}
 		if slices.Contains(methods, f.GoName) {
 			// The Go name would hide a generated method: keep the wire
 			// name, suffix the Go name.
@@ -267,6 +269,9 @@ func (c *compiler) fields(decls []*fieldDecl, owner string, methods []string) []
 			continue
 		}
 		goSeen[f.GoName] = n
+		if !c.wireKey(f, fd, owner, wireSeen) {
+			continue
+		}
 		if fd.typ.set {
 			f.Type = c.parseType(fd.typ)
 		}
@@ -276,6 +281,68 @@ func (c *compiler) fields(decls []*fieldDecl, owner string, methods []string) []
 		out = append(out, f)
 	}
 	return out
+}
+
+// wireUse is where a wire key is taken: the field, and the `json` value
+// that gave it (unset for a key that is the field's name).
+type wireUse struct {
+	field string
+	pos   scalar
+	json  bool
+}
+
+// wireKey sets f.Wire from the field's `json`, if it has one, and checks
+// that the key is one eventgen can write (wireKeyProblem) and that no other
+// field of the same event or record type reads the same key; false if not.
+func (c *compiler) wireKey(f *Field, fd *fieldDecl, owner string, seen map[string]wireUse) bool {
+	use := wireUse{field: f.Name, pos: fd.name}
+	if fd.json.given() {
+		if !fd.json.set {
+			return false // reported as a wrong kind
+		}
+		if p := wireKeyProblem(fd.json.val); p != "" {
+			c.r.errorf(fd.json.line, fd.json.col, CodeWireKey, "field %s in %s: json key %q %s", f.Name, owner, fd.json.val, p)
+			return false
+		}
+		f.Wire = fd.json.val
+		use = wireUse{field: f.Name, pos: fd.json, json: true}
+	}
+	if prev, ok := seen[f.Wire]; ok {
+		how := func(u wireUse) string {
+			if u.json {
+				return fmt.Sprintf("field %s reads JSON key %q (its json)", u.field, f.Wire)
+			}
+			return fmt.Sprintf("field %s reads JSON key %q (its name)", u.field, f.Wire)
+		}
+		*c.r.diags = append(*c.r.diags, Diagnostic{
+			Pos: c.at(use.pos), Severity: Error, Code: CodeWireKey,
+			Message: fmt.Sprintf("%s in %s, like field %s: each field needs a JSON key of its own; give one of them another json", how(use), owner, prev.field),
+			Related: []Related{{Pos: c.at(prev.pos), Message: how(prev)}},
+		})
+		return false
+	}
+	seen[f.Wire] = use
+	return true
+}
+
+// wireKeyProblem says what is wrong with a `json` key, or "". Any string
+// is a JSON key; eventgen takes the printable ones (letters, marks,
+// numbers, punctuation, symbols and the ASCII space: unicode.IsPrint), so
+// that a key reads the same in the schema, the generated code, the docs
+// and a record, and no key needs more escaping than \" and \\.
+func wireKeyProblem(k string) string {
+	switch {
+	case k == "":
+		return "is empty: a field needs a JSON key; leave json out to use the field's name"
+	case !utf8.ValidString(k):
+		return "is not valid UTF-8"
+	}
+	for _, r := range k {
+		if !unicode.IsPrint(r) {
+			return fmt.Sprintf("contains %U, which is not printable: JSON keys must be printable characters (letters, digits, punctuation, symbols, the ASCII space)", r)
+		}
+	}
+	return ""
 }
 
 // parseType parses a field type: a scalar name, a declared type name,
@@ -982,7 +1049,9 @@ func typeShape(b *strings.Builder, t *Type) {
 func fieldsShape(b *strings.Builder, fields []*Field) {
 	b.WriteString("{")
 	for _, f := range fields {
-		b.WriteString(f.Name)
+		// The wire key, not the schema name: the fingerprint is of what
+		// records carry, and a rename that keeps the key changes nothing.
+		b.WriteString(f.Wire)
 		if f.Optional {
 			b.WriteString("?")
 		}

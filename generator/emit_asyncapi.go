@@ -271,11 +271,11 @@ func eventMessage(ev *Event) ymap {
 
 	m.set("x-eventgen-guarantee", ev.Guarantee.String())
 	if ev.Key != nil {
-		m.set("x-eventgen-key", ev.Key.Name)
+		m.set("x-eventgen-key", ev.Key.Wire)
 	}
 	idem := []string{}
 	for _, f := range ev.IdemKey {
-		idem = append(idem, f.Name)
+		idem = append(idem, f.Wire)
 	}
 	m.set("x-eventgen-idempotency-key", idem)
 	dedup := newMap().set("store", ev.Dedup.String())
@@ -354,7 +354,7 @@ func recordSchema(doc string, fields []*Field) ymap {
 	props := newMap()
 	for _, f := range fields {
 		if !f.Optional {
-			required = append(required, f.Name)
+			required = append(required, f.Wire)
 		}
 		fs := typeSchema(f.Type)
 		if f.Doc != "" {
@@ -365,7 +365,7 @@ func recordSchema(doc string, fields []*Field) ymap {
 				fs.set("description", strings.TrimSpace(f.Doc))
 			}
 		}
-		props.set(f.Name, fs)
+		props.set(f.Wire, fs)
 	}
 	if len(required) > 0 {
 		m.set("required", required)
@@ -419,7 +419,7 @@ func typeSchema(t *Type) ymap {
 // keySchema is the schema of the Kafka record key: the key field as text
 // (UTF-8 bytes), integers in decimal.
 func keySchema(f *Field) ymap {
-	desc := "Field " + f.Name + " of the event, as text."
+	desc := "Field " + f.Wire + " of the event, as text."
 	switch f.Type.Kind {
 	case KindInt32, KindInt64:
 		return newMap().set("type", "string").set("pattern", `^-?[0-9]+$`).set("description", desc+" An integer is written in decimal.")

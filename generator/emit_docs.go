@@ -24,11 +24,40 @@ var docFuncs = template.FuncMap{
 		}
 		return strings.Join(names, ", ")
 	},
+	// fieldCell names a field in a table: its schema name, and its JSON
+	// key when `json` gives another, since that is what records carry.
+	"fieldCell": func(f *Field) string {
+		s := mdCode(f.Name)
+		if f.Wire != f.Name {
+			s += " (JSON key " + mdCode(f.Wire) + ")"
+		}
+		return s
+	},
 	// cell makes free text safe inside a Markdown table cell.
 	"cell": func(s string) string {
 		s = strings.ReplaceAll(strings.TrimSpace(s), "\n", " ")
 		return strings.ReplaceAll(s, "|", `\|`)
 	},
+}
+
+// mdCode is s as a Markdown code span inside a table cell: fenced with
+// more backticks than s has in a row (padded with a space if s starts or
+// ends with one), and | escaped, which tables split cells on even in code.
+func mdCode(s string) string {
+	run, longest := 0, 0
+	for _, r := range s {
+		if r == '`' {
+			run++
+			longest = max(longest, run)
+		} else {
+			run = 0
+		}
+	}
+	fence := strings.Repeat("`", longest+1)
+	if strings.HasPrefix(s, "`") || strings.HasSuffix(s, "`") {
+		s = " " + s + " "
+	}
+	return fence + strings.ReplaceAll(s, "|", `\|`) + fence
 }
 
 var docsTemplate = template.Must(templates.Parse("events.md.tmpl", docFuncs))

@@ -21,12 +21,29 @@ func emitKafka(s *Schema) []goPart {
 func emitKafkaFile(s *Schema, f *jen.File) {
 	emitSender(f, s)
 	emitProducer(f, s)
+	if len(s.Direct) > 0 || len(s.Pipelines) > 0 {
+		emitSchemaEvents(f, s)
+	}
 	if len(s.Direct) > 0 {
 		emitConsumer(f, s)
 	}
 	for _, p := range s.Pipelines {
-		emitPipeline(f, p)
+		emitPipeline(f, s.Names, p)
 	}
+}
+
+// emitSchemaEvents writes the list of the schema's events that consumers
+// and pipelines route records by: a record of an event with no handler is
+// skipped, an unknown ce_type dead-lettered, a record without ce_type is the
+// event of its topic when the topic carries only one.
+func emitSchemaEvents(f *jen.File, s *Schema) {
+	f.Line()
+	comment(f, s.Names.SchemaEvents+" are the events of this schema: consumers and pipelines route records\nby their ce_type among them.")
+	f.Var().Id(s.Names.SchemaEvents).Op("=").Index().Op("*").Add(rtEvent("Type")).ValuesFunc(func(g *jen.Group) {
+		for _, ev := range s.Events {
+			g.Op("&").Id(ev.MetaVar)
+		}
+	})
 }
 
 var ctx = jen.Id("ctx").Qual("context", "Context")
@@ -241,10 +258,11 @@ func emitConsumer(f *jen.File, s *Schema) {
 	comment(f, fmt.Sprintf("%s reads the events of package %s and dispatches them to typed\nhandlers, committing offsets as each event's guarantee requires. Register\nhandlers, then call Run. Exactly-once events are consumed through the\ngenerated pipeline functions.", n.Consumer, s.Package))
 	f.Type().Id(n.Consumer).Struct(jen.Id("c").Op("*").Add(rtKafka("Consumer")))
 	f.Line()
-	f.Commentf("%s creates a consumer in the group cfg.GroupID.", n.NewConsumer)
+	comment(f, fmt.Sprintf("%s creates a consumer in the group cfg.GroupID. It routes records by\nce_type: a record of an event of this schema with no handler registered is\nskipped (committed, counted), an unknown ce_type is dead-lettered, and a\nrecord without ce_type is the event of its topic if the topic has only one.", n.NewConsumer))
 	f.Func().Id(n.NewConsumer).Params(jen.Id("cfg").Add(rtKafka("ConsumerConfig"))).Params(jen.Op("*").Id(n.Consumer), jen.Error()).Block(
 		jen.List(jen.Id("c"), jen.Err()).Op(":=").Add(rtKafka("NewConsumer")).Call(jen.Id("cfg")),
 		jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Nil(), jen.Err())),
+		rtKafka("DeclareEvents").Call(jen.Id("c"), jen.Id(n.SchemaEvents).Op("...")),
 		jen.Return(jen.Op("&").Id(n.Consumer).Values(jen.Id("c")), jen.Nil()),
 	)
 	f.Line()
@@ -266,7 +284,7 @@ func emitConsumer(f *jen.File, s *Schema) {
 	}
 }
 
-func emitPipeline(f *jen.File, p *Pipeline) {
+func emitPipeline(f *jen.File, n PackageNames, p *Pipeline) {
 	in := p.Consumes
 	f.Line()
 	comment(f, fmt.Sprintf("%s sends the events pipeline %s produces. What it emits is\ncommitted in one Kafka transaction with the consumed offset.", p.Emitter, p.Name))
@@ -282,9 +300,10 @@ func emitPipeline(f *jen.File, p *Pipeline) {
 	comment(f, fmt.Sprintf("%s transforms one %s into the events it emits. It may run\nagain for the same input after a crash or rebalance, but only one run's\noutput is ever committed; side effects outside Kafka are not covered.", p.Handler, in.GoName))
 	f.Type().Id(p.Handler).Func().Params(ctx.Clone(), jen.Id("in").Op("*").Id(in.GoName), jen.Id("out").Id(p.Emitter)).Error()
 	f.Line()
-	lead := fmt.Sprintf("%s runs pipeline %s exactly-once until ctx is done: it reads\n%s read_committed and commits each batch's output and consumed\noffsets in one transaction.", p.Run, p.Name, in.Topic)
+	lead := fmt.Sprintf("%s runs pipeline %s exactly-once until ctx is done: it reads\n%s read_committed and commits each batch's output and consumed\noffsets in one transaction. Records of the topic's other events are\nskipped; it sets cfg.Events to this schema's events.", p.Run, p.Name, in.Topic)
 	comment(f, docComment(lead, p.Doc, false, ""))
 	f.Func().Id(p.Run).Params(ctx.Clone(), jen.Id("cfg").Add(rtKafka("PipelineConfig")), jen.Id("h").Id(p.Handler)).Error().Block(
+		jen.Id("cfg").Dot("Events").Op("=").Id(n.SchemaEvents),
 		jen.Id("produces").Op(":=").Index().Op("*").Add(rtEvent("Type")).ValuesFunc(func(g *jen.Group) {
 			for _, ev := range p.Produces {
 				g.Op("&").Id(ev.MetaVar)

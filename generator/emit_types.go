@@ -3,8 +3,10 @@ package generator
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/dave/jennifer/jen"
 	"github.com/eventgen/eventgen/runtime/event"
@@ -273,17 +275,55 @@ func structFields(fields []*Field) []jen.Code {
 			}
 			doc += "Optional: " + absentMeaning(fl.Type) + " means absent."
 		}
+		tagged := isJSONTagName(fl.Wire)
+		if !tagged {
+			if doc != "" {
+				doc += "\n"
+			}
+			doc += "Its JSON key, " + strconv.Quote(fl.Wire) + ", cannot be an encoding/json tag name: MarshalJSON and UnmarshalJSON read and write it."
+		}
 		if doc != "" {
 			c = append(c, commentCode(doc)...)
 		}
-		tag := fl.Name
-		if fl.Optional {
-			tag += ",omitempty"
+		field := jen.Id(fl.GoName).Add(fieldType(fl))
+		if tagged {
+			tag := fl.Wire
+			if fl.Optional {
+				tag += ",omitempty"
+			}
+			field = field.Tag(map[string]string{"json": tag})
 		}
-		c = append(c, jen.Id(fl.GoName).Add(fieldType(fl)).Tag(map[string]string{"json": tag}))
+		c = append(c, field)
 		out = append(out, jen.Add(c...))
 	}
 	return out
+}
+
+// isJSONTagName reports whether encoding/json takes k as a field name in a
+// struct tag (its isValidTag): a key with a comma, a quote or a backslash
+// would be misread, so such a field gets no json tag, and its doc names
+// the key. The generated methods never read tags.
+func isJSONTagName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for _, r := range k {
+		switch {
+		case strings.ContainsRune("!#$%&()*+-./:;<=>?@[]^_{|}~ ", r):
+		case unicode.IsLetter(r) || unicode.IsDigit(r):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// jsonKey is k as a JSON string, quotes included. Keys are printable
+// (wireKeyProblem), so only the quote and the backslash need escaping;
+// other characters, non-ASCII included, are valid JSON as they are.
+func jsonKey(k string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+	return `"` + r.Replace(k) + `"`
 }
 
 func absentMeaning(t *Type) string {
@@ -423,7 +463,7 @@ func checkFunc(t *Type) jen.Code {
 // checkStmt validates value v of field fl, or returns nil.
 func checkStmt(fl *Field, v jen.Code) jen.Code {
 	chk := jen.Id("chk")
-	path := jen.Lit(fl.Name)
+	path := jen.Lit(fl.Wire) // errors name what a record carries
 	t := fl.Type
 	switch t.Kind {
 	case KindString:
@@ -481,7 +521,7 @@ func emitJSON(f *jen.File, name string, recv *jen.Statement, valRecv, ptrRecv *j
 		g.Id("start").Op(":=").Len(jen.Id("b"))
 		for _, fl := range fields {
 			field := recv.Clone().Dot(fl.GoName)
-			key := jen.Id("b").Op("=").Append(jen.Id("b"), jen.Lit(`,"`+fl.Name+`":`).Op("..."))
+			key := jen.Id("b").Op("=").Append(jen.Id("b"), jen.Lit(","+jsonKey(fl.Wire)+":").Op("..."))
 			switch {
 			case fl.Optional && fl.Type.Kind == KindNamed:
 				// A method call dereferences the pointer itself.
@@ -509,7 +549,7 @@ func emitJSON(f *jen.File, name string, recv *jen.Statement, valRecv, ptrRecv *j
 		g.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Err()))
 		for _, fl := range fields {
 			var call jen.Code
-			args := []jen.Code{jen.Id("obj"), jen.Lit(fl.Name), decodeFunc(fl.Type)}
+			args := []jen.Code{jen.Id("obj"), jen.Lit(fl.Wire), decodeFunc(fl.Type)}
 			switch {
 			case !fl.Optional:
 				call = rtEvent("Field").Call(args...)

@@ -25,7 +25,7 @@ type goIdent struct {
 func (s *Schema) identifiers() []*goIdent {
 	n := s.Names
 	var ids []*goIdent
-	for _, name := range []string{n.Fingerprint, n.Sender, n.Producer, n.NewProducer, n.Consumer, n.NewConsumer, n.Tx, n.TxImpl,
+	for _, name := range []string{n.Fingerprint, n.Sender, n.Producer, n.NewProducer, n.Consumer, n.NewConsumer, n.SchemaEvents, n.Tx, n.TxImpl,
 		n.producerMethod(n.Close), n.producerMethod(n.Begin), n.producerMethod(n.InTx)} {
 		ids = append(ids, &goIdent{name: name})
 	}

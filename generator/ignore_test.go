@@ -101,9 +101,9 @@ func TestIgnoreIR(t *testing.T) {
 
 func TestSilenceable(t *testing.T) {
 	for code, want := range map[Code]bool{
-		"EG018": true, "EG024": true, "EB001": true, "EB016": true, "EB018": true,
+		"EG018": true, "EG024": true, "EB001": true, "EB016": true, "EB018": true, "EB019": true,
 		// Of the form EBnnn but no rule's code: unknown.
-		"EB019": false, "EB999": false, "EB000": false,
+		"EB020": false, "EB999": false, "EB000": false,
 		"EG019": false, "EG033": false, "EB01": false, "EB0001": false, "EBabc": false, "eb001": false, "": false,
 	} {
 		if got := silenceable(code); got != want {
@@ -162,7 +162,7 @@ func TestSuggestCode(t *testing.T) {
 		"EB0009": `; did you mean "EB009"?`,
 		"eb09":   `; did you mean "EB009"?`,
 		// Well-formed, but no rule has it: the message lists the codes.
-		"EB019": "",
+		"EB020": "",
 		"EB099": "",
 		// Another number is another rule, not a typo.
 		"EG099": "",

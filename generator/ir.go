@@ -48,6 +48,9 @@ type PackageNames struct {
 	NewProducer string
 	Consumer    string
 	NewConsumer string
+	// SchemaEvents is the unexported variable listing every event, which
+	// the Consumer and the pipelines route records by (ce_type).
+	SchemaEvents string
 	// Methods of Producer besides the Send methods.
 	Close, Begin, InTx string
 }
@@ -154,8 +157,11 @@ type EventPositions struct {
 // Field is a field of an event or record.
 type Field struct {
 	// Pos is where the field's name is written.
-	Pos      Pos
-	Name     string // the wire name (JSON key)
+	Pos  Pos
+	Name string // the name in the schema
+	// Wire is the JSON key that records carry: the field's `json`, or
+	// its Name. Every emitter that reads or writes records uses it.
+	Wire     string
 	GoName   string
 	Doc      string
 	Type     *Type

@@ -166,7 +166,9 @@ func TestJSONSchemaPatternsAgreeWithTheCompiler(t *testing.T) {
 		return err == nil && v > 0
 	}, "168h", "30m", "1h30m", "90s", "1.5h", ".5h", "5.h", "10ms", "3µs", "3us", "7d", "one week", "168", "0", "0s", "0.0h", "-1h", "", "h", ".h", "1h 30m", " 168h", "+2h", "1h-30m")
 	check("an ignore code", d.Definitions["event"].Properties["ignore"].PropertyNames, func(s string) bool { return silenceable(Code(s)) },
-		"EG018", "EG024", "EB001", "EB010", "EB018", "EB019", "EB000", "EB999", "EG022", "EG099", "eg024", "EG24", "EB1", "EB0001", "")
+		"EG018", "EG024", "EB001", "EB010", "EB018", "EB019", "EB020", "EB000", "EB999", "EG022", "EG099", "eg024", "EG24", "EB1", "EB0001", "")
+	check("a json key", d.def(d.Definitions["field"].AnyOf[1]).Properties["json"], func(s string) bool { return wireKeyProblem(s) == "" },
+		"paymentId", "payment_id", `a"b`, `a\b`, "Größe", "a b", "$ref", "", "a\tb", "a\nb", "\x7f", "\u0085")
 	typeOK := func(s string) bool {
 		c := &compiler{types: map[string]*NamedType{"Money": {Name: "Money"}, "Point": {Name: "Point"}}}
 		p := typeParser{src: strings.TrimSpace(s)}

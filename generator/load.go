@@ -89,7 +89,7 @@ var (
 	defaultKeys  = settingKeys
 	eventKeys    = append([]string{"doc", "topic", "version", "fields", "ignore"}, settingKeys...)
 	typeKeys     = []string{"doc", "fields", "enum"}
-	fieldKeys    = []string{"type", "optional", "doc"}
+	fieldKeys    = []string{"type", "optional", "doc", "json"}
 	dedupKeys    = []string{"store", "ttl", "reason"}
 	pipelineKeys = []string{"doc", "consumes", "produces", "guarantee"}
 )
@@ -371,6 +371,8 @@ func (l loader) fields(n *yaml.Node, owner string) []*fieldDecl {
 					f.optional = l.boolean(v, "optional")
 				case "doc":
 					f.doc = l.scalar(v, "doc")
+				case "json":
+					f.json = l.scalar(v, "json")
 				}
 			})
 			if !f.typ.set && !hasKey(v, "type") {

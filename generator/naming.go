@@ -17,17 +17,18 @@ import (
 // producerTx are reserved even without exactly-once events, so that adding
 // one never makes a schema name clash.
 var packageNames = PackageNames{
-	Fingerprint: "SchemaFingerprint",
-	Sender:      "Sender",
-	Tx:          "Tx",
-	TxImpl:      "producerTx",
-	Producer:    "Producer",
-	NewProducer: "NewProducer",
-	Consumer:    "Consumer",
-	NewConsumer: "NewConsumer",
-	Close:       "Close",
-	Begin:       "Begin",
-	InTx:        "InTx",
+	Fingerprint:  "SchemaFingerprint",
+	Sender:       "Sender",
+	Tx:           "Tx",
+	TxImpl:       "producerTx",
+	Producer:     "Producer",
+	NewProducer:  "NewProducer",
+	Consumer:     "Consumer",
+	NewConsumer:  "NewConsumer",
+	SchemaEvents: "schemaEvents",
+	Close:        "Close",
+	Begin:        "Begin",
+	InTx:         "InTx",
 }
 
 // The methods generated on every record and event type. Fields may not take

@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"time"
 
@@ -30,17 +29,9 @@ func runBreaking(args []string, stdout, stderr io.Writer) int {
 	fl.SetOutput(stderr)
 	against := fl.String("against", "", "the old schemas: a file, a directory holding them at the same relative paths, or a git revision (main, origin/main, HEAD~1, a commit)")
 	modeName := fl.String("mode", "backward", "backward (new consumers read old records), forward (old consumers read new records) or full (both)")
-	format := fl.String("format", generator.Formats[0], "output format: "+generator.FormatNames())
-	strict := fl.Bool("strict", false, "treat warnings (changes a new version allows) as errors")
-	if err := fl.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
-	}
-	if !slices.Contains(generator.Formats, *format) {
-		fmt.Fprintf(stderr, "eventgen breaking: unknown format %q: want %s\n%s", *format, generator.FormatNames(), usage)
-		return exitUsage
+	format, strict := reportFlags(fl, "treat warnings (changes a new version allows) as errors")
+	if code, ok := parseFlags(fl, args, format, stderr); !ok {
+		return code
 	}
 	mode, err := generator.ParseMode(*modeName)
 	if err != nil {

@@ -92,17 +92,9 @@ func runSchemas(cmd string, args []string, stdout, stderr io.Writer) int {
 	if cmd != "check" {
 		fl.StringVar(&out, "out", "", "directory for generated files (default: next to each schema)")
 	}
-	format := fl.String("format", generator.Formats[0], "output format: "+generator.FormatNames())
-	strict := fl.Bool("strict", false, "treat warnings as errors")
-	if err := fl.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
-	}
-	if !slices.Contains(generator.Formats, *format) {
-		fmt.Fprintf(stderr, "eventgen %s: unknown format %q: want %s\n%s", cmd, *format, generator.FormatNames(), usage)
-		return exitUsage
+	format, strict := reportFlags(fl, "treat warnings as errors")
+	if code, ok := parseFlags(fl, args, format, stderr); !ok {
+		return code
 	}
 	if fl.NArg() == 0 {
 		fmt.Fprintf(stderr, "eventgen %s: no schema files given\n%s", cmd, usage)
@@ -167,6 +159,31 @@ func runSchemas(cmd string, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return exitOK
+}
+
+// reportFlags adds the flags of every command that reports diagnostics:
+// -format and -strict (strictDoc says what -strict does for the command).
+func reportFlags(fl *flag.FlagSet, strictDoc string) (format *string, strict *bool) {
+	format = fl.String("format", generator.Formats[0], "output format: "+generator.FormatNames())
+	strict = fl.Bool("strict", false, strictDoc)
+	return format, strict
+}
+
+// parseFlags parses args into fl and checks the -format value (read after
+// parsing, hence the pointer). It returns false, with the exit status, when
+// the command must stop: -help, or a usage error already printed.
+func parseFlags(fl *flag.FlagSet, args []string, format *string, stderr io.Writer) (int, bool) {
+	if err := fl.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK, false
+		}
+		return exitUsage, false
+	}
+	if !slices.Contains(generator.Formats, *format) {
+		fmt.Fprintf(stderr, "%s: unknown format %q: want %s\n%s", fl.Name(), *format, generator.FormatNames(), usage)
+		return exitUsage, false
+	}
+	return exitOK, true
 }
 
 // change is one file to write or delete; new is nil for a deletion.

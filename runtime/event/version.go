@@ -5,8 +5,8 @@ package event
 // protobuf-go's protoimpl.EnforceVersion. Generated files contain
 //
 //	const (
-//		_ = event.EnforceVersion(2 - event.MinVersion)
-//		_ = event.EnforceVersion(event.MaxVersion - 2)
+//		_ = event.EnforceVersion(3 - event.MinVersion)
+//		_ = event.EnforceVersion(event.MaxVersion - 3)
 //	)
 //
 // A negative constant cannot be converted to an unsigned type, so a file
@@ -18,10 +18,15 @@ type EnforceVersion uint
 const (
 	// GenVersion is the version of the code the generator in this module
 	// emits. Version 2 split the runtime into runtime/event and
-	// runtime/kafka and gave NewProducer one signature for every schema.
-	GenVersion = 2
+	// runtime/kafka and gave NewProducer one signature for every schema;
+	// version 3 declares the schema's events to consumers and pipelines
+	// (kafka.DeclareEvents, PipelineConfig.Events) for routing by ce_type.
+	GenVersion = 3
 	// MinVersion is the oldest generated-code version this runtime supports.
+	// Version 2 code still runs: without the declared events, records of the
+	// schema's other events on a topic are dead-lettered as unknown rather
+	// than skipped.
 	MinVersion = 2
 	// MaxVersion is the newest generated-code version this runtime supports.
-	MaxVersion = 2
+	MaxVersion = 3
 )

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+
+	"github.com/eventgen/eventgen/runtime/event"
 )
 
 // The configuration of producers, consumers and pipelines. Each struct
@@ -25,6 +27,7 @@ const (
 	DefaultMaxBatch       = 500
 	DefaultCommitInterval = time.Second
 	DefaultBatchSize      = 100
+	DefaultShutdownGrace  = 10 * time.Second
 )
 
 // ProtocolVersion returns the protocol version eventgen asks sarama to speak.
@@ -109,6 +112,18 @@ type ConsumerConfig struct {
 	// commits at once. Default 1s (DefaultCommitInterval); must not be
 	// negative.
 	CommitInterval time.Duration
+	// ShutdownGrace is how long in-flight handlers keep a live context
+	// after their partition's session ends: on shutdown (Run's context is
+	// done) and on revocation of the partition (a rebalance, which waits
+	// for every member's handlers). Then the handlers' context is
+	// cancelled; a record whose handler fails after that is not committed
+	// and is redelivered to the partition's next owner. A handler that has
+	// still not returned one more ShutdownGrace later is abandoned: its
+	// record is left uncommitted and the consumer moves on (Run returns,
+	// the rebalance completes), while its goroutine runs until it returns,
+	// since Go cannot stop it. Default 10 s (DefaultShutdownGrace); must
+	// not be negative; a tiny value such as time.Nanosecond cancels at once.
+	ShutdownGrace time.Duration
 }
 
 // PipelineConfig configures RunPipeline.
@@ -135,6 +150,26 @@ type PipelineConfig struct {
 	// BatchSize caps the input records of one partition consumed per
 	// transaction. Default 100 (DefaultBatchSize); must not be negative.
 	BatchSize int
+	// Events are the schema's declared events, for routing input records by
+	// ce_type (see DeclareEvents): a record of another declared event is
+	// skipped (committed in the transaction, counted as Skipped), an
+	// unknown ce_type is dead-lettered, a record without ce_type is the
+	// input event only if the input topic carries no other declared event.
+	// Generated Run functions add their schema's events. Default: only the
+	// input event is declared.
+	Events []*event.Type
+	// ShutdownGrace is how long in-flight handlers keep a live context
+	// after their partition's session ends: on shutdown (Run's context is
+	// done) and on revocation of the partition (a rebalance, which waits
+	// for every member's handlers). Then the handlers' context is
+	// cancelled; a batch whose handler fails after that is not committed:
+	// its inputs are read again by the partition's next owner. A handler
+	// that has still not returned one more ShutdownGrace later is
+	// abandoned: its batch is not committed and the pipeline moves on
+	// (RunPipeline returns, the rebalance completes), while its goroutine runs until it returns,
+	// since Go cannot stop it. Default 10 s (DefaultShutdownGrace); must
+	// not be negative; a tiny value such as time.Nanosecond cancels at once.
+	ShutdownGrace time.Duration
 
 	hooks *pipelineHooks // tests only
 }
@@ -215,6 +250,7 @@ func (c ConsumerConfig) validate() error {
 	c.Retry.check(&ps, "ConsumerConfig.Retry")
 	notNegative(&ps, "ConsumerConfig.MaxBatch", c.MaxBatch)
 	notNegative(&ps, "ConsumerConfig.CommitInterval", c.CommitInterval)
+	notNegative(&ps, "ConsumerConfig.ShutdownGrace", c.ShutdownGrace)
 	return ps.err()
 }
 
@@ -227,6 +263,9 @@ func (c ConsumerConfig) withDefaults() ConsumerConfig {
 	}
 	if c.CommitInterval == 0 {
 		c.CommitInterval = DefaultCommitInterval
+	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = DefaultShutdownGrace
 	}
 	return c
 }
@@ -243,6 +282,7 @@ func (c PipelineConfig) validate() error {
 	}
 	c.Retry.check(&ps, "PipelineConfig.Retry")
 	notNegative(&ps, "PipelineConfig.BatchSize", c.BatchSize)
+	notNegative(&ps, "PipelineConfig.ShutdownGrace", c.ShutdownGrace)
 	return ps.err()
 }
 
@@ -252,6 +292,9 @@ func (c PipelineConfig) withDefaults() PipelineConfig {
 	c.Retry = c.Retry.withDefaults()
 	if c.BatchSize == 0 {
 		c.BatchSize = DefaultBatchSize
+	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = DefaultShutdownGrace
 	}
 	return c
 }

@@ -24,7 +24,7 @@ func TestConfigReportsEveryProblem(t *testing.T) {
 	}{
 		{"consumer", func() error {
 			_, err := NewConsumer(ConsumerConfig{
-				Config: Config{CloseTimeout: -1}, Retry: neg, MaxBatch: -1, CommitInterval: -time.Second,
+				Config: Config{CloseTimeout: -1}, Retry: neg, MaxBatch: -1, CommitInterval: -time.Second, ShutdownGrace: -time.Second,
 			})
 			return err
 		}, []string{
@@ -33,15 +33,16 @@ func TestConfigReportsEveryProblem(t *testing.T) {
 			"ConsumerConfig.Retry.MaxAttempts must not be negative", "ConsumerConfig.Retry.Backoff must not be negative",
 			"ConsumerConfig.Retry.MaxBackoff must not be negative",
 			"ConsumerConfig.MaxBatch must not be negative, got -1", "ConsumerConfig.CommitInterval must not be negative, got -1s",
+			"ConsumerConfig.ShutdownGrace must not be negative, got -1s",
 		}},
 		{"pipeline", func() error {
-			cfg := PipelineConfig{Config: Config{CloseTimeout: -1}, Retry: neg, BatchSize: -5}
+			cfg := PipelineConfig{Config: Config{CloseTimeout: -1}, Retry: neg, BatchSize: -5, ShutdownGrace: -time.Millisecond}
 			return RunPipeline(context.Background(), cfg, in, []*event.Type{out}, decodeTestEvent, testTransform(out, 0))
 		}, []string{
 			"PipelineConfig.Brokers is empty", "PipelineConfig.GroupID is required", "PipelineConfig.TransactionalID is required",
 			"PipelineConfig.CloseTimeout must not be negative", "PipelineConfig.Retry.MaxAttempts must not be negative",
 			"PipelineConfig.Retry.Backoff must not be negative", "PipelineConfig.Retry.MaxBackoff must not be negative",
-			"PipelineConfig.BatchSize must not be negative, got -5",
+			"PipelineConfig.BatchSize must not be negative, got -5", "PipelineConfig.ShutdownGrace must not be negative, got -1ms",
 		}},
 		{"transactional producer", func() error {
 			_, err := NewTransactionalProducer(ProducerConfig{Config: Config{CloseTimeout: -1}})

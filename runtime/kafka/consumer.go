@@ -25,7 +25,12 @@ import (
 // atomic with the handler's effects (PostgreSQL: insert the key in the same
 // transaction, relying on the primary key, not on SELECT ... FOR UPDATE) or
 // bounded by a lease longer than a handler run (Redis). An error from
-// Process is treated as a handler error: retried, then dead-lettered.
+// Process that is the handler's (handle returned an error) is a handler
+// error: it spends an attempt, then the record is dead-lettered. Any other
+// error from Process (handle did not run, or succeeded) is the store's: it
+// is retried with the Retry backoff without spending the record's
+// attempts, pausing only the record's partition, and counted as
+// InfraRetried.
 type Deduper interface {
 	Process(ctx context.Context, et *event.Type, key string, handle func(context.Context) error) (ran bool, err error)
 }
@@ -39,19 +44,42 @@ type Consumer struct {
 	log *slog.Logger
 	met Metrics
 
-	mu      sync.Mutex
-	routes  map[string][]*route // by topic
-	regErrs []error
-	running bool
+	mu       sync.Mutex
+	routes   map[string][]*route // by topic
+	declared []*event.Type       // DeclareEvents
+	regErrs  []error
+	running  bool
 }
 
 // route is one registered handler.
 type route struct {
 	et *event.Type
 	g  event.Guarantee
-	// prepare decodes m and returns a function that runs the handler once
-	// (attempt is 1-based) and the idempotency key for a Deduper.
-	prepare func(m *sarama.ConsumerMessage) (run func(ctx context.Context, attempt int) error, key string, err error)
+	// prepare decodes and validates the record's data and returns a
+	// function that runs the handler once (attempt is 1-based) and the
+	// idempotency key for a Deduper.
+	prepare func(in *inbound) (run func(ctx context.Context, attempt int) error, key string, err error)
+}
+
+// DeclareEvents tells c every event the schema declares (generated
+// consumers call it with all of their schema's events), so that records are
+// routed by ce_type: a record of a declared event with no handler in c is
+// skipped (committed and counted as Skipped), a ce_type the schema does not
+// declare is dead-lettered, and a record without ce_type is the event of its
+// topic when the topic carries exactly one declared event. Events with a
+// handler are always declared. Call it before Run.
+func DeclareEvents(c *Consumer, ets ...*event.Type) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.running {
+		c.regErrs = append(c.regErrs, errors.New("eventgen: DeclareEvents called after Run"))
+		return
+	}
+	for _, et := range ets {
+		if et != nil {
+			c.declared = append(c.declared, et)
+		}
+	}
 }
 
 // NewConsumer checks cfg (every invalid field is named in one error matching
@@ -90,12 +118,15 @@ func handle[T, R any](c *Consumer, caller string, et *event.Type, g event.Guaran
 		c.addErr(fmt.Errorf("eventgen: %s(%s): decode and handler are required", caller, etName(et)))
 		return
 	}
-	c.register(et, g, func(m *sarama.ConsumerMessage) (func(context.Context, int) error, string, error) {
-		v, err := decode(m.Value)
+	c.register(et, g, func(in *inbound) (func(context.Context, int) error, string, error) {
+		v, err := decode(in.data)
 		if err != nil {
-			return nil, "", err
+			return nil, "", fmt.Errorf("decoding %s: %w", et.Name, err)
 		}
-		meta := newRecord(m)
+		if err := validated(&v); err != nil {
+			return nil, "", fmt.Errorf("invalid %s: %w", et.Name, err)
+		}
+		meta := in.rec
 		return func(ctx context.Context, attempt int) error {
 			meta.Attempt = attempt
 			return h(meta.Context(ctx), v, wrap(meta))
@@ -111,12 +142,13 @@ func etName(et *event.Type) string {
 }
 
 // idempotencyKey returns the event's IdempotencyKey when the decoded value
-// has one, else the record's ce_id, else its coordinates.
+// has a non-empty one, else the record's ce_id, else its coordinates (a
+// record from a producer that is not eventgen has no ce_id).
 func idempotencyKey[T any](v *T, meta *Record) string {
-	if k, ok := any(v).(interface{ IdempotencyKey() string }); ok {
+	if k, ok := any(v).(interface{ IdempotencyKey() string }); ok && k.IdempotencyKey() != "" {
 		return k.IdempotencyKey()
 	}
-	if k, ok := any(*v).(interface{ IdempotencyKey() string }); ok {
+	if k, ok := any(*v).(interface{ IdempotencyKey() string }); ok && k.IdempotencyKey() != "" {
 		return k.IdempotencyKey()
 	}
 	if meta.ID != "" {
@@ -131,7 +163,7 @@ func (c *Consumer) addErr(err error) {
 	c.regErrs = append(c.regErrs, err)
 }
 
-func (c *Consumer) register(et *event.Type, g event.Guarantee, prepare func(*sarama.ConsumerMessage) (func(context.Context, int) error, string, error)) {
+func (c *Consumer) register(et *event.Type, g event.Guarantee, prepare func(*inbound) (func(context.Context, int) error, string, error)) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
@@ -159,12 +191,16 @@ func (c *Consumer) register(et *event.Type, g event.Guarantee, prepare func(*sar
 }
 
 // Run joins the group and handles records until ctx is done, then shuts down
-// gracefully: each partition finishes its in-flight handler (handlers get a
-// context that shutdown does not cancel), commits what was handled, and the
-// consumer leaves. Run returns nil after a shutdown caused by ctx, and an
-// error when it could not start or had to stop: registration errors
-// (ErrGuaranteeMismatch), a Tune that breaks the consumer's settings
-// (ErrConflictingConfig), ErrFenced, ErrDeadLetter.
+// gracefully: each partition finishes its in-flight handler (handlers'
+// context stays live for ConsumerConfig.ShutdownGrace, then is cancelled; a
+// handler still running one more ShutdownGrace later is abandoned), commits
+// what was handled (not a cancelled or abandoned record), and the consumer
+// leaves. A panicking handler is recovered into a handler error
+// (ErrHandlerPanic); a failed dead-letter write is retried. Run returns nil
+// after a shutdown caused by ctx, and an error when it could not start or
+// had to stop: registration errors (ErrGuaranteeMismatch), a Tune that
+// breaks the consumer's settings (ErrConflictingConfig), ErrFenced,
+// ErrDeadLetter (with DisableDeadLetter).
 func (c *Consumer) Run(ctx context.Context) error {
 	c.mu.Lock()
 	if c.running {
@@ -174,6 +210,15 @@ func (c *Consumer) Run(ctx context.Context) error {
 	c.running = true
 	regErrs := errors.Join(c.regErrs...)
 	routes := c.routes
+	index := newSchemaIndex()
+	for _, rs := range routes {
+		for _, r := range rs {
+			index.add(r.et)
+		}
+	}
+	for _, et := range c.declared {
+		index.add(et)
+	}
 	c.mu.Unlock()
 	if regErrs != nil {
 		return regErrs
@@ -216,7 +261,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		log:           c.log.With("group", c.cfg.GroupID, "instance", c.cfg.InstanceID),
 		rejoinBackoff: 250 * time.Millisecond,
 		start: func(st *runState) claimFunc {
-			h := &groupHandler{runState: st, c: c, dlq: dlq, routes: routes}
+			h := &groupHandler{runState: st, c: c, dlq: dlq, routes: routes, index: index}
 			return h.consumeClaim
 		},
 	})
@@ -228,6 +273,7 @@ type groupHandler struct {
 	c      *Consumer
 	dlq    sarama.SyncProducer
 	routes map[string][]*route
+	index  *schemaIndex
 }
 
 // consumeClaim routes a claim to its guarantee's loop.
@@ -242,19 +288,22 @@ func (h *groupHandler) consumeClaim(sess sarama.ConsumerGroupSession, claim sara
 	return h.consumeAtLeastOnce(sess, claim, routes)
 }
 
-// pick returns the route of m: the only one of its topic, or the one whose
-// CEType is m's ce_type header; nil if none matches.
-func pick(routes []*route, m *sarama.ConsumerMessage) *route {
-	if len(routes) == 1 {
-		return routes[0]
+// pick routes a record by ce_type (see DeclareEvents). It returns the
+// record's route, or, with a nil route, the declared event it is (a record
+// to skip: no handler here), or the reason it cannot be routed (an unknown
+// ce_type, a record without ce_type on a topic with several events, a
+// tombstone...).
+func (h *groupHandler) pick(routes []*route, in *inbound) (*route, *event.Type, error) {
+	et, err := h.index.resolve(in.m.Topic, in)
+	if err != nil {
+		return nil, nil, err
 	}
-	typ, _ := HeaderValue(m.Headers, event.HeaderType)
 	for _, r := range routes {
-		if r.et.CEType == typ {
-			return r
+		if r.et.CEType == et.CEType {
+			return r, et, in.err
 		}
 	}
-	return nil
+	return nil, et, nil
 }
 
 // consumeAtMostOnce commits each batch of buffered records, then handles
@@ -262,6 +311,8 @@ func pick(routes []*route, m *sarama.ConsumerMessage) *route {
 // records stay uncommitted and the partition's next owner gets them.
 func (h *groupHandler) consumeAtMostOnce(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim, routes []*route) error {
 	log := h.c.log.With("group", h.c.cfg.GroupID, "topic", claim.Topic(), "partition", claim.Partition())
+	g := newClaimGuard(h.runState, sess, h.c.cfg.ShutdownGrace, log)
+	defer g.release()
 	batch := make([]*sarama.ConsumerMessage, 0, h.c.cfg.MaxBatch)
 	for {
 		var ok bool
@@ -275,22 +326,30 @@ func (h *groupHandler) consumeAtMostOnce(sess sarama.ConsumerGroupSession, claim
 			return fmt.Errorf("eventgen: at-most-once commit of %s/%d: %w", claim.Topic(), claim.Partition(), err)
 		}
 		for _, m := range batch {
-			r := pick(routes, m)
+			in := readRecord(m)
+			r, et, err := h.pick(routes, &in)
 			name := claim.Topic()
-			if r != nil {
-				name = r.et.Name
+			if et != nil {
+				name = et.Name
 			}
 			h.c.met.Count(name, Committed, 1)
-			if r == nil {
-				h.c.met.Count(name, Dropped, 1)
-				log.Warn("eventgen: dropped record with no handler for its ce_type", "offset", m.Offset)
+			if err == nil && r == nil {
+				h.c.met.Count(name, Skipped, 1)
 				continue
 			}
-			run, _, err := r.prepare(m)
+			if g.ctx.Err() != nil {
+				// The grace period after shutdown or revocation is over:
+				// the rest of the batch, already committed, is dropped.
+				h.c.met.Count(name, Dropped, 1)
+				log.Warn("eventgen: at-most-once record dropped: shutdown grace period over", "event", name, "offset", m.Offset)
+				continue
+			}
+			var run func(context.Context, int) error
 			if err == nil {
-				err = run(h.handlerCtx, 1)
-			} else {
-				err = fmt.Errorf("decoding: %w", err)
+				run, _, err = r.prepare(&in)
+			}
+			if err == nil {
+				err = g.call(func(ctx context.Context) error { return run(ctx, 1) }, "event", name, "offset", m.Offset)
 			}
 			if err != nil {
 				h.c.met.Count(name, Dropped, 1)
@@ -328,6 +387,8 @@ func (h *groupHandler) consumeAtLeastOnce(sess sarama.ConsumerGroupSession, clai
 		lastCommit = time.Now()
 	}
 	defer flush()
+	g := newClaimGuard(h.runState, sess, h.c.cfg.ShutdownGrace, log)
+	defer g.release()
 	for {
 		if sess.Context().Err() != nil {
 			return nil
@@ -342,7 +403,7 @@ func (h *groupHandler) consumeAtLeastOnce(sess sarama.ConsumerGroupSession, clai
 				return nil
 			}
 		}
-		name, err := h.processAtLeastOnce(sess.Context(), routes, m, log)
+		name, err := h.processAtLeastOnce(sess.Context(), g, routes, m, log)
 		if err != nil {
 			if errors.Is(err, errStopped) {
 				return nil
@@ -358,39 +419,77 @@ func (h *groupHandler) consumeAtLeastOnce(sess sarama.ConsumerGroupSession, clai
 	}
 }
 
-// processAtLeastOnce runs m's handler until it succeeds or the retries are
-// spent, then dead-letters m. It returns the event name for metrics, and
-// errStopped when sctx ended during a backoff (m is not done).
-func (h *groupHandler) processAtLeastOnce(sctx context.Context, routes []*route, m *sarama.ConsumerMessage, log *slog.Logger) (string, error) {
-	r := pick(routes, m)
-	if r == nil {
-		typ, _ := HeaderValue(m.Headers, event.HeaderType)
-		return m.Topic, h.deadLetter(m.Topic, m, fmt.Errorf("no handler for ce_type %q", typ), 0, log)
+// processAtLeastOnce runs m's handler (through g) until it succeeds, the
+// retries are spent or the error is permanent, then dead-letters m. It
+// returns the event name for metrics, and an error matching errStopped when
+// m must stay uncommitted: sctx ended during a backoff, or the handler was
+// cancelled or abandoned by g.
+func (h *groupHandler) processAtLeastOnce(sctx context.Context, g *claimGuard, routes []*route, m *sarama.ConsumerMessage, log *slog.Logger) (string, error) {
+	in := readRecord(m)
+	r, et, err := h.pick(routes, &in)
+	if et == nil {
+		return m.Topic, h.deadLetter(sctx, m.Topic, m, err, 0, log)
 	}
-	name := r.et.Name
-	run, key, err := r.prepare(m)
+	name := et.Name
+	if err == nil && r == nil {
+		h.c.met.Count(name, Skipped, 1)
+		return name, nil
+	}
+	var run func(context.Context, int) error
+	var key string
+	if err == nil {
+		run, key, err = r.prepare(&in)
+	}
 	if err != nil {
-		return name, h.deadLetter(name, m, fmt.Errorf("decoding %s: %w", name, err), 0, log)
+		return name, h.deadLetter(sctx, name, m, err, 0, log)
 	}
 	pol := h.c.cfg.Retry
+	infraTries := 0
 	for attempt := 1; ; attempt++ {
-		if h.c.cfg.Dedup != nil {
-			var ran bool
-			ran, err = h.c.cfg.Dedup.Process(h.handlerCtx, r.et, key, func(ctx context.Context) error { return run(ctx, attempt) })
-			if err == nil && !ran {
-				h.c.met.Count(name, Duplicates, 1)
-				return name, nil
+		dup, infra := false, false
+		err = g.call(func(ctx context.Context) error {
+			if h.c.cfg.Dedup == nil {
+				return run(ctx, attempt)
 			}
-		} else {
-			err = run(h.handlerCtx, attempt)
+			// The handler's panic becomes an error inside Process, so that
+			// the store sees a failed handler (and can roll back).
+			var herr error // the handler's, nil if it did not run
+			ran, err := h.c.cfg.Dedup.Process(ctx, r.et, key, func(ctx context.Context) error {
+				herr = safely(g.log, []any{"event", name, "offset", m.Offset}, func() error { return run(ctx, attempt) })
+				return herr
+			})
+			dup = err == nil && !ran
+			// An error of the store itself (the handler did not run, or
+			// succeeded) is not the record's fault.
+			infra = err != nil && herr == nil
+			return err
+		}, "event", name, "offset", m.Offset, "attempt", attempt)
+		if errors.Is(err, errStopped) {
+			log.Warn("eventgen: handler stopped by shutdown or revocation; record left uncommitted", "event", name, "offset", m.Offset, "attempt", attempt, "error", err)
+			return name, err
+		}
+		if infra {
+			infraTries++
+			h.c.met.Count(name, InfraRetried, 1)
+			log.Warn("eventgen: dedup store failed; retrying without spending the record's attempts (partition paused)",
+				"event", name, "offset", m.Offset, "try", infraTries, "error", err)
+			if sleepCtx(sctx, pol.delay(infraTries)) != nil {
+				return name, errStopped
+			}
+			attempt-- // this attempt is not spent
+			continue
 		}
 		if err == nil {
-			h.c.met.Count(name, Handled, 1)
+			if dup {
+				h.c.met.Count(name, Duplicates, 1)
+			} else {
+				h.c.met.Count(name, Handled, 1)
+			}
 			return name, nil
 		}
-		log.Warn("eventgen: handler failed", "event", name, "offset", m.Offset, "attempt", attempt, "error", err)
-		if attempt >= pol.MaxAttempts {
-			return name, h.deadLetter(name, m, err, attempt, log)
+		log.Warn("eventgen: handler failed", "event", name, "offset", m.Offset, "attempt", attempt, "permanent", IsPermanent(err), "error", err)
+		if attempt >= pol.MaxAttempts || IsPermanent(err) {
+			return name, h.deadLetter(sctx, name, m, err, attempt, log)
 		}
 		h.c.met.Count(name, Retried, 1)
 		if sleepCtx(sctx, pol.delay(attempt)) != nil {
@@ -399,18 +498,30 @@ func (h *groupHandler) processAtLeastOnce(sctx context.Context, routes []*route,
 	}
 }
 
-// deadLetter writes m to its dead-letter topic and waits for the ack; with
-// dead-lettering disabled, or when the write fails, it stops the consumer.
-func (h *groupHandler) deadLetter(name string, m *sarama.ConsumerMessage, cause error, attempts int, log *slog.Logger) error {
+// deadLetter writes m to its dead-letter topic and waits for the ack. With
+// dead-lettering disabled it stops the consumer (ErrDeadLetter). A failed
+// write is the dead-letter topic's fault, not the record's: it is retried
+// with the Retry backoff (capped at Retry.MaxBackoff) for as long as sctx
+// lives, pausing only m's partition, and counted as InfraRetried; when sctx
+// ends first, deadLetter returns errStopped and m stays uncommitted.
+func (h *groupHandler) deadLetter(sctx context.Context, name string, m *sarama.ConsumerMessage, cause error, attempts int, log *slog.Logger) error {
 	if h.dlq == nil {
 		err := fmt.Errorf("%w: %s/%d@%d: dead-lettering is disabled: %v", ErrDeadLetter, m.Topic, m.Partition, m.Offset, cause)
 		h.fail(err)
 		return err
 	}
-	if _, _, err := h.dlq.SendMessage(deadLetterMessage(m, cause, attempts)); err != nil {
-		err = fmt.Errorf("%w: %s/%d@%d to %s: %v (record error: %v)", ErrDeadLetter, m.Topic, m.Partition, m.Offset, DeadLetterTopic(m.Topic), err, cause)
-		h.fail(err)
-		return err
+	msg := deadLetterMessage(h.c.cfg.GroupID, m, cause, attempts)
+	for try := 1; ; try++ {
+		_, _, err := h.dlq.SendMessage(msg)
+		if err == nil {
+			break
+		}
+		h.c.met.Count(name, InfraRetried, 1)
+		log.Warn("eventgen: dead-letter write failed; retrying without spending the record's attempts (partition paused)",
+			"event", name, "offset", m.Offset, "dlq", DeadLetterTopic(m.Topic), "try", try, "error", err)
+		if sleepCtx(sctx, h.c.cfg.Retry.delay(try)) != nil {
+			return fmt.Errorf("%w: dead-letter write of %s/%d@%d interrupted", errStopped, m.Topic, m.Partition, m.Offset)
+		}
 	}
 	h.c.met.Count(name, DeadLettered, 1)
 	log.Error("eventgen: record dead-lettered", "event", name, "offset", m.Offset, "attempts", attempts, "dlq", DeadLetterTopic(m.Topic), "error", cause)
@@ -437,7 +548,10 @@ func commitOffsets(client sarama.Client, group, instanceID string, sess sarama.C
 	}
 	for t, ps := range offsets {
 		for p, off := range ps {
-			req.AddBlock(t, p, off, 0, "")
+			// Leader epoch -1 (unknown): sarama's AddBlock sends 0, which a
+			// client checking epochs (franz-go, Java) takes for a commit
+			// from epoch 0 and, after a leader change, resumes early.
+			req.AddBlockWithLeaderEpoch(t, p, off, -1, 0, "")
 		}
 	}
 	var lastErr error

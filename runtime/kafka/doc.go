@@ -72,8 +72,9 @@
 // types differ per guarantee (AtMostOnceRecord, AtLeastOnceRecord), so a
 // handler written for one guarantee does not compile for an event of
 // another. Run joins the group and handles records, one at a time per
-// partition, in order, until ctx is done; then it finishes the handlers in
-// flight, commits, leaves the group and returns nil.
+// partition, in order, until ctx is done; then it gives the handlers in
+// flight ConsumerConfig.ShutdownGrace to finish, cancels their context,
+// commits what was handled, leaves the group and returns nil.
 //
 //	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Config: cfg, GroupID: "billing"})
 //	if err != nil {
@@ -91,7 +92,13 @@
 // make the handler idempotent or set ConsumerConfig.Dedup (a Deduper).
 // Run returns ErrGuaranteeMismatch for wrong registrations, ErrFenced when
 // a newer member took over its InstanceID, and ErrDeadLetter when a record
-// could be neither handled nor dead-lettered.
+// could be neither handled nor dead-lettered (DisableDeadLetter).
+//
+// A handler error spends one of the record's attempts; Permanent marks one
+// that dead-letters at once; a panic is recovered into a handler error
+// (ErrHandlerPanic, stack logged). Failures of the runtime's own
+// dependencies (the dead-letter write) are retried without spending
+// attempts and counted as InfraRetried.
 //
 // # Pipelines
 //
@@ -114,7 +121,8 @@
 // A record whose handler failed RetryPolicy.MaxAttempts times, or that
 // could not be decoded, is written to DeadLetterTopic(topic) (topic +
 // ".dlq") with its key, value and headers unchanged, plus HeaderDLQError,
-// HeaderDLQAttempts and the HeaderDLQSource* headers locating the original,
+// HeaderDLQAttempts, HeaderDLQGroup and the HeaderDLQSource* headers
+// locating the original,
 // and then committed. A pipeline writes it inside the batch's transaction.
 // With ConsumerConfig.DisableDeadLetter, Run stops with ErrDeadLetter and
 // leaves the record uncommitted instead. docs/consumers.md describes

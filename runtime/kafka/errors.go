@@ -70,10 +70,17 @@ var (
 	ErrTxnDone = errors.New("eventgen: transaction already finished")
 
 	// ErrDeadLetter is returned by Consumer.Run when a record could be
-	// neither handled nor dead-lettered (the dead-letter write failed, or
-	// ConsumerConfig.DisableDeadLetter is set); its offset was not
-	// committed.
+	// neither handled nor dead-lettered because
+	// ConsumerConfig.DisableDeadLetter is set; its offset was not
+	// committed. (A failed dead-letter write is retried, not returned.)
 	ErrDeadLetter = errors.New("eventgen: record could not be dead-lettered")
+
+	// ErrHandlerPanic is matched by the error a panicking handler is
+	// recovered into: it counts as a handler error (it spends an attempt,
+	// then the record is dead-lettered, or dropped at most once) and its
+	// text, "eventgen: handler panicked: <value>", is the dead letter's
+	// reason. The stack is logged at Error level.
+	ErrHandlerPanic = errors.New("eventgen: handler panicked")
 
 	// ErrNotProduced is returned by Emitter.Emit for an event type that is
 	// not among the pipeline's produces.

@@ -38,7 +38,8 @@ type runState struct {
 	client sarama.Client // the group's client (commits go to its coordinator)
 	// userCtx is the caller's context: done means shut down gracefully.
 	userCtx context.Context
-	// handlerCtx survives shutdown, so that in-flight handlers finish.
+	// handlerCtx survives shutdown; each claim's handlers run under a
+	// child of it that a claimGuard cancels after the grace period.
 	handlerCtx context.Context
 	stop       context.CancelCauseFunc // ends the run
 

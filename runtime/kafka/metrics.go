@@ -30,6 +30,15 @@ const (
 	Handled
 	// Committed counts records whose offsets a consumer committed.
 	Committed
+	// Skipped counts records a consumer or pipeline committed without
+	// handling because they are of another event of the schema, one with
+	// no handler there (routing is by ce_type).
+	Skipped
+	// InfraRetried counts failed calls to the runtime's own dependencies
+	// (the dead-letter write, the Deduper's store) that were retried with
+	// backoff: they pause the record's partition and do not spend the
+	// record's attempts.
+	InfraRetried
 )
 
 // String returns the counter's snake_case name, e.g. "dead_lettered". (A
@@ -52,6 +61,10 @@ func (c Counter) String() string {
 		return "handled"
 	case Committed:
 		return "committed"
+	case Skipped:
+		return "skipped"
+	case InfraRetried:
+		return "infra_retried"
 	}
 	return "counter(" + strconv.Itoa(int(c)) + ")"
 }

@@ -62,8 +62,9 @@ func (em *Emitter) Record() ExactlyOnceRecord { return em.rec }
 // exactly once, in input order per partition. in and every type in produces
 // must be exactly-once events.
 //
-// A handler error is retried per cfg.Retry; after the last attempt, and at
-// once for a record that fails to decode, the input record goes to
+// A handler error (a recovered panic included, ErrHandlerPanic) is retried
+// per cfg.Retry; after the last attempt, at once for a Permanent error, and
+// at once for a record that fails to decode, the input record goes to
 // DeadLetterTopic(in.Topic) inside the same transaction (no outputs for it).
 // An output Kafka rejects for good (larger than Producer.MaxMessageBytes,
 // MESSAGE_TOO_LARGE, INVALID_RECORD, ...) dead-letters the input that
@@ -105,6 +106,7 @@ type pipeline[In any] struct {
 	log     *slog.Logger
 	met     Metrics
 	hooks   *pipelineHooks
+	index   *schemaIndex // routing of input records by ce_type
 
 	*runState // set when the group run starts
 	prod      sarama.SyncProducer
@@ -146,7 +148,12 @@ func newPipeline[In any](cfg PipelineConfig, in *event.Type, produces []*event.T
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	p := &pipeline[In]{cfg: cfg, in: in, allowed: allowed, decode: decode, h: h, log: cfg.Logger, met: cfg.Metrics, hooks: cfg.hooks}
+	index := newSchemaIndex()
+	index.add(in)
+	for _, et := range cfg.Events {
+		index.add(et)
+	}
+	p := &pipeline[In]{cfg: cfg, in: in, allowed: allowed, decode: decode, h: h, log: cfg.Logger, met: cfg.Metrics, hooks: cfg.hooks, index: index}
 	if cfg.InstanceID != "" {
 		p.instance = &p.cfg.InstanceID
 	}
@@ -213,6 +220,8 @@ func (p *pipeline[In]) run(ctx context.Context) error {
 // read into memory past them survives a failure.
 func (p *pipeline[In]) consumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	batch := make([]*sarama.ConsumerMessage, 0, p.cfg.BatchSize)
+	g := newClaimGuard(p.runState, sess, p.cfg.ShutdownGrace, p.log.With("group", p.cfg.GroupID, "topic", claim.Topic(), "partition", claim.Partition()))
+	defer g.release()
 	for {
 		// A failed pipeline starts nothing new; nextBatch stops on a revoked partition.
 		if p.err() != nil {
@@ -222,9 +231,9 @@ func (p *pipeline[In]) consumeClaim(sess sarama.ConsumerGroupSession, claim sara
 		if batch, ok = nextBatch(sess, claim, batch, p.cfg.BatchSize); !ok {
 			return nil
 		}
-		res, err := p.transform(sess.Context(), batch)
+		res, err := p.transform(sess.Context(), g, batch)
 		if err != nil {
-			return nil // session ended during a retry backoff; nothing was written
+			return nil // session ended during a retry backoff, or a handler was cancelled or abandoned; nothing was written
 		}
 		if err := p.commit(sess, batch, res); err != nil {
 			if errors.Is(err, errStopped) {
@@ -241,25 +250,44 @@ type batchResult struct {
 	handled      int64
 	retried      int64
 	deadLettered int64
+	skipped      map[string]int64 // by event name
 	emitted      map[string]int64 // outputs by event name
 }
 
-// transform runs the handler over a batch, with retries and dead letters.
-func (p *pipeline[In]) transform(sctx context.Context, batch []*sarama.ConsumerMessage) (*batchResult, error) {
-	res := &batchResult{emitted: map[string]int64{}}
+// transform runs the handler over a batch (each attempt through g), with
+// retries and dead letters. It returns an error matching errStopped when the
+// batch must not be committed: sctx ended during a backoff, or a handler was
+// cancelled or abandoned by g.
+func (p *pipeline[In]) transform(sctx context.Context, g *claimGuard, batch []*sarama.ConsumerMessage) (*batchResult, error) {
+	res := &batchResult{emitted: map[string]int64{}, skipped: map[string]int64{}}
 	for _, m := range batch {
-		meta := newRecord(m)
-		v, err := p.decode(m.Value)
+		v, meta, skipped, err := p.decodeInput(m)
+		if skipped != nil {
+			res.skipped[skipped.Name]++
+			continue
+		}
 		if err != nil {
-			res.out = append(res.out, deadLetterMessage(m, fmt.Errorf("decoding %s: %w", p.in.Name, err), 0))
+			res.out = append(res.out, deadLetterMessage(p.cfg.GroupID, m, err, 0))
 			res.deadLettered++
 			p.log.Error("eventgen: pipeline input undecodable; dead-lettering", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "error", err)
 			continue
 		}
 		for attempt := 1; ; attempt++ {
+			if g.ctx.Err() != nil {
+				// The grace period after the session's end is over: start
+				// no handler; the batch is not committed.
+				return nil, fmt.Errorf("%w: shutdown grace period over", errStopped)
+			}
 			meta.Attempt = attempt
-			em := &Emitter{ctx: meta.Context(p.handlerCtx), allowed: p.allowed, rec: ExactlyOnceRecord{meta}}
-			err := p.h(em.ctx, v, em)
+			em := &Emitter{allowed: p.allowed, rec: ExactlyOnceRecord{meta}}
+			err := g.call(func(ctx context.Context) error {
+				em.ctx = meta.Context(ctx)
+				return p.h(em.ctx, v, em)
+			}, "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "attempt", attempt)
+			if errors.Is(err, errStopped) {
+				p.log.Warn("eventgen: pipeline handler stopped by shutdown or revocation; batch not committed", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "attempt", attempt, "error", err)
+				return nil, err
+			}
 			if err == nil {
 				res.out = append(res.out, em.msgs...)
 				for _, pm := range em.msgs {
@@ -268,9 +296,9 @@ func (p *pipeline[In]) transform(sctx context.Context, batch []*sarama.ConsumerM
 				res.handled++
 				break
 			}
-			p.log.Warn("eventgen: pipeline handler failed", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "attempt", attempt, "error", err)
-			if attempt >= p.cfg.Retry.MaxAttempts {
-				res.out = append(res.out, deadLetterMessage(m, err, attempt))
+			p.log.Warn("eventgen: pipeline handler failed", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "attempt", attempt, "permanent", IsPermanent(err), "error", err)
+			if attempt >= p.cfg.Retry.MaxAttempts || IsPermanent(err) {
+				res.out = append(res.out, deadLetterMessage(p.cfg.GroupID, m, err, attempt))
 				res.deadLettered++
 				break
 			}
@@ -281,6 +309,31 @@ func (p *pipeline[In]) transform(sctx context.Context, batch []*sarama.ConsumerM
 		}
 	}
 	return res, nil
+}
+
+// decodeInput routes m by ce_type and decodes it as the input event. skip
+// is the other declared event m is (committed, not transformed);
+// an error is the reason to dead-letter m (an unknown ce_type, a record
+// without ce_type on a topic of several events, a tombstone, data that does
+// not decode or fails Validate).
+func (p *pipeline[In]) decodeInput(m *sarama.ConsumerMessage) (v In, meta Record, skip *event.Type, err error) {
+	in := readRecord(m)
+	et, err := p.index.resolve(m.Topic, &in)
+	switch {
+	case err != nil:
+		return v, meta, nil, err
+	case et.CEType != p.in.CEType:
+		return v, meta, et, nil
+	case in.err != nil:
+		return v, meta, nil, in.err
+	}
+	if v, err = p.decode(in.data); err != nil {
+		return v, meta, nil, fmt.Errorf("decoding %s: %w", p.in.Name, err)
+	}
+	if err := validated(&v); err != nil {
+		return v, meta, nil, fmt.Errorf("invalid %s: %w", p.in.Name, err)
+	}
+	return v, in.rec, nil, nil
 }
 
 // revoked reports whether the session ended for a reason other than the
@@ -318,8 +371,12 @@ func (p *pipeline[In]) commitLocked(sess sarama.ConsumerGroupSession, batch []*s
 	}
 	// Offsets go in even when nothing was produced: the transaction then
 	// carries only them, and the input is still consumed exactly once.
+	// Leader epoch -1 (unknown), not sarama's default 0: see commitOffsets.
 	gm := sarama.NewConsumerGroupMetadataFromSession(sess, p.cfg.GroupID, p.instance)
-	if err := p.prod.AddMessageToTxnWithGroupMetadata(last, gm, nil); err != nil {
+	offsets := map[string][]*sarama.PartitionOffsetMetadata{
+		last.Topic: {{Partition: last.Partition, Offset: last.Offset + 1, LeaderEpoch: -1}},
+	}
+	if err := p.prod.AddOffsetsToTxnWithGroupMetadata(offsets, gm); err != nil {
 		return p.txnFailed("add offsets", last, err)
 	}
 	if p.hooks != nil && p.hooks.beforeCommit != nil {
@@ -344,6 +401,9 @@ func (p *pipeline[In]) commitLocked(sess sarama.ConsumerGroupSession, batch []*s
 	}
 	if res.deadLettered > 0 {
 		p.met.Count(name, DeadLettered, res.deadLettered)
+	}
+	for skipped, n := range res.skipped {
+		p.met.Count(skipped, Skipped, n)
 	}
 	for et := range p.allowed {
 		if n := res.emitted[et.Topic]; n > 0 {
@@ -494,7 +554,7 @@ func (p *pipeline[In]) poisoned(sess sarama.ConsumerGroupSession, batch []*saram
 	for _, m := range batch {
 		if err := bad[m.Offset]; err != nil {
 			p.log.Error("eventgen: pipeline output rejected for good; dead-lettering its input", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "error", err)
-			out = append(out, deadLetterMessage(m, err, attempts[m.Offset]))
+			out = append(out, deadLetterMessage(p.cfg.GroupID, m, err, attempts[m.Offset]))
 			res.handled--
 			res.deadLettered++
 		}
@@ -516,8 +576,18 @@ func (p *pipeline[In]) oneByOne(sess sarama.ConsumerGroupSession, batch []*saram
 		}
 		byInput[off] = append(byInput[off], freshMessage(pm))
 	}
+	// The counts of res spread over the inputs: one with a dead letter is
+	// dead-lettered, one with outputs handled; of those with neither, as
+	// many as res has handled inputs left are handled (emitting nothing),
+	// the rest skipped (res.skipped goes with the first input).
+	handledLeft := res.handled
+	for _, m := range batch {
+		if outs := byInput[m.Offset]; len(outs) > 0 && outs[0].Topic != DeadLetterTopic(p.in.Topic) {
+			handledLeft--
+		}
+	}
 	for i, m := range batch {
-		sub := &batchResult{out: byInput[m.Offset], emitted: map[string]int64{}}
+		sub := &batchResult{out: byInput[m.Offset], emitted: map[string]int64{}, skipped: map[string]int64{}}
 		for _, pm := range sub.out {
 			if pm.Topic == DeadLetterTopic(p.in.Topic) {
 				sub.deadLettered++
@@ -525,11 +595,16 @@ func (p *pipeline[In]) oneByOne(sess sarama.ConsumerGroupSession, batch []*saram
 				sub.emitted[pm.Topic]++
 			}
 		}
-		if sub.deadLettered == 0 {
+		switch {
+		case sub.deadLettered > 0:
+		case len(sub.out) > 0:
 			sub.handled = 1
+		case handledLeft > 0:
+			sub.handled = 1
+			handledLeft--
 		}
 		if i == 0 {
-			sub.retried = res.retried
+			sub.retried, sub.skipped = res.retried, res.skipped
 		}
 		if err := p.commitLocked(sess, batch[i:i+1], sub); err != nil {
 			return err

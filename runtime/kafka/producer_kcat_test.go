@@ -3,7 +3,6 @@ package kafka_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -17,27 +16,11 @@ import (
 	"github.com/eventgen/eventgen/runtime/kafka/kafkatest"
 )
 
-// kcatPath returns kcat's path; without kcat the test fails in CI and is
-// skipped elsewhere.
-func kcatPath(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("kcat")
-	if err == nil {
-		return p
-	}
-	const msg = "kcat not found on PATH: install it with `apt-get install -y kcat` (Debian/Ubuntu) or `brew install kcat`"
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
-}
-
 func runKcat(t *testing.T, stdin string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), kafkatest.Timeout(60*time.Second))
 	defer cancel()
-	cmd := exec.CommandContext(ctx, kcatPath(t), args...)
+	cmd := exec.CommandContext(ctx, kafkatest.Kcat(t), args...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -59,7 +42,7 @@ func keys(n int) []string {
 // TestKcatReadsEventgenRecords checks that a non-Go client (librdkafka's
 // kcat) reads eventgen's records with the documented key and headers.
 func TestKcatReadsEventgenRecords(t *testing.T) {
-	kcatPath(t)
+	kafkatest.Kcat(t)
 	c := kafkatest.Start(t, kafkatest.Options{})
 	const topic, partitions = "kcat-read", 4
 	c.CreateTopic(t, topic, partitions)
@@ -124,7 +107,7 @@ func TestKcatReadsEventgenRecords(t *testing.T) {
 // partitioner (the Java client's default) and eventgen's producer put the
 // same key on the same partition.
 func TestKcatMurmur2PartitionsMatch(t *testing.T) {
-	kcatPath(t)
+	kafkatest.Kcat(t)
 	c := kafkatest.Start(t, kafkatest.Options{})
 	const partitions = 7
 	c.CreateTopic(t, "murmur-kcat", partitions)

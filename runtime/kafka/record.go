@@ -2,6 +2,11 @@ package kafka
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -108,3 +113,156 @@ type AtLeastOnceRecord struct{ Record }
 // ExactlyOnceRecord is the record given to exactly-once pipeline handlers;
 // see AtMostOnceRecord.
 type ExactlyOnceRecord struct{ Record }
+
+// ContentTypeCloudEvents is the content-type header of a structured-mode
+// CloudEvents record: the value is one JSON document holding the attributes
+// and the event in "data" (or "data_base64"). Consumers and pipelines
+// decode such records like binary-mode ones.
+const ContentTypeCloudEvents = "application/cloudevents+json"
+
+// Reasons a record cannot be decoded, whatever its event.
+var (
+	errTombstone  = errors.New("tombstone: the record has no value")
+	errEmptyValue = errors.New("empty value")
+)
+
+// inbound is a consumed record read once: its attributes (from the ce_*
+// headers in binary mode, from the envelope in structured mode), the event
+// data, and why the data cannot be decoded, if it cannot.
+type inbound struct {
+	m    *sarama.ConsumerMessage
+	rec  Record
+	data []byte
+	err  error // tombstone, empty value, malformed structured envelope
+}
+
+// readRecord reads m's attributes and data.
+func readRecord(m *sarama.ConsumerMessage) inbound {
+	in := inbound{m: m, rec: newRecord(m), data: m.Value}
+	switch {
+	case m.Value == nil:
+		in.err = errTombstone
+	case len(m.Value) == 0:
+		in.err = errEmptyValue
+	case structured(&in.rec):
+		in.data, in.err = readEnvelope(&in.rec, m.Value)
+	}
+	return in
+}
+
+// structured reports whether the record's content-type is structured-mode
+// CloudEvents JSON (parameters such as "; charset=utf-8" allowed).
+func structured(r *Record) bool {
+	ct, ok := r.Header(event.HeaderContentType)
+	if !ok {
+		return false
+	}
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	return strings.EqualFold(strings.TrimSpace(ct), ContentTypeCloudEvents)
+}
+
+// readEnvelope decodes a structured-mode CloudEvent: the attributes go into
+// r (as the ce_* headers would in binary mode), the returned data is the
+// event's JSON.
+func readEnvelope(r *Record, value []byte) ([]byte, error) {
+	var env struct {
+		SpecVersion string          `json:"specversion"`
+		ID          string          `json:"id"`
+		Type        string          `json:"type"`
+		Source      string          `json:"source"`
+		Time        string          `json:"time"`
+		Traceparent string          `json:"traceparent"`
+		Data        json.RawMessage `json:"data"`
+		DataBase64  *string         `json:"data_base64"`
+	}
+	if err := json.Unmarshal(value, &env); err != nil {
+		return nil, fmt.Errorf("structured CloudEvent (content-type %s): %w", ContentTypeCloudEvents, err)
+	}
+	r.ID, r.Type, r.Source = env.ID, env.Type, env.Source
+	if t, err := time.Parse(time.RFC3339Nano, env.Time); err == nil {
+		r.Time = t.UTC()
+	}
+	if r.Traceparent == "" {
+		r.Traceparent = env.Traceparent
+	}
+	switch {
+	case env.DataBase64 != nil:
+		data, err := base64.StdEncoding.DecodeString(*env.DataBase64)
+		if err != nil {
+			return nil, fmt.Errorf("structured CloudEvent: data_base64: %w", err)
+		}
+		if len(data) == 0 {
+			return nil, errEmptyValue
+		}
+		return data, nil
+	case len(env.Data) == 0 || string(env.Data) == "null":
+		return nil, errors.New("structured CloudEvent: no data")
+	}
+	return env.Data, nil
+}
+
+// schemaIndex knows the events declared for each topic and by ce_type, to
+// route records: the schema's events (DeclareEvents, PipelineConfig.Events)
+// and the ones handlers are registered for.
+type schemaIndex struct {
+	byType  map[string]*event.Type
+	byTopic map[string][]*event.Type
+}
+
+func newSchemaIndex() *schemaIndex {
+	return &schemaIndex{byType: map[string]*event.Type{}, byTopic: map[string][]*event.Type{}}
+}
+
+// add declares et (once per ce_type).
+func (s *schemaIndex) add(et *event.Type) {
+	if et == nil || et.CEType == "" {
+		return
+	}
+	if _, ok := s.byType[et.CEType]; ok {
+		return
+	}
+	s.byType[et.CEType] = et
+	s.byTopic[et.Topic] = append(s.byTopic[et.Topic], et)
+}
+
+// resolve returns the declared event a record of topic is: the one its
+// ce_type names, or, for a record without ce_type, the topic's only event.
+// A ce_type the schema does not declare, and a record without ce_type on a
+// topic that carries several events, are errors (dead-lettered).
+func (s *schemaIndex) resolve(topic string, in *inbound) (*event.Type, error) {
+	if in.rec.Type != "" {
+		if et, ok := s.byType[in.rec.Type]; ok {
+			return et, nil
+		}
+		if in.err != nil {
+			return nil, in.err
+		}
+		return nil, fmt.Errorf("unknown ce_type %q: not an event of the schema", in.rec.Type)
+	}
+	if in.err != nil {
+		return nil, in.err
+	}
+	ets := s.byTopic[topic]
+	if len(ets) == 1 {
+		return ets[0], nil
+	}
+	names := make([]string, len(ets))
+	for i, et := range ets {
+		names[i] = et.Name
+	}
+	return nil, fmt.Errorf("unroutable: no ce_type, and topic %q carries %d events (%s)", topic, len(ets), strings.Join(names, ", "))
+}
+
+// validated calls v's Validate method, if it has one: a record that decodes
+// but is not a valid event is not handled.
+func validated[T any](v *T) error {
+	if x, ok := any(v).(interface{ Validate() error }); ok {
+		return x.Validate()
+	}
+	if x, ok := any(*v).(interface{ Validate() error }); ok {
+		return x.Validate()
+	}
+	return nil
+}

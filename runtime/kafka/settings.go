@@ -28,7 +28,8 @@ const (
 	// deadLetterProducer: a Consumer's dead letters. Idempotent, acks=all,
 	// outside transactions.
 	deadLetterProducer
-	// groupConsumer: a Consumer. Offsets committed by eventgen, in order.
+	// groupConsumer: a Consumer. read_committed; offsets committed by
+	// eventgen, in order.
 	groupConsumer
 	// readCommittedConsumer: a pipeline's input. read_committed, offsets
 	// committed only in transactions, eager rebalancing.
@@ -121,13 +122,11 @@ func (r role) spec() roleSpec {
 			name: "an exactly-once pipeline",
 			apply: func(sc *sarama.Config, id identity) {
 				setGroupConsumer(sc, id)
-				sc.Consumer.IsolationLevel = sarama.ReadCommitted
 				// Waits out UNSTABLE_OFFSET_COMMIT while a predecessor's
 				// transaction with offsets is being completed.
 				sc.Consumer.Offsets.Retry.Max = 20
 			},
 			rules: func(r *rules, sc *sarama.Config, id identity) {
-				r.require(sc.Consumer.IsolationLevel == sarama.ReadCommitted, "Consumer.IsolationLevel=ReadCommitted (aborted records must not be read), got %d", sc.Consumer.IsolationLevel)
 				groupConsumerRules(r, sc, id)
 				// With cooperative-sticky, Setup does not run for partitions
 				// assigned incrementally, so an open transaction is not
@@ -182,10 +181,12 @@ func idempotentRules(r *rules, sc *sarama.Config) {
 }
 
 // setGroupConsumer applies the settings of every eventgen group member:
-// eventgen commits offsets itself, in order; a new group starts at the
-// oldest record; errors are returned (and logged); static membership comes
-// from the InstanceID field.
+// records of aborted transactions are never read (read_committed: any
+// producer's, not only eventgen's); eventgen commits offsets itself, in
+// order; a new group starts at the oldest record; errors are returned (and
+// logged); static membership comes from the InstanceID field.
 func setGroupConsumer(sc *sarama.Config, id identity) {
+	sc.Consumer.IsolationLevel = sarama.ReadCommitted
 	sc.Consumer.Offsets.AutoCommit.Enable = false
 	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
 	sc.Consumer.Return.Errors = true
@@ -195,6 +196,7 @@ func setGroupConsumer(sc *sarama.Config, id identity) {
 // groupConsumerRules checks the settings of setGroupConsumer that Tune must
 // not change.
 func groupConsumerRules(r *rules, sc *sarama.Config, id identity) {
+	r.require(sc.Consumer.IsolationLevel == sarama.ReadCommitted, "Consumer.IsolationLevel=ReadCommitted (records of aborted transactions must not be read), got %d", sc.Consumer.IsolationLevel)
 	r.require(!sc.Consumer.Offsets.AutoCommit.Enable, "Consumer.Offsets.AutoCommit.Enable=false (eventgen commits offsets itself: in order, or in transactions)")
 	r.require(sc.Consumer.Group.InstanceId == id.instanceID, "Consumer.Group.InstanceId=%q (set static membership with %s), got %q", id.instanceID, id.instanceIDField, sc.Consumer.Group.InstanceId)
 }

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"strconv"
 	"testing"
 	"time"
@@ -348,4 +349,22 @@ func DescribeGroup(client sarama.Client, group string) (Group, error) {
 		return Group{}, fmt.Errorf("describing group %s: %w", group, g.Err)
 	}
 	return Group{State: g.State, Members: len(g.Members)}, nil
+}
+
+// Kcat returns the path of kcat, the librdkafka command-line client that
+// interoperability tests use as a producer and consumer that is not
+// eventgen. Without it the test fails in CI (CI set) and is skipped
+// elsewhere, saying how to install it.
+func Kcat(t testing.TB) string {
+	t.Helper()
+	p, err := exec.LookPath("kcat")
+	if err == nil {
+		return p
+	}
+	const msg = "kcat not found on PATH: install it with `apt-get install -y kcat` (Debian/Ubuntu) or `brew install kcat`"
+	if os.Getenv("CI") != "" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
 }

@@ -3,7 +3,6 @@ package shop_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -24,14 +23,7 @@ import (
 // decoded, on the partition the Java-compatible partitioner picks for its
 // key, with its CloudEvents headers; a malformed record is dead-lettered.
 func TestGeneratedConsumerReadsKcatRecords(t *testing.T) {
-	kcat, err := exec.LookPath("kcat")
-	if err != nil {
-		const msg = "kcat not found on PATH: install it with `apt-get install -y kcat`"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	kcat := kafkatest.Kcat(t)
 	c := kafkatest.Start(t, kafkatest.Options{Partitions: 4})
 	topic := (*shop.OrderPlaced)(nil).EventType().Topic
 	c.CreateTopic(t, topic, 4)

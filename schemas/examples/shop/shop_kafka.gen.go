@@ -155,6 +155,10 @@ func (t producerTx) Abort(ctx context.Context) error {
 	return t.tx.Abort(ctx)
 }
 
+// schemaEvents are the events of this schema: consumers and pipelines route records
+// by their ce_type among them.
+var schemaEvents = []*event.Type{&pageViewedMeta, &orderPlacedMeta, &paymentCapturedMeta, &receiptIssuedMeta}
+
 // Consumer reads the events of package shop and dispatches them to typed
 // handlers, committing offsets as each event's guarantee requires. Register
 // handlers, then call Run. Exactly-once events are consumed through the
@@ -163,12 +167,16 @@ type Consumer struct {
 	c *kafka.Consumer
 }
 
-// NewConsumer creates a consumer in the group cfg.GroupID.
+// NewConsumer creates a consumer in the group cfg.GroupID. It routes records by
+// ce_type: a record of an event of this schema with no handler registered is
+// skipped (committed, counted), an unknown ce_type is dead-lettered, and a
+// record without ce_type is the event of its topic if the topic has only one.
 func NewConsumer(cfg kafka.ConsumerConfig) (*Consumer, error) {
 	c, err := kafka.NewConsumer(cfg)
 	if err != nil {
 		return nil, err
 	}
+	kafka.DeclareEvents(c, schemaEvents...)
 	return &Consumer{c}, nil
 }
 
@@ -219,8 +227,10 @@ type IssueReceiptsHandler func(ctx context.Context, in *PaymentCaptured, out Iss
 //
 // RunIssueReceipts runs pipeline IssueReceipts exactly-once until ctx is done: it reads
 // shop.payments.captured read_committed and commits each batch's output and consumed
-// offsets in one transaction.
+// offsets in one transaction. Records of the topic's other events are
+// skipped; it sets cfg.Events to this schema's events.
 func RunIssueReceipts(ctx context.Context, cfg kafka.PipelineConfig, h IssueReceiptsHandler) error {
+	cfg.Events = schemaEvents
 	produces := []*event.Type{&receiptIssuedMeta}
 	return kafka.RunPipeline(ctx, cfg, &paymentCapturedMeta, produces, event.DecodeEvent[PaymentCaptured], func(ctx context.Context, in *PaymentCaptured, em *kafka.Emitter) error {
 		return h(ctx, in, IssueReceiptsEmitter{em})

@@ -95,6 +95,10 @@ func (p *Producer) SendLegacyAsync(ctx context.Context, e *Legacy, done func(err
 	return p.atLeastOnce.SendAsync(ctx, e, done)
 }
 
+// schemaEvents are the events of this schema: consumers and pipelines route records
+// by their ce_type among them.
+var schemaEvents = []*event.Type{&everythingMeta, &legacyMeta}
+
 // Consumer reads the events of package alltypes and dispatches them to typed
 // handlers, committing offsets as each event's guarantee requires. Register
 // handlers, then call Run. Exactly-once events are consumed through the
@@ -103,12 +107,16 @@ type Consumer struct {
 	c *kafka.Consumer
 }
 
-// NewConsumer creates a consumer in the group cfg.GroupID.
+// NewConsumer creates a consumer in the group cfg.GroupID. It routes records by
+// ce_type: a record of an event of this schema with no handler registered is
+// skipped (committed, counted), an unknown ce_type is dead-lettered, and a
+// record without ce_type is the event of its topic if the topic has only one.
 func NewConsumer(cfg kafka.ConsumerConfig) (*Consumer, error) {
 	c, err := kafka.NewConsumer(cfg)
 	if err != nil {
 		return nil, err
 	}
+	kafka.DeclareEvents(c, schemaEvents...)
 	return &Consumer{c}, nil
 }
 

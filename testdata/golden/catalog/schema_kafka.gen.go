@@ -194,6 +194,10 @@ func (t producerTx) Abort(ctx context.Context) error {
 	return t.tx.Abort(ctx)
 }
 
+// schemaEvents are the events of this schema: consumers and pipelines route records
+// by their ce_type among them.
+var schemaEvents = []*event.Type{&invoiceCreatedMeta, &invoiceVoidedMeta, &invoiceViewedMeta, &paymentReceivedMeta, &ledgerPostedMeta, &receiptSentMeta, &auditLoggedMeta}
+
 // Consumer reads the events of package billing and dispatches them to typed
 // handlers, committing offsets as each event's guarantee requires. Register
 // handlers, then call Run. Exactly-once events are consumed through the
@@ -202,12 +206,16 @@ type Consumer struct {
 	c *kafka.Consumer
 }
 
-// NewConsumer creates a consumer in the group cfg.GroupID.
+// NewConsumer creates a consumer in the group cfg.GroupID. It routes records by
+// ce_type: a record of an event of this schema with no handler registered is
+// skipped (committed, counted), an unknown ce_type is dead-lettered, and a
+// record without ce_type is the event of its topic if the topic has only one.
 func NewConsumer(cfg kafka.ConsumerConfig) (*Consumer, error) {
 	c, err := kafka.NewConsumer(cfg)
 	if err != nil {
 		return nil, err
 	}
+	kafka.DeclareEvents(c, schemaEvents...)
 	return &Consumer{c}, nil
 }
 
@@ -272,8 +280,10 @@ type PostLedgerHandler func(ctx context.Context, in *PaymentReceived, out PostLe
 
 // RunPostLedger runs pipeline PostLedger exactly-once until ctx is done: it reads
 // billing.payments read_committed and commits each batch's output and consumed
-// offsets in one transaction.
+// offsets in one transaction. Records of the topic's other events are
+// skipped; it sets cfg.Events to this schema's events.
 func RunPostLedger(ctx context.Context, cfg kafka.PipelineConfig, h PostLedgerHandler) error {
+	cfg.Events = schemaEvents
 	produces := []*event.Type{&ledgerPostedMeta, &receiptSentMeta}
 	return kafka.RunPipeline(ctx, cfg, &paymentReceivedMeta, produces, event.DecodeEvent[PaymentReceived], func(ctx context.Context, in *PaymentReceived, em *kafka.Emitter) error {
 		return h(ctx, in, PostLedgerEmitter{em})
@@ -298,8 +308,10 @@ type AuditHandler func(ctx context.Context, in *PaymentReceived, out AuditEmitte
 
 // RunAudit runs pipeline Audit exactly-once until ctx is done: it reads
 // billing.payments read_committed and commits each batch's output and consumed
-// offsets in one transaction.
+// offsets in one transaction. Records of the topic's other events are
+// skipped; it sets cfg.Events to this schema's events.
 func RunAudit(ctx context.Context, cfg kafka.PipelineConfig, h AuditHandler) error {
+	cfg.Events = schemaEvents
 	produces := []*event.Type{&auditLoggedMeta}
 	return kafka.RunPipeline(ctx, cfg, &paymentReceivedMeta, produces, event.DecodeEvent[PaymentReceived], func(ctx context.Context, in *PaymentReceived, em *kafka.Emitter) error {
 		return h(ctx, in, AuditEmitter{em})
