@@ -45,7 +45,8 @@ var (
 	// stopped writing. A fenced TransactionalProducer is closed and returns
 	// ErrFenced from every later call; Consumer.Run and RunPipeline return
 	// it and stop. Do not restart blindly: the newer instance owns the
-	// identity.
+	// identity. INVALID_PRODUCER_EPOCH and a transaction timed out by the
+	// coordinator are not fencing (see RunPipeline and docs/producers.md).
 	ErrFenced = errors.New("eventgen: fenced by a newer instance")
 
 	// ErrProducerFatal means that a transactional producer hit an error
@@ -97,23 +98,89 @@ func conflict(role, format string, args ...any) error {
 	return fmt.Errorf("%w: %s requires %s", ErrConflictingConfig, role, fmt.Sprintf(format, args...))
 }
 
-// fenced reports whether err says that a newer instance took over this
-// one's TransactionalID or InstanceID. INVALID_PRODUCER_EPOCH counts: a
-// coordinator that timed out our transaction bumped the epoch. It looks
+// fenced reports whether err says that another instance took over this
+// one's TransactionalID or InstanceID: PRODUCER_FENCED or
+// FENCED_INSTANCE_ID. INVALID_PRODUCER_EPOCH does not count (epochError):
+// it follows an epoch bump by the coordinator, e.g. after a transaction
+// timeout, and the producer can recover. A coordinator that timed out a
+// transaction also answers PRODUCER_FENCED to the old epoch; callers that
+// know the transaction outlived its timeout treat it as a timeout. It looks
 // inside sarama.ProducerErrors, which does not unwrap.
 func fenced(err error) bool {
-	if errors.Is(err, sarama.ErrProducerFenced) || errors.Is(err, sarama.ErrInvalidProducerEpoch) || errors.Is(err, sarama.ErrFencedInstancedId) {
+	return anyProducerError(err, func(err error) bool {
+		return errors.Is(err, sarama.ErrProducerFenced) || errors.Is(err, sarama.ErrFencedInstancedId)
+	})
+}
+
+// producerFenced reports whether err is PRODUCER_FENCED: a newer producer
+// with this TransactionalID, or the coordinator's answer to the old epoch
+// after it timed a transaction out.
+func producerFenced(err error) bool {
+	return anyProducerError(err, func(err error) bool { return errors.Is(err, sarama.ErrProducerFenced) })
+}
+
+// epochError reports whether err is INVALID_PRODUCER_EPOCH: the producer's
+// epoch is stale (the coordinator bumped it, e.g. after aborting a timed-out
+// transaction). Recoverable: abort, or re-initialise the producer.
+func epochError(err error) bool {
+	return anyProducerError(err, func(err error) bool { return errors.Is(err, sarama.ErrInvalidProducerEpoch) })
+}
+
+// anyProducerError reports whether is holds for err or for one of the
+// errors inside a sarama.ProducerErrors.
+func anyProducerError(err error, is func(error) bool) bool {
+	if is(err) {
 		return true
 	}
 	var pes sarama.ProducerErrors
 	if errors.As(err, &pes) {
 		for _, pe := range pes {
-			if pe != nil && fenced(pe.Err) {
+			if pe != nil && is(pe.Err) {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// poisonOutputs returns the records of a failed send that the client or
+// the broker rejected for good: larger than maxBytes
+// (Producer.MaxMessageBytes; sarama fails them in the client with a
+// ConfigurationError), MESSAGE_TOO_LARGE, INVALID_RECORD, and
+// CORRUPT_MESSAGE or RECORD_LIST_TOO_LARGE once sarama's own retries are
+// spent. Sending such a record again fails again. Once the transaction is
+// in error sarama fails every later record of the send with the same
+// error, so a client-side size error counts only for a record that is
+// itself too large.
+func poisonOutputs(err error, maxBytes int) map[*sarama.ProducerMessage]error {
+	var pes sarama.ProducerErrors
+	if !errors.As(err, &pes) {
+		return nil
+	}
+	var out map[*sarama.ProducerMessage]error
+	for _, pe := range pes {
+		if pe == nil || pe.Msg == nil || !permanentOutputError(pe.Err) {
+			continue
+		}
+		var ce sarama.ConfigurationError
+		if errors.As(pe.Err, &ce) && pe.Msg.ByteSize(2) <= maxBytes {
+			continue
+		}
+		if out == nil {
+			out = map[*sarama.ProducerMessage]error{}
+		}
+		out[pe.Msg] = pe.Err
+	}
+	return out
+}
+
+func permanentOutputError(err error) bool {
+	var ce sarama.ConfigurationError
+	if errors.As(err, &ce) {
+		return true // e.g. "Attempt to produce message larger than configured Producer.MaxMessageBytes"
+	}
+	return errors.Is(err, sarama.ErrMessageSizeTooLarge) || errors.Is(err, sarama.ErrInvalidRecord) ||
+		errors.Is(err, sarama.ErrInvalidMessage) || errors.Is(err, sarama.ErrMessageSetSizeTooLarge)
 }
 
 // flattenProducerErrors flattens sarama's ProducerErrors, which does not

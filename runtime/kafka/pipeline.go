@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -39,8 +40,17 @@ func (em *Emitter) Emit(e event.Event) error {
 		Key:     sarama.StringEncoder(e.Key()),
 		Value:   sarama.ByteEncoder(e.AppendJSON(nil)),
 		Headers: CloudEventHeaders(em.ctx, et, event.NewUUID().String(), time.Now()),
+		// Which input produced the output: a poison output dead-letters it.
+		Metadata: outputOrigin{offset: em.rec.Offset, attempt: em.rec.Attempt},
 	})
 	return nil
+}
+
+// outputOrigin is the Metadata of a pipeline output: the offset of the
+// input record (in its batch's partition) that emitted it.
+type outputOrigin struct {
+	offset  int64
+	attempt int
 }
 
 // Record describes the input record being handled.
@@ -56,9 +66,15 @@ func (em *Emitter) Record() ExactlyOnceRecord { return em.rec }
 // per cfg.Retry; after the last attempt, at once for a Permanent error, and
 // at once for a record that fails to decode, the input record goes to
 // DeadLetterTopic(in.Topic) inside the same transaction (no outputs for it).
+// An output Kafka rejects for good (larger than Producer.MaxMessageBytes,
+// MESSAGE_TOO_LARGE, INVALID_RECORD, ...) dead-letters the input that
+// emitted it, inside a transaction, and the batch is committed without it.
 // A rebalance aborts an open transaction; an abortable transaction error
-// aborts and re-reads from the last committed offsets; a fatal error or
-// fencing stops the pipeline with ErrProducerFatal or ErrFenced.
+// aborts and re-reads from the last committed offsets; INVALID_PRODUCER_EPOCH
+// and a transaction the coordinator timed out (open longer than
+// Producer.Transaction.Timeout) abort, re-initialise the producer with the
+// same TransactionalID and re-read; a fatal error or fencing by a newer
+// instance stops the pipeline with ErrProducerFatal or ErrFenced.
 //
 // RunPipeline blocks until ctx is done, commits the batches already handled,
 // and returns nil; or returns an error when it cannot start or must stop.
@@ -94,7 +110,15 @@ type pipeline[In any] struct {
 
 	*runState // set when the group run starts
 	prod      sarama.SyncProducer
-	instance  *string
+	prodCfg   *sarama.Config // to re-initialise prod after an epoch error or a timeout
+	// prodClosed is set when reinit closed prod and could not replace it
+	// (sarama's Close must not run twice).
+	prodClosed bool
+	instance   *string
+	txStart    time.Time // when the open transaction began (under txMu)
+	// recoveries counts producer re-initialisations since the last
+	// committed transaction (under txMu).
+	recoveries int
 
 	txMu sync.Mutex // one transaction at a time across partitions
 }
@@ -167,8 +191,12 @@ func (p *pipeline[In]) run(ctx context.Context) error {
 		}
 		return fmt.Errorf("eventgen: pipeline %s: transactional producer: %w", p.cfg.TransactionalID, err)
 	}
-	p.prod = prod
-	defer prod.Close()
+	p.prod, p.prodCfg = prod, pc
+	defer func() { // the last producer: reinit may have replaced or closed it
+		if !p.prodClosed {
+			_ = p.prod.Close()
+		}
+	}()
 	return runGroup(ctx, groupRun{
 		kind:          "pipeline",
 		brokers:       p.cfg.Brokers,
@@ -320,15 +348,24 @@ func (p *pipeline[In]) revoked(sess sarama.ConsumerGroupSession) bool {
 func (p *pipeline[In]) commit(sess sarama.ConsumerGroupSession, batch []*sarama.ConsumerMessage, res *batchResult) error {
 	p.txMu.Lock()
 	defer p.txMu.Unlock()
+	return p.commitLocked(sess, batch, res)
+}
+
+// commitLocked is commit under txMu.
+func (p *pipeline[In]) commitLocked(sess sarama.ConsumerGroupSession, batch []*sarama.ConsumerMessage, res *batchResult) error {
 	if p.err() != nil || p.revoked(sess) {
 		return errStopped
 	}
 	last := batch[len(batch)-1]
+	p.txStart = time.Now()
 	if err := p.prod.BeginTxn(); err != nil {
 		return p.txnFailed("begin", last, err)
 	}
 	if len(res.out) > 0 {
 		if err := p.prod.SendMessages(res.out); err != nil {
+			if poison := poisonOutputs(err, p.prodCfg.Producer.MaxMessageBytes); len(poison) > 0 && p.prod.TxnStatus()&sarama.ProducerTxnFlagFatalError == 0 && !fenced(err) {
+				return p.poisoned(sess, batch, res, poison, err)
+			}
 			return p.txnFailed("produce", last, err)
 		}
 	}
@@ -355,6 +392,7 @@ func (p *pipeline[In]) commit(sess sarama.ConsumerGroupSession, batch []*sarama.
 	if err := p.prod.CommitTxn(); err != nil {
 		return p.txnFailed("commit", last, err)
 	}
+	p.recoveries = 0
 	name := p.in.Name
 	p.met.Count(name, Handled, res.handled)
 	p.met.Count(name, Committed, int64(len(batch)))
@@ -375,33 +413,235 @@ func (p *pipeline[In]) commit(sess sarama.ConsumerGroupSession, batch []*sarama.
 	return nil
 }
 
-// txnFailed classifies a transaction error: fenced and fatal errors stop the
-// pipeline; anything else aborts the transaction and returns an error that
-// ends the session, so the partitions restart from their committed offsets.
+// maxRecoveries bounds the producer re-initialisations (after epoch errors
+// and transaction timeouts) in a row without a committed transaction; one
+// more stops the pipeline with ErrProducerFatal.
+const maxRecoveries = 5
+
+// overdue reports whether the open transaction has outlived
+// Producer.Transaction.Timeout: the coordinator may have aborted it and
+// bumped the epoch, so a PRODUCER_FENCED now is most likely our own
+// timeout, not a newer instance. The clock starts before BeginTxn, that is
+// before the coordinator's, so a transaction that is not overdue here
+// cannot have been timed out there.
+func (p *pipeline[In]) overdue() bool {
+	return !p.txStart.IsZero() && time.Since(p.txStart) >= p.prodCfg.Producer.Transaction.Timeout
+}
+
+// txnFailed classifies a transaction error. Fencing by a newer instance
+// stops the pipeline with ErrFenced; an epoch error (INVALID_PRODUCER_EPOCH)
+// or a transaction the coordinator timed out aborts and, where the producer
+// cannot go on, re-initialises it; other fatal errors stop the pipeline with
+// ErrProducerFatal; anything else aborts the transaction. Unless the
+// pipeline stops, the returned error ends the session, so the partitions
+// restart from their committed offsets.
 func (p *pipeline[In]) txnFailed(stage string, last *sarama.ConsumerMessage, err error) error {
 	st := p.prod.TxnStatus()
 	where := fmt.Sprintf("%s/%d@%d", last.Topic, last.Partition, last.Offset)
-	if fenced(err) {
+	// FENCED_INSTANCE_ID is the group's fencing (a newer static member):
+	// never our own timeout.
+	recoverable := epochError(err) || (producerFenced(err) && p.overdue())
+	if fenced(err) && !recoverable {
 		e := fmt.Errorf("%w: pipeline %s at %s (%s): %w", ErrFenced, p.cfg.TransactionalID, stage, where, err)
 		p.fail(e)
 		return e
 	}
-	if st&sarama.ProducerTxnFlagFatalError != 0 {
+	if st&sarama.ProducerTxnFlagFatalError != 0 && !recoverable {
 		e := fmt.Errorf("%w: pipeline %s at %s (%s): %w", ErrProducerFatal, p.cfg.TransactionalID, stage, where, err)
 		p.fail(e)
 		return e
 	}
-	if st&(sarama.ProducerTxnFlagInTransaction|sarama.ProducerTxnFlagAbortableError) != 0 {
+	if st&sarama.ProducerTxnFlagFatalError == 0 && st&(sarama.ProducerTxnFlagInTransaction|sarama.ProducerTxnFlagAbortableError) != 0 {
 		if aerr := p.prod.AbortTxn(); aerr != nil {
-			kind := ErrProducerFatal
-			if fenced(aerr) {
-				kind = ErrFenced
+			switch {
+			case fenced(aerr) && !(producerFenced(aerr) && p.overdue()):
+				e := fmt.Errorf("%w: pipeline %s: abort after %s failed (%w): %w", ErrFenced, p.cfg.TransactionalID, stage, err, aerr)
+				p.fail(e)
+				return e
+			case epochError(aerr) || producerFenced(aerr):
+				recoverable = true
+			default:
+				e := fmt.Errorf("%w: pipeline %s: abort after %s failed (%w): %w", ErrProducerFatal, p.cfg.TransactionalID, stage, err, aerr)
+				p.fail(e)
+				return e
 			}
-			e := fmt.Errorf("%w: pipeline %s: abort after %s failed (%w): %w", kind, p.cfg.TransactionalID, stage, err, aerr)
-			p.fail(e)
+		}
+	}
+	if recoverable && (p.prod.TxnStatus()&(sarama.ProducerTxnFlagFatalError|sarama.ProducerTxnFlagInError) != 0 || producerFenced(err)) {
+		if e := p.reinit(stage, where, err); e != nil {
 			return e
 		}
 	}
 	p.log.Warn("eventgen: transaction aborted; re-reading from the committed offsets", "transactional_id", p.cfg.TransactionalID, "stage", stage, "at", where, "error", err)
 	return fmt.Errorf("eventgen: pipeline transaction aborted at %s (%s): %w", stage, where, err)
+}
+
+// reinit replaces the transactional producer after an epoch error or a
+// transaction timeout: the old one is closed and a new one with the same
+// TransactionalID runs InitProducerID, which completes (aborts) whatever
+// the old one left open and gives a fresh epoch. It returns nil when the
+// pipeline can go on, or the error that stopped it.
+func (p *pipeline[In]) reinit(stage, where string, cause error) error {
+	p.recoveries++
+	if p.recoveries > maxRecoveries {
+		e := fmt.Errorf("%w: pipeline %s at %s (%s): %d producer re-initialisations without a commit: %w", ErrProducerFatal, p.cfg.TransactionalID, stage, where, maxRecoveries, cause)
+		p.fail(e)
+		return e
+	}
+	p.log.Warn("eventgen: epoch error or transaction timeout; re-initialising the transactional producer", "transactional_id", p.cfg.TransactionalID, "stage", stage, "at", where, "error", cause, "timeout", p.prodCfg.Producer.Transaction.Timeout)
+	_ = p.prod.Close()
+	p.prodClosed = true
+	prod, err := sarama.NewSyncProducer(p.cfg.Brokers, p.prodCfg)
+	if err != nil {
+		kind := ErrProducerFatal
+		if fenced(err) {
+			kind = ErrFenced
+		}
+		e := fmt.Errorf("%w: pipeline %s: re-initialising the producer after %s (%s) failed (%w): %w", kind, p.cfg.TransactionalID, stage, where, cause, err)
+		p.fail(e)
+		return e
+	}
+	p.prod, p.prodClosed = prod, false
+	p.txStart = time.Time{}
+	return nil
+}
+
+// poisoned handles outputs the client or broker rejected for good
+// (poisonOutputs): the transaction is aborted, the inputs that emitted
+// them are dead-lettered instead (with the reason; none of their outputs
+// are written), and the batch is committed again, in place, without
+// re-reading it. When the input cannot be told (a broker error covers a
+// whole produce batch, and sarama fails the rest of the send with it), the
+// batch is committed one input per transaction instead, so that the next
+// rejection names a single input. Each round removes an input or narrows
+// the batch to one input, so it ends. A dead letter rejected for good
+// cannot be dead-lettered: the transaction fails as before.
+func (p *pipeline[In]) poisoned(sess sarama.ConsumerGroupSession, batch []*sarama.ConsumerMessage, res *batchResult, poison map[*sarama.ProducerMessage]error, cause error) error {
+	last := batch[len(batch)-1]
+	bad := map[int64]error{}
+	attempts := map[int64]int{}
+	for pm, err := range poison {
+		off, ok := p.origin(pm)
+		if !ok || pm.Topic == DeadLetterTopic(p.in.Topic) {
+			return p.txnFailed("produce", last, cause)
+		}
+		if _, seen := bad[off]; !seen {
+			bad[off] = fmt.Errorf("output to %s rejected for good: %w", pm.Topic, err)
+			if o, ok := pm.Metadata.(outputOrigin); ok {
+				attempts[off] = o.attempt
+			}
+		}
+	}
+	if err := p.prod.AbortTxn(); err != nil {
+		return p.txnFailed("abort after a poison output", last, errors.Join(cause, err))
+	}
+	p.txStart = time.Time{}
+	if len(bad) > 1 && !clientSide(poison) {
+		return p.oneByOne(sess, batch, res, cause)
+	}
+	out := make([]*sarama.ProducerMessage, 0, len(res.out))
+	for _, pm := range res.out {
+		if off, ok := p.origin(pm); ok && bad[off] != nil {
+			if pm.Topic == DeadLetterTopic(p.in.Topic) {
+				res.deadLettered--
+			} else {
+				res.emitted[pm.Topic]--
+			}
+			continue
+		}
+		out = append(out, freshMessage(pm))
+	}
+	for _, m := range batch {
+		if err := bad[m.Offset]; err != nil {
+			p.log.Error("eventgen: pipeline output rejected for good; dead-lettering its input", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "error", err)
+			out = append(out, deadLetterMessage(p.cfg.GroupID, m, err, attempts[m.Offset]))
+			res.handled--
+			res.deadLettered++
+		}
+	}
+	res.out = out
+	return p.commitLocked(sess, batch, res)
+}
+
+// oneByOne commits a batch one input per transaction, each with its own
+// outputs, after a rejection that did not say which input was poison.
+func (p *pipeline[In]) oneByOne(sess sarama.ConsumerGroupSession, batch []*sarama.ConsumerMessage, res *batchResult, cause error) error {
+	last := batch[len(batch)-1]
+	p.log.Warn("eventgen: pipeline output rejected for good; committing the batch one input per transaction to find the input", "topic", last.Topic, "partition", last.Partition, "from", batch[0].Offset, "to", last.Offset, "error", flattenProducerErrors(cause))
+	byInput := map[int64][]*sarama.ProducerMessage{}
+	for _, pm := range res.out {
+		off, ok := p.origin(pm)
+		if !ok {
+			return fmt.Errorf("eventgen: pipeline transaction aborted at produce (%s/%d@%d): an output without its input: %w", last.Topic, last.Partition, last.Offset, cause)
+		}
+		byInput[off] = append(byInput[off], freshMessage(pm))
+	}
+	// The counts of res spread over the inputs: one with a dead letter is
+	// dead-lettered, one with outputs handled; of those with neither, as
+	// many as res has handled inputs left are handled (emitting nothing),
+	// the rest skipped (res.skipped goes with the first input).
+	handledLeft := res.handled
+	for _, m := range batch {
+		if outs := byInput[m.Offset]; len(outs) > 0 && outs[0].Topic != DeadLetterTopic(p.in.Topic) {
+			handledLeft--
+		}
+	}
+	for i, m := range batch {
+		sub := &batchResult{out: byInput[m.Offset], emitted: map[string]int64{}, skipped: map[string]int64{}}
+		for _, pm := range sub.out {
+			if pm.Topic == DeadLetterTopic(p.in.Topic) {
+				sub.deadLettered++
+			} else {
+				sub.emitted[pm.Topic]++
+			}
+		}
+		switch {
+		case sub.deadLettered > 0:
+		case len(sub.out) > 0:
+			sub.handled = 1
+		case handledLeft > 0:
+			sub.handled = 1
+			handledLeft--
+		}
+		if i == 0 {
+			sub.retried, sub.skipped = res.retried, res.skipped
+		}
+		if err := p.commitLocked(sess, batch[i:i+1], sub); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// origin returns the offset of the input (in the batch's partition) that
+// an output or dead letter belongs to.
+func (p *pipeline[In]) origin(pm *sarama.ProducerMessage) (int64, bool) {
+	if o, ok := pm.Metadata.(outputOrigin); ok {
+		return o.offset, true
+	}
+	for _, h := range pm.Headers {
+		if string(h.Key) == HeaderDLQSourceOffset {
+			off, err := strconv.ParseInt(string(h.Value), 10, 64)
+			return off, err == nil
+		}
+	}
+	return 0, false
+}
+
+// clientSide reports whether every rejection is the client's own, made per
+// record (its size), so that each names its own input.
+func clientSide(poison map[*sarama.ProducerMessage]error) bool {
+	for _, err := range poison {
+		var ce sarama.ConfigurationError
+		if !errors.As(err, &ce) {
+			return false
+		}
+	}
+	return true
+}
+
+// freshMessage copies what a send needs of pm: sarama keeps per-send
+// state in a ProducerMessage.
+func freshMessage(pm *sarama.ProducerMessage) *sarama.ProducerMessage {
+	return &sarama.ProducerMessage{Topic: pm.Topic, Key: pm.Key, Value: pm.Value, Headers: pm.Headers, Metadata: pm.Metadata}
 }

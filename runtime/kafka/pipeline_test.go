@@ -43,10 +43,12 @@ func runChildPipeline(ctx context.Context) error {
 			fmt.Fprintln(os.Stderr, "child: continued")
 		}
 	}}
-	tune := kafkatest.FastTune
-	if ms := envInt("CHILD_SESSION_MS"); ms > 0 {
-		tune = func(sc *sarama.Config) {
-			kafkatest.FastTune(sc)
+	tune := func(sc *sarama.Config) {
+		kafkatest.FastTune(sc)
+		// Longer than a zombie stays stopped: its PRODUCER_FENCED must read
+		// as a newer instance, not as its own transaction timing out.
+		sc.Producer.Transaction.Timeout = 60 * time.Second
+		if ms := envInt("CHILD_SESSION_MS"); ms > 0 {
 			sc.Consumer.Group.Session.Timeout = time.Duration(ms) * time.Millisecond
 			sc.Consumer.Group.Heartbeat.Interval = time.Duration(ms) * time.Millisecond / 5
 		}

@@ -1,6 +1,7 @@
 package kafka_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/eventgen/eventgen/runtime/kafka"
 	"github.com/eventgen/eventgen/runtime/kafka/kafkatest"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -497,6 +499,26 @@ func TestTransactionalInjectedErrors(t *testing.T) {
 			t.Errorf("read_uncommitted sees %d of the 2 aborted records on topic a, want 2 (written, then aborted)", n)
 		}
 	})
+	// INVALID_PRODUCER_EPOCH is not fencing (issue 7, defect 5): on Produce
+	// sarama aborts with an epoch bump and the producer stays usable; on
+	// EndTxn sarama cannot go on, so the producer is closed with
+	// ErrProducerFatal (a new one with the same ID is safe). Before the fix
+	// both reported ErrFenced.
+	t.Run("produce-epoch-abortable", func(t *testing.T) {
+		f := newTxnFixture(t, "txn-prodepoch")
+		p := f.producer(t, "txn-prodepoch")
+		f.failTxn(t, p, f.c.FailRequests(kmsg.Produce, kerr.InvalidProducerEpoch, 1), kafka.ErrTxnAborted)
+		mustNil(t, p.InTx(t.Context(), func(tx *kafka.Tx) error { return f.send(tx, "retry", 2, 2) }))
+		f.wantVisible(t, map[string]int{"failed": 0, "retry": 4})
+	})
+	t.Run("end-txn-epoch-fatal", func(t *testing.T) {
+		f := newTxnFixture(t, "txn-endepoch")
+		p := f.producer(t, "txn-endepoch")
+		f.failTxn(t, p, f.c.FailEndTxn(1, kerr.InvalidProducerEpoch), kafka.ErrProducerFatal)
+		p2 := f.producer(t, "txn-endepoch")
+		mustNil(t, p2.InTx(t.Context(), func(tx *kafka.Tx) error { return f.send(tx, "recreated", 1, 1) }))
+		f.wantVisible(t, map[string]int{"failed": 0, "recreated": 2})
+	})
 	t.Run("end-txn-retriable", func(t *testing.T) {
 		f := newTxnFixture(t, "txn-endretry")
 		p := f.producer(t, "txn-endretry")
@@ -543,4 +565,56 @@ func TestTransactionalFencing(t *testing.T) {
 	if n := countTag(written, "zombie"); n != 0 {
 		t.Errorf("fenced producer wrote %d records to the log", n)
 	}
+}
+
+// TestTransactionalTimeoutIsNotFencing: the coordinator times out a
+// transaction (Producer.Transaction.Timeout 1 s) while its EndTxn is held
+// back, until kfake reports the transaction no longer Ongoing; kfake, like
+// Kafka, aborts it, bumps the epoch and answers the late EndTxn with
+// PRODUCER_FENCED. No other producer has the ID: Commit reports
+// ErrProducerFatal (the producer is closed; a new one with the same ID
+// works), not ErrFenced. Before the fix it reported ErrFenced.
+func TestTransactionalTimeoutIsNotFencing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sarama v1.61.1 races on the fenced produce path (IBM/sarama#2913, in the dependency, not eventgen); run without -race")
+	}
+	const id = "txn-timeout"
+	f := newTxnFixture(t, id)
+	tune := f.cfg.Tune
+	f.cfg.Tune = func(sc *sarama.Config) {
+		if tune != nil {
+			tune(sc)
+		}
+		sc.Producer.Transaction.Timeout = time.Second
+	}
+	p := f.producer(t, id)
+	kc, err := kgo.NewClient(kgo.SeedBrokers(f.c.Brokers()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	kf := f.c.Kfake()
+	held := 0
+	kf.ControlKey(int16(kmsg.EndTxn), func(kmsg.Request) (kmsg.Response, error, bool) {
+		if held++; held > 1 {
+			return nil, nil, false
+		}
+		kf.KeepControl()
+		kf.SleepControl(func() {
+			kafkatest.WaitFor(t, 30*time.Second, "kfake to time the transaction out", func() bool {
+				req := kmsg.NewPtrDescribeTransactionsRequest()
+				req.TransactionalIDs = []string{id}
+				resp, err := req.RequestWith(context.Background(), kc)
+				return err == nil && len(resp.TransactionStates) == 1 && resp.TransactionStates[0].State != "Ongoing"
+			})
+		})
+		return nil, nil, false
+	})
+	err = p.InTx(t.Context(), func(tx *kafka.Tx) error { return f.send(tx, "failed", 2, 2) })
+	if held != 1 || !errors.Is(err, kafka.ErrProducerFatal) || errors.Is(err, kafka.ErrFenced) {
+		t.Fatalf("commit of a timed-out transaction (EndTxn held %d times): %v, want ErrProducerFatal, not ErrFenced", held, err)
+	}
+	p2 := f.producer(t, id)
+	mustNil(t, p2.InTx(t.Context(), func(tx *kafka.Tx) error { return f.send(tx, "recreated", 1, 1) }))
+	f.wantVisible(t, map[string]int{"failed": 0, "recreated": 2})
 }

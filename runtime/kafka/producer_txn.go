@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/eventgen/eventgen/runtime/event"
@@ -22,6 +23,11 @@ type TransactionalProducer struct {
 	metrics Metrics
 
 	sem chan struct{} // holds a token while a transaction is open
+
+	// txTimeout is Producer.Transaction.Timeout; txStart is when Commit or
+	// Abort of the open transaction started writing (under the token).
+	txTimeout time.Duration
+	txStart   time.Time
 
 	mu     sync.Mutex
 	err    error // sticky: ErrClosed, ErrFenced or ErrProducerFatal (wrapped)
@@ -61,6 +67,8 @@ func NewTransactionalProducer(cfg ProducerConfig) (*TransactionalProducer, error
 		log:     cfg.Logger.With("transactional_id", transactionalID),
 		metrics: cfg.Metrics,
 		sem:     make(chan struct{}, 1),
+
+		txTimeout: sc.Producer.Transaction.Timeout,
 	}, nil
 }
 
@@ -91,6 +99,7 @@ func (p *TransactionalProducer) Begin(ctx context.Context) (*Tx, error) {
 		<-p.sem
 		return nil, err
 	}
+	p.txStart = time.Time{}
 	if err := p.sp.BeginTxn(); err != nil {
 		err = p.classify("begin", err)
 		<-p.sem
@@ -101,6 +110,14 @@ func (p *TransactionalProducer) Begin(ctx context.Context) (*Tx, error) {
 	p.open = t
 	p.mu.Unlock()
 	return t, nil
+}
+
+// overdue reports whether the open transaction started writing longer than
+// Producer.Transaction.Timeout ago. This clock starts before the
+// coordinator's (records are buffered until Commit), so a transaction that
+// is not overdue here cannot have been timed out there.
+func (p *TransactionalProducer) overdue() bool {
+	return !p.txStart.IsZero() && time.Since(p.txStart) >= p.txTimeout
 }
 
 func (p *TransactionalProducer) state() error {
@@ -190,6 +207,9 @@ func (p *TransactionalProducer) end(msgs []*sarama.ProducerMessage, commit bool)
 	if closed {
 		return perr
 	}
+	// Records are buffered until now, so the coordinator's transaction
+	// cannot have begun before this.
+	p.txStart = time.Now()
 	if !commit {
 		if err := p.sp.AbortTxn(); err != nil {
 			return p.classify("abort", err)
@@ -233,9 +253,17 @@ func (p *TransactionalProducer) abortAfter(op string, msgs []*sarama.ProducerMes
 
 // classify turns an error from sarama into ErrFenced or
 // ErrProducerFatal (closing the producer) or returns it wrapped.
+// PRODUCER_FENCED on a transaction older than Producer.Transaction.Timeout
+// is the coordinator's timeout (ErrProducerFatal), not fencing;
+// INVALID_PRODUCER_EPOCH never is fencing (see epochError).
 func (p *TransactionalProducer) classify(op string, err error) error {
 	err = flattenProducerErrors(err)
 	switch {
+	case producerFenced(err) && p.overdue():
+		// The coordinator aborted the transaction after
+		// Producer.Transaction.Timeout and bumped the epoch: our own
+		// timeout, not a newer instance. sarama cannot go on.
+		return p.shutdown(ErrProducerFatal, fmt.Errorf("%s: transaction outlived Producer.Transaction.Timeout (%v) and was aborted by the coordinator: %w", op, p.txTimeout, err))
 	case fenced(err):
 		return p.shutdown(ErrFenced, fmt.Errorf("%s: %w", op, err))
 	case p.sp.TxnStatus()&sarama.ProducerTxnFlagFatalError != 0:
