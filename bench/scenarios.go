@@ -24,6 +24,7 @@ var scenarios = []scenario{
 	{name: "alo-sync", what: "at-least-once producer, 64 goroutines each waiting for its ack", raw: rawAtLeastOnceSync, gen: genAtLeastOnce},
 	{name: "amo", what: "at-most-once producer (acks=0)", raw: rawAtMostOnce, gen: genAtMostOnce, target: 0.95},
 	{name: "eos", what: "exactly-once pipeline vs raw transactional producer, 100 records per transaction", raw: rawTransactional, gen: genPipeline, target: 0.5},
+	{name: "eos-loop", what: "exactly-once pipeline vs hand-written sarama consume-transform-produce loop, 100 records per transaction", raw: rawPipeline, gen: genPipeline, target: 1.0},
 }
 
 func newCluster() (*kafkatest.Cluster, error) {
@@ -341,12 +342,12 @@ func timed(f func() error) (time.Duration, error) {
 	return time.Since(start), err
 }
 
-// genPipeline preloads n PaymentCaptured events, then times the generated
-// IssueReceipts pipeline turning them into n committed receipts.
-func genPipeline(ctx context.Context, brokers []string, n int) (time.Duration, error) {
+// preloadPayments writes n PaymentCaptured events to their topic, 1,000
+// per transaction: the input of both sides of the pipeline scenarios.
+func preloadPayments(ctx context.Context, brokers []string, n int) error {
 	p, err := shop.NewProducer(kafka.ProducerConfig{Config: kafka.Config{Brokers: brokers}, TransactionalID: "bench-preload"})
 	if err != nil {
-		return 0, err
+		return err
 	}
 	for start := 0; start < n; start += 1000 {
 		err := p.InTx(ctx, func(tx shop.Tx) error {
@@ -360,13 +361,18 @@ func genPipeline(ctx context.Context, brokers []string, n int) (time.Duration, e
 		})
 		if err != nil {
 			p.Close()
-			return 0, fmt.Errorf("preload: %w", err)
+			return fmt.Errorf("preload: %w", err)
 		}
 	}
-	if err := p.Close(); err != nil {
+	return p.Close()
+}
+
+// genPipeline preloads n PaymentCaptured events, then times the generated
+// IssueReceipts pipeline turning them into n committed receipts.
+func genPipeline(ctx context.Context, brokers []string, n int) (time.Duration, error) {
+	if err := preloadPayments(ctx, brokers, n); err != nil {
 		return 0, err
 	}
-
 	counter, err := startCounter(ctx, brokers, "shop.receipts.issued", n)
 	if err != nil {
 		return 0, err

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/eventgen/eventgen/runtime/event"
 	"github.com/eventgen/eventgen/runtime/kafka/kafkatest"
 )
@@ -16,12 +15,11 @@ import (
 // with one transaction per batch of benchBatch records, on an in-process
 // kfake cluster. Run them with a fixed record count, e.g.
 //
-//	go test ./runtime -run '^$' -bench 'Pipeline|RawSaramaTxn' -benchtime 20000x
+//	go test ./runtime/kafka -run '^$' -bench Pipeline -benchtime 20000x
 //
-// BenchmarkRawSaramaTxnLoop is the baseline: the same loop written directly
-// against sarama (batch, BeginTxn, SendMessages, AddMessageToTxnWithGroupMetadata,
-// CommitTxn), without eventgen's decoding, validation, headers, retries and
-// dead letters.
+// Its baseline, the same loop written by hand on sarama, is the raw side of
+// the eos-loop scenario of the bench harness (go run ./bench -run eos-loop),
+// which runs both sides back to back on the same records.
 
 const (
 	benchParts = 4
@@ -82,114 +80,4 @@ func BenchmarkPipeline(b *testing.B) {
 	if err := <-errc; err != nil {
 		b.Fatal(err)
 	}
-}
-
-// rawTxnHandler is a hand-written consume-transform-produce loop on sarama.
-type rawTxnHandler struct {
-	prod  sarama.SyncProducer
-	group string
-	out   string
-	txMu  chan struct{}
-	total atomic.Int64
-	n     int64
-	done  chan struct{}
-}
-
-func (h *rawTxnHandler) Setup(sarama.ConsumerGroupSession) error   { return nil }
-func (h *rawTxnHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
-
-func (h *rawTxnHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
-	batch := make([]*sarama.ConsumerMessage, 0, benchBatch)
-	for {
-		select {
-		case <-sess.Context().Done():
-			return nil
-		case m, ok := <-claim.Messages():
-			if !ok {
-				return nil
-			}
-			batch = append(batch[:0], m)
-		}
-	drain:
-		for len(batch) < benchBatch {
-			select {
-			case m, ok := <-claim.Messages():
-				if !ok {
-					break drain
-				}
-				batch = append(batch, m)
-			default:
-				break drain
-			}
-		}
-		outs := make([]*sarama.ProducerMessage, 0, len(batch))
-		for _, m := range batch {
-			e, err := decodeTestEvent(m.Value)
-			if err != nil {
-				return err
-			}
-			e.Src = fmt.Sprintf("%d/%d", m.Partition, m.Offset)
-			outs = append(outs, &sarama.ProducerMessage{Topic: h.out, Key: sarama.StringEncoder(e.K), Value: sarama.ByteEncoder(e.AppendJSON(nil))})
-		}
-		h.txMu <- struct{}{}
-		err := func() error {
-			defer func() { <-h.txMu }()
-			if err := h.prod.BeginTxn(); err != nil {
-				return err
-			}
-			if err := h.prod.SendMessages(outs); err != nil {
-				return err
-			}
-			if err := h.prod.AddMessageToTxnWithGroupMetadata(batch[len(batch)-1], sarama.NewConsumerGroupMetadataFromSession(sess, h.group, nil), nil); err != nil {
-				return err
-			}
-			return h.prod.CommitTxn()
-		}()
-		if err != nil {
-			return err
-		}
-		if h.total.Add(int64(len(batch))) == h.n {
-			close(h.done)
-		}
-	}
-}
-
-func BenchmarkRawSaramaTxnLoop(b *testing.B) {
-	cl, in, out, group := benchSetup(b)
-	prod, err := sarama.NewSyncProducer(cl.Brokers(), txnConfig(group+"-tx"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer prod.Close()
-	sc := sarama.NewConfig()
-	sc.Version = ProtocolVersion()
-	sc.Consumer.IsolationLevel = sarama.ReadCommitted
-	sc.Consumer.Offsets.AutoCommit.Enable = false
-	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
-	kafkatest.FastTune(sc)
-	cg, err := sarama.NewConsumerGroup(cl.Brokers(), group, sc)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cg.Close()
-	h := &rawTxnHandler{prod: prod, group: group, out: out.Topic, txMu: make(chan struct{}, 1), n: int64(b.N), done: make(chan struct{})}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	b.ResetTimer()
-	start := time.Now()
-	go func() {
-		for ctx.Err() == nil {
-			if err := cg.Consume(ctx, []string{in.Topic}, h); err != nil && ctx.Err() == nil {
-				b.Errorf("consume: %v", err)
-				return
-			}
-		}
-	}()
-	select {
-	case <-h.done:
-	case <-time.After(kafkatest.Timeout(5 * time.Minute)):
-		b.Fatal("timed out")
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "records/s")
 }
