@@ -28,6 +28,12 @@ const (
 	DefaultCommitInterval = time.Second
 	DefaultBatchSize      = 100
 	DefaultShutdownGrace  = 10 * time.Second
+	// DefaultPipelineTransactionTimeout is the Producer.Transaction.Timeout
+	// of a pipeline's transactional producer (sarama's default is 1 min),
+	// Kafka Streams' default under exactly-once (KIP-447): no longer than
+	// sarama's 10 s Consumer.Group.Session.Timeout. Tune may change it;
+	// RunPipeline checks it against the group's timeouts.
+	DefaultPipelineTransactionTimeout = 10 * time.Second
 )
 
 // ProtocolVersion returns the protocol version eventgen asks sarama to speak.
@@ -123,6 +129,10 @@ type ConsumerConfig struct {
 	// the rebalance completes), while its goroutine runs until it returns,
 	// since Go cannot stop it. Default 10 s (DefaultShutdownGrace); must
 	// not be negative; a tiny value such as time.Nanosecond cancels at once.
+	// Run rejects 2×ShutdownGrace ≥ Consumer.Group.Rebalance.Timeout (after
+	// Tune; sarama's default 60 s), matching ErrConflictingConfig: a handler
+	// abandoned only after two graces must not hold a rebalance past the
+	// point where the coordinator removes the member.
 	ShutdownGrace time.Duration
 }
 
@@ -166,9 +176,16 @@ type PipelineConfig struct {
 	// its inputs are read again by the partition's next owner. A handler
 	// that has still not returned one more ShutdownGrace later is
 	// abandoned: its batch is not committed and the pipeline moves on
-	// (RunPipeline returns, the rebalance completes), while its goroutine runs until it returns,
-	// since Go cannot stop it. Default 10 s (DefaultShutdownGrace); must
+	// (RunPipeline returns, the rebalance completes), while its goroutine
+	// runs until it returns, since Go cannot stop it. Default 10 s (DefaultShutdownGrace); must
 	// not be negative; a tiny value such as time.Nanosecond cancels at once.
+	// RunPipeline rejects 2×ShutdownGrace ≥ Consumer.Group.Rebalance.Timeout
+	// (after Tune; sarama's default 60 s), matching ErrConflictingConfig, as
+	// Run does for consumers. It also checks, after Tune, the transactional
+	// producer's Producer.Transaction.Timeout (default 10 s for pipelines,
+	// DefaultPipelineTransactionTimeout) ≤ Consumer.Group.Rebalance.Timeout,
+	// and logs a warning when it is longer than
+	// Consumer.Group.Session.Timeout (see docs/consumers.md).
 	ShutdownGrace time.Duration
 
 	hooks *pipelineHooks // tests only

@@ -234,7 +234,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 	sort.Strings(topics)
 
-	sc, err := c.cfg.saramaConfig(groupConsumer, identity{instanceID: c.cfg.InstanceID, instanceIDField: "ConsumerConfig.InstanceID"})
+	sc, err := c.cfg.saramaConfig(groupConsumer, identity{
+		instanceID: c.cfg.InstanceID, instanceIDField: "ConsumerConfig.InstanceID",
+		shutdownGrace: c.cfg.ShutdownGrace, shutdownGraceField: "ConsumerConfig.ShutdownGrace",
+	})
 	if err != nil {
 		return err
 	}

@@ -80,7 +80,12 @@ func (em *Emitter) Record() ExactlyOnceRecord { return em.rec }
 // and returns nil; or returns an error when it cannot start or must stop.
 // Before connecting it checks cfg, in, produces, decode and h, and reports
 // every problem at once (ErrInvalidConfig, ErrGuaranteeMismatch), then the
-// settings Tune must not break (ErrConflictingConfig).
+// settings Tune must not break and the timeouts that must agree after Tune
+// (ErrConflictingConfig): Producer.Transaction.Timeout (default 10 s for a
+// pipeline, DefaultPipelineTransactionTimeout) ≤
+// Consumer.Group.Rebalance.Timeout, and 2×cfg.ShutdownGrace <
+// Consumer.Group.Rebalance.Timeout. A transaction timeout longer than
+// Consumer.Group.Session.Timeout is allowed but logged as a warning.
 func RunPipeline[In any](ctx context.Context, cfg PipelineConfig, in *event.Type, produces []*event.Type, decode func([]byte) (In, error), h func(context.Context, In, *Emitter) error) error {
 	p, err := newPipeline(cfg, in, produces, decode, h)
 	if err != nil {
@@ -161,16 +166,28 @@ func newPipeline[In any](cfg PipelineConfig, in *event.Type, produces []*event.T
 }
 
 // saramaConfigs returns the configurations of the pipeline's input
-// consumer and of its transactional producer.
+// consumer and of its transactional producer. Every conflict is reported at
+// once: each client's rules (the consumer's include graceRule), then the
+// rules between the two (pipelineTimingRules).
 func (p *pipeline[In]) saramaConfigs() (consumer, producer *sarama.Config, err error) {
-	sc, err := p.cfg.saramaConfig(readCommittedConsumer, identity{instanceID: p.cfg.InstanceID, instanceIDField: "PipelineConfig.InstanceID"})
-	if err != nil {
+	sc, errs := p.cfg.tunedConfig(readCommittedConsumer, identity{
+		instanceID: p.cfg.InstanceID, instanceIDField: "PipelineConfig.InstanceID",
+		shutdownGrace: p.cfg.ShutdownGrace, shutdownGraceField: "PipelineConfig.ShutdownGrace",
+	})
+	pc, perrs := p.cfg.tunedConfig(transactionalProducer, identity{
+		clientIDSuffix: "-txn", transactionalID: p.cfg.TransactionalID, transactionalIDField: "PipelineConfig.TransactionalID",
+		txTimeout: DefaultPipelineTransactionTimeout,
+	})
+	errs = append(errs, perrs...)
+	rs := rules{role: readCommittedConsumer.spec().name}
+	pipelineTimingRules(&rs, sc, pc)
+	if err := errors.Join(append(errs, rs.errs...)...); err != nil {
 		return nil, nil, err
 	}
-	pc, err := p.cfg.saramaConfig(transactionalProducer, identity{
-		clientIDSuffix: "-txn", transactionalID: p.cfg.TransactionalID, transactionalIDField: "PipelineConfig.TransactionalID",
-	})
-	if err != nil {
+	if sc, err = saramaValidated(readCommittedConsumer, sc); err != nil {
+		return nil, nil, err
+	}
+	if pc, err = saramaValidated(transactionalProducer, pc); err != nil {
 		return nil, nil, err
 	}
 	return sc, pc, nil
@@ -180,6 +197,12 @@ func (p *pipeline[In]) run(ctx context.Context) error {
 	sc, pc, err := p.saramaConfigs()
 	if err != nil {
 		return err
+	}
+	if tt, st := pc.Producer.Transaction.Timeout, sc.Consumer.Group.Session.Timeout; tt > st {
+		// Allowed (a zombie test needs it, and KIP-447's generation fencing
+		// keeps the output exactly once), but slow to recover from a crash.
+		p.log.Warn("eventgen: Producer.Transaction.Timeout is longer than Consumer.Group.Session.Timeout: partitions of a member that crashes inside a transaction move after the session timeout, and their new owner then waits for that transaction to time out (UNSTABLE_OFFSET_COMMIT) before it reads; Kafka Streams and franz-go keep the transaction timeout at or below the session timeout",
+			"transactional_id", p.cfg.TransactionalID, "transaction_timeout", tt, "session_timeout", st)
 	}
 	// The producer first: InitProducerID aborts what a predecessor with
 	// this TransactionalID left open and fences it, before this process

@@ -40,11 +40,14 @@ const (
 // client takes from the configuration, and the fields they come from (for
 // the messages).
 type identity struct {
-	clientIDSuffix       string // appended to Config.ClientID: a second client of one process gets its own
-	transactionalID      string // transactional producers
-	transactionalIDField string // e.g. "ProducerConfig.TransactionalID"
-	instanceID           string // group consumers: static membership, "" for none
-	instanceIDField      string // e.g. "ConsumerConfig.InstanceID"
+	clientIDSuffix       string        // appended to Config.ClientID: a second client of one process gets its own
+	transactionalID      string        // transactional producers
+	transactionalIDField string        // e.g. "ProducerConfig.TransactionalID"
+	instanceID           string        // group consumers: static membership, "" for none
+	instanceIDField      string        // e.g. "ConsumerConfig.InstanceID"
+	txTimeout            time.Duration // transactional producers: Producer.Transaction.Timeout before Tune, 0 for sarama's
+	shutdownGrace        time.Duration // group consumers: the handlers' grace (see graceRule)
+	shutdownGraceField   string        // e.g. "ConsumerConfig.ShutdownGrace", "" for no grace rule
 }
 
 // roleSpec is one row of the table: what a role applies, and what it checks
@@ -96,6 +99,9 @@ func (r role) spec() roleSpec {
 			apply: func(sc *sarama.Config, id identity) {
 				setIdempotent(sc)
 				sc.Producer.Transaction.ID = id.transactionalID
+				if id.txTimeout > 0 {
+					sc.Producer.Transaction.Timeout = id.txTimeout
+				}
 			},
 			rules: func(r *rules, sc *sarama.Config, id identity) {
 				r.require(sc.Producer.Transaction.ID == id.transactionalID, "Producer.Transaction.ID=%q (%s), got %q", id.transactionalID, id.transactionalIDField, sc.Producer.Transaction.ID)
@@ -199,6 +205,34 @@ func groupConsumerRules(r *rules, sc *sarama.Config, id identity) {
 	r.require(sc.Consumer.IsolationLevel == sarama.ReadCommitted, "Consumer.IsolationLevel=ReadCommitted (records of aborted transactions must not be read), got %d", sc.Consumer.IsolationLevel)
 	r.require(!sc.Consumer.Offsets.AutoCommit.Enable, "Consumer.Offsets.AutoCommit.Enable=false (eventgen commits offsets itself: in order, or in transactions)")
 	r.require(sc.Consumer.Group.InstanceId == id.instanceID, "Consumer.Group.InstanceId=%q (set static membership with %s), got %q", id.instanceID, id.instanceIDField, sc.Consumer.Group.InstanceId)
+	if id.shutdownGraceField != "" {
+		graceRule(r, sc, id.shutdownGrace, id.shutdownGraceField)
+	}
+}
+
+// graceRule checks, after Tune, a group member's shutdown grace against
+// its rebalance timeout: a revoked partition's handler keeps a live context
+// for grace, is cancelled, and is abandoned only one more grace later; until
+// then the member does not rejoin, and the coordinator removes a member that
+// has not rejoined within Consumer.Group.Rebalance.Timeout (the group then
+// rebalances again when it comes back). graceField names the grace.
+func graceRule(r *rules, sc *sarama.Config, grace time.Duration, graceField string) {
+	rt := sc.Consumer.Group.Rebalance.Timeout
+	r.require(2*grace < rt, "2×%s < Consumer.Group.Rebalance.Timeout (a revoked partition's handler is abandoned only 2×%s after the rebalance starts, and a member that has not rejoined by Rebalance.Timeout is removed from the group), got 2×%v = %v ≥ %v", graceField, graceField, grace, 2*grace, rt)
+}
+
+// pipelineTimingRules checks, after Tune, the pipeline's transaction
+// timeout (pc, its transactional producer) against the rebalance timeout of
+// its input consumer (sc). A rebalance waits for the member to end its open
+// transaction (commit it, or abort it when the generation changed) before it
+// rejoins; a transaction may stay open until Producer.Transaction.Timeout,
+// when the coordinator aborts it. With a longer transaction timeout than
+// Consumer.Group.Rebalance.Timeout, a member still legitimately inside its
+// transaction is removed from the group: the commit fails on the old
+// generation and the whole group rebalances again.
+func pipelineTimingRules(r *rules, sc, pc *sarama.Config) {
+	tt, rt := pc.Producer.Transaction.Timeout, sc.Consumer.Group.Rebalance.Timeout
+	r.require(tt <= rt, "Producer.Transaction.Timeout ≤ Consumer.Group.Rebalance.Timeout (a rebalance waits for the open transaction to end before the member rejoins, and removes a member that has not rejoined by Rebalance.Timeout), got %v > %v", tt, rt)
 }
 
 // rules collects the conflicts of one role's configuration.
@@ -220,6 +254,17 @@ func (r *rules) require(ok bool, format string, args ...any) {
 // broken one named in one error matching ErrConflictingConfig), then
 // sarama's own validation. c must have its defaults (withDefaults).
 func (c Config) saramaConfig(r role, id identity) (*sarama.Config, error) {
+	sc, errs := c.tunedConfig(r, id)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return saramaValidated(r, sc)
+}
+
+// tunedConfig is saramaConfig before sarama's validation: the configuration
+// after Tune, and the conflicts with the role's rules, so that a caller can
+// check rules between two clients and report every conflict at once.
+func (c Config) tunedConfig(r role, id identity) (*sarama.Config, []error) {
 	spec := r.spec()
 	sc := sarama.NewConfig()
 	sc.Version = ProtocolVersion()
@@ -233,11 +278,13 @@ func (c Config) saramaConfig(r role, id identity) (*sarama.Config, error) {
 	}
 	rs := rules{role: spec.name}
 	spec.rules(&rs, sc, id)
-	if err := errors.Join(rs.errs...); err != nil {
-		return nil, err
-	}
+	return sc, rs.errs
+}
+
+// saramaValidated runs sarama's own validation of a role's configuration.
+func saramaValidated(r role, sc *sarama.Config) (*sarama.Config, error) {
 	if err := sc.Validate(); err != nil {
-		return nil, fmt.Errorf("eventgen: invalid sarama configuration for %s: %w", spec.name, err)
+		return nil, fmt.Errorf("eventgen: invalid sarama configuration for %s: %w", r.spec().name, err)
 	}
 	return sc, nil
 }
