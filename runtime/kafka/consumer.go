@@ -263,9 +263,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 		topics:        topics,
 		log:           c.log.With("group", c.cfg.GroupID, "instance", c.cfg.InstanceID),
 		rejoinBackoff: 250 * time.Millisecond,
-		start: func(st *runState) claimFunc {
+		start: func(st *runState) sessionHooks {
 			h := &groupHandler{runState: st, c: c, dlq: dlq, routes: routes, index: index}
-			return h.consumeClaim
+			return sessionHooks{consume: h.consumeClaim}
 		},
 	})
 }

@@ -24,14 +24,21 @@ type groupRun struct {
 	// rejoinBackoff is the wait before rejoining after a failed session.
 	rejoinBackoff time.Duration
 	// start is called once, after the client connected and before the
-	// first session, and returns the function that handles one claim for
-	// the whole run.
-	start func(*runState) claimFunc
+	// first session, and returns how every session of the run is handled.
+	start func(*runState) sessionHooks
 }
 
-// claimFunc handles one claim of a session, as
-// sarama.ConsumerGroupHandler.ConsumeClaim does.
-type claimFunc func(sarama.ConsumerGroupSession, sarama.ConsumerGroupClaim) error
+// sessionHooks is how a Consumer or a pipeline handles the sessions of its
+// group, as sarama.ConsumerGroupHandler does: setup runs when a session
+// starts (partitions assigned), consume once per claim, and cleanup after
+// every claim of the session has returned, before the member rejoins or
+// leaves (the partitions are still this member's: a pipeline commits its
+// open transaction there). setup and cleanup may be nil.
+type sessionHooks struct {
+	setup   func(sarama.ConsumerGroupSession) error
+	consume func(sarama.ConsumerGroupSession, sarama.ConsumerGroupClaim) error
+	cleanup func(sarama.ConsumerGroupSession) error
+}
 
 // runState is what runGroup shares with a claim handler while it runs.
 type runState struct {
@@ -83,7 +90,7 @@ func runGroup(ctx context.Context, g groupRun) error {
 	runCtx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	st := &runState{client: client, userCtx: ctx, handlerCtx: context.WithoutCancel(ctx), stop: stop}
-	h := sessionHandler{log: g.log, kind: g.kind, consume: g.start(st)}
+	h := sessionHandler{log: g.log, kind: g.kind, hooks: g.start(st)}
 
 	errsDone := make(chan struct{})
 	go func() {
@@ -120,20 +127,28 @@ func runGroup(ctx context.Context, g groupRun) error {
 }
 
 // sessionHandler is the sarama.ConsumerGroupHandler of runGroup: it logs
-// each assignment and hands every claim to consume.
+// each assignment and calls the run's hooks.
 type sessionHandler struct {
-	log     *slog.Logger
-	kind    string
-	consume claimFunc
+	log   *slog.Logger
+	kind  string
+	hooks sessionHooks
 }
 
 func (h sessionHandler) Setup(sess sarama.ConsumerGroupSession) error {
 	h.log.Info("eventgen: "+h.kind+" partitions assigned", "generation", sess.GenerationID(), "claims", sess.Claims())
-	return nil
+	if h.hooks.setup == nil {
+		return nil
+	}
+	return h.hooks.setup(sess)
 }
 
-func (h sessionHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
+func (h sessionHandler) Cleanup(sess sarama.ConsumerGroupSession) error {
+	if h.hooks.cleanup == nil {
+		return nil
+	}
+	return h.hooks.cleanup(sess)
+}
 
 func (h sessionHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
-	return h.consume(sess, claim)
+	return h.hooks.consume(sess, claim)
 }

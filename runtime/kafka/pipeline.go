@@ -229,9 +229,9 @@ func (p *pipeline[In]) run(ctx context.Context) error {
 		topics:        []string{p.in.Topic},
 		log:           p.log.With("group", p.cfg.GroupID, "transactional_id", p.cfg.TransactionalID, "instance", p.cfg.InstanceID),
 		rejoinBackoff: 100 * time.Millisecond,
-		start: func(st *runState) claimFunc {
+		start: func(st *runState) sessionHooks {
 			p.runState = st
-			return p.consumeClaim
+			return sessionHooks{consume: p.consumeClaim}
 		},
 	})
 }
