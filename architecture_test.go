@@ -116,3 +116,57 @@ func TestNoPackageIsCalledRuntime(t *testing.T) {
 		}
 	}
 }
+
+// allowedDeps checks that pkg depends, beyond the standard library and the
+// listed module paths (and its own packages), on nothing else.
+func allowedDeps(t *testing.T, pkgs map[string]listedPackage, pkg string, allowed ...string) {
+	t.Helper()
+	p, ok := pkgs[pkg]
+	if !ok {
+		t.Fatalf("go list did not list %s", pkg)
+	}
+	for _, dep := range p.Deps {
+		if pkgs[dep].Standard || within(dep, pkg) {
+			continue
+		}
+		ok := false
+		for _, a := range allowed {
+			ok = ok || within(dep, a)
+		}
+		if !ok {
+			t.Errorf("%s depends on %s; docs/architecture.md allows only the standard library and %v", pkg, dep, allowed)
+		}
+	}
+}
+
+// pgxDeps and redisDeps are what the PostgreSQL and Redis clients pull in.
+var (
+	pgxDeps   = []string{"github.com/jackc/pgx/v5", "github.com/jackc/pgpassfile", "github.com/jackc/pgservicefile", "github.com/jackc/puddle/v2", "golang.org/x/sync", "golang.org/x/text"}
+	redisDeps = []string{"github.com/redis/go-redis/v9", "github.com/cespare/xxhash/v2", "github.com/dgryski/go-rendezvous", "go.uber.org/atomic", "golang.org/x/sys"}
+)
+
+func TestDedupPackagesImportOnlyTheirClient(t *testing.T) {
+	pkgs := listPackages(t, "./runtime/dedup/...", "./templates")
+	allowedDeps(t, pkgs, module+"/templates")
+	allowedDeps(t, pkgs, module+"/runtime/dedup/deduptest", module+"/runtime/dedup")
+	allowedDeps(t, pkgs, module+"/runtime/dedup/pgdedup", append([]string{module + "/runtime/dedup", module + "/templates"}, pgxDeps...)...)
+	allowedDeps(t, pkgs, module+"/runtime/dedup/redisdedup", append([]string{module + "/runtime/dedup"}, redisDeps...)...)
+	// runtime/dedup itself: the standard library only (its subpackages
+	// are checked above; within() would let them through).
+	for _, dep := range pkgs[module+"/runtime/dedup"].Deps {
+		if !pkgs[dep].Standard {
+			t.Errorf("runtime/dedup depends on %s; it may import only the standard library", dep)
+		}
+	}
+}
+
+func TestKafkaLinksNoDatabaseClient(t *testing.T) {
+	pkgs := listPackages(t, "./runtime/kafka")
+	for _, dep := range pkgs[module+"/runtime/kafka"].Deps {
+		for _, c := range []string{"github.com/jackc/pgx", "github.com/redis/go-redis", module + "/runtime/dedup/pgdedup", module + "/runtime/dedup/redisdedup"} {
+			if within(dep, c) {
+				t.Errorf("runtime/kafka depends on %s; it must link no PostgreSQL or Redis client (stores come in through runtime/dedup's interfaces)", dep)
+			}
+		}
+	}
+}

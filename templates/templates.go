@@ -1,7 +1,8 @@
 // Package templates holds the text templates eventgen renders besides Go
-// code (Go code is built with jennifer): Markdown documentation now, SQL
-// for the outbox and dedup tables later. They are embedded so the binary
-// is self-contained.
+// code (Go code is built with jennifer): the Markdown documentation and
+// the SQL of the dedup and offsets tables (RenderSQL, which the generator
+// and runtime/dedup/pgdedup's Migrate both call). They are embedded so the
+// binary is self-contained. The package imports the standard library only.
 package templates
 
 import (

@@ -1,0 +1,154 @@
+package dedup
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// DefaultMemoryTTL is how long Memory remembers a key when neither the item
+// nor NewMemory sets a TTL.
+const DefaultMemoryTTL = 24 * time.Hour
+
+// Memory is an in-process Store and OffsetStore, for tests and demos: keys
+// and offsets live in a map guarded by a mutex and are lost with the
+// process. It passes handlers the zero value of T (a nil pgx.Tx for a
+// Memory[pgx.Tx]), so their effects are not atomic with anything: use it
+// where the handler's effects are in memory too. A key being handled by
+// one Process call is Busy for the others until that handler returns.
+type Memory[T any] struct {
+	ttl time.Duration
+	now func() time.Time
+
+	mu      sync.Mutex
+	keys    map[Key]memEntry
+	offsets map[Partition]int64
+	parts   map[Partition]*sync.Mutex // serialises ProcessAt per partition
+}
+
+type memEntry struct {
+	done    bool      // false: a Handle is running (a lease)
+	expires time.Time // of a done entry
+}
+
+// NewMemory returns an empty Memory store whose keys expire ttl after their
+// handler succeeded, unless the item sets its own TTL. ttl ≤ 0 means
+// DefaultMemoryTTL.
+func NewMemory[T any](ttl time.Duration) *Memory[T] {
+	return &Memory[T]{
+		ttl: TTLOr(ttl, DefaultMemoryTTL), now: time.Now,
+		keys: map[Key]memEntry{}, offsets: map[Partition]int64{}, parts: map[Partition]*sync.Mutex{},
+	}
+}
+
+// Process implements Store.
+func (m *Memory[T]) Process(ctx context.Context, batch []Item[T]) error {
+	first := MarkRepeats(batch)
+	for i := range batch {
+		it := &batch[i]
+		it.Outcome, it.Err = Pending, nil
+		if j := first[i]; j >= 0 {
+			it.Outcome = ResolveRepeat(batch[j].Outcome)
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err // the rest stay Pending
+		}
+		if it.Handle == nil {
+			it.Outcome, it.Err = Failed, ErrNoHandle
+			continue
+		}
+		if o, ok := m.lease(it.Key); !ok {
+			it.Outcome = o
+			continue
+		}
+		var zero T
+		err := it.Handle(ctx, zero)
+		m.mu.Lock()
+		if err != nil {
+			delete(m.keys, it.Key)
+			it.Outcome, it.Err = Failed, err
+		} else {
+			m.keys[it.Key] = memEntry{done: true, expires: m.now().Add(TTLOr(it.TTL, m.ttl))}
+			it.Outcome = Handled
+		}
+		m.mu.Unlock()
+	}
+	return nil
+}
+
+// lease takes key for a handler run; when it cannot, it returns the
+// item's outcome (Duplicate or Busy).
+func (m *Memory[T]) lease(k Key) (Outcome, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.keys[k]
+	switch {
+	case ok && !e.done:
+		return Busy, false
+	case ok && m.now().Before(e.expires):
+		return Duplicate, false
+	}
+	m.keys[k] = memEntry{}
+	return Pending, true
+}
+
+// LoadOffsets implements OffsetStore.
+func (m *Memory[T]) LoadOffsets(ctx context.Context, group, topic string) (map[int32]int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[int32]int64{}
+	for p, off := range m.offsets {
+		if p.Group == group && p.Topic == topic {
+			out[p.Partition] = off
+		}
+	}
+	return out, nil
+}
+
+// ProcessAt implements OffsetStore. Calls for one partition are
+// serialised, as a database row lock would.
+func (m *Memory[T]) ProcessAt(ctx context.Context, at Partition, batch []Item[T], offsets []int64) (int64, error) {
+	m.mu.Lock()
+	pm := m.parts[at]
+	if pm == nil {
+		pm = &sync.Mutex{}
+		m.parts[at] = pm
+	}
+	m.mu.Unlock()
+	pm.Lock()
+	defer pm.Unlock()
+	m.mu.Lock()
+	stored, ok := m.offsets[at]
+	m.mu.Unlock()
+	if !ok {
+		stored = -1
+	}
+	if len(offsets) != len(batch) {
+		return stored, ErrOffsets(len(batch), len(offsets))
+	}
+	var todo []Item[T]
+	var idx []int
+	for i := range batch {
+		batch[i].Outcome, batch[i].Err = Pending, nil
+		switch {
+		case offsets[i] < stored:
+			batch[i].Outcome = Duplicate
+		case batch[i].Handle == nil:
+			batch[i].Outcome = Handled
+		default:
+			todo, idx = append(todo, batch[i]), append(idx, i)
+		}
+	}
+	if err := m.Process(ctx, todo); err != nil {
+		return stored, err
+	}
+	for k, i := range idx {
+		batch[i].Outcome, batch[i].Err = todo[k].Outcome, todo[k].Err
+	}
+	next := NextOffset(batch, offsets, stored)
+	m.mu.Lock()
+	m.offsets[at] = next
+	m.mu.Unlock()
+	return next, nil
+}

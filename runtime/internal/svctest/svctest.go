@@ -1,0 +1,137 @@
+// Package svctest gives tests an isolated piece of the PostgreSQL and Redis
+// servers they share with other packages' tests (go test ./... runs
+// packages in parallel, and CI reuses the servers): a fresh PostgreSQL
+// schema per test, dropped at the end, and a Redis key prefix per test,
+// whose keys are deleted at the end. A test that cannot reach a server
+// fails with how to start it; outside CI (CI unset) it is skipped instead,
+// saying why.
+package svctest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+)
+
+// Default addresses, overridden by EVENTGEN_POSTGRES_URL and
+// EVENTGEN_REDIS_ADDR.
+const (
+	DefaultPostgresURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	DefaultRedisAddr   = "127.0.0.1:6379"
+)
+
+// PostgresURL returns the test database's URL.
+func PostgresURL() string {
+	if u := os.Getenv("EVENTGEN_POSTGRES_URL"); u != "" {
+		return u
+	}
+	return DefaultPostgresURL
+}
+
+// RedisAddr returns the test Redis server's host:port.
+func RedisAddr() string {
+	if a := os.Getenv("EVENTGEN_REDIS_ADDR"); a != "" {
+		return a
+	}
+	return DefaultRedisAddr
+}
+
+// unreachable fails (in CI) or skips the test because service is down.
+func unreachable(t testing.TB, service, start string, err error) {
+	t.Helper()
+	msg := fmt.Sprintf("%s is unreachable (%v); start it with: %s", service, err, start)
+	if os.Getenv("CI") != "" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg + " (skipped because CI is unset)")
+}
+
+// Name returns a random lower-case name starting with prefix, for schemas,
+// key prefixes and consumer groups.
+func Name(prefix string) string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return prefix + hex.EncodeToString(b)
+}
+
+// Postgres creates a fresh schema and returns a pool whose connections use
+// it as their search_path (so unqualified tables land there), and the
+// schema's name. The schema is dropped and the pool closed at the end of
+// the test.
+func Postgres(t testing.TB, maxConns int32) (*pgxpool.Pool, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin, err := pgxpool.New(ctx, PostgresURL())
+	if err == nil {
+		err = admin.Ping(ctx)
+	}
+	if err != nil {
+		if admin != nil {
+			admin.Close()
+		}
+		unreachable(t, "PostgreSQL", "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start", err)
+	}
+	schema := Name("t_")
+	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		admin.Close()
+		t.Fatalf("creating schema %s: %v", schema, err)
+	}
+	cfg, err := pgxpool.ParseConfig(PostgresURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.RuntimeParams["search_path"] = schema
+	if maxConns > 0 {
+		cfg.MaxConns = maxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		pool.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := admin.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+			t.Errorf("dropping schema %s: %v", schema, err)
+		}
+		admin.Close()
+	})
+	return pool, schema
+}
+
+// Redis returns a client of the test server and a key prefix no other test
+// uses; the keys under the prefix are deleted at the end of the test.
+func Redis(t testing.TB) (*redis.Client, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := redis.NewClient(&redis.Options{Addr: RedisAddr()})
+	if err := c.Ping(ctx).Err(); err != nil {
+		c.Close()
+		unreachable(t, "Redis", `redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log`, err)
+	}
+	prefix := Name("eventgen-test:") + ":"
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		var keys []string
+		for iter.Next(ctx) {
+			keys = append(keys, iter.Val())
+		}
+		if len(keys) > 0 {
+			_ = c.Del(ctx, keys...).Err()
+		}
+		c.Close()
+	})
+	return c, prefix
+}
