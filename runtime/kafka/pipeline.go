@@ -278,6 +278,7 @@ func (e *engine) cleanup(sarama.ConsumerGroupSession) error {
 	r.stop()
 	<-r.done
 	r.mu.Lock()
+	r.sealed = true
 	n := len(r.open)
 	r.mu.Unlock()
 	if e.hooks != nil && e.hooks.atCleanup != nil {
@@ -318,36 +319,43 @@ func (p *pipeline[In]) consumeClaim(sess sarama.ConsumerGroupSession, claim sara
 	}
 	g := newClaimGuard(p.runState, sess, p.cfg.ShutdownGrace, p.log.With("group", p.cfg.GroupID, "topic", claim.Topic(), "partition", claim.Partition()))
 	defer g.release()
+	g.detach(func() { p.claimLoop(sess, claim, g, r) })
+	return nil
+}
+
+// claimLoop is consumeClaim's loop, run detached from sarama's goroutine
+// so that a hung handler can be abandoned (see claimGuard.detach).
+func (p *pipeline[In]) claimLoop(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim, g *claimGuard, r *round) {
 	for {
 		if p.err() != nil || sess.Context().Err() != nil {
-			return nil
+			return
 		}
 		var m *sarama.ConsumerMessage
 		select {
 		case <-sess.Context().Done():
-			return nil
+			return
 		case <-r.over:
-			return nil
+			return
 		case msg, ok := <-claim.Messages():
 			if !ok {
-				return nil
+				return
 			}
 			m = msg
 		}
 		in, err := p.transform(sess.Context(), g, m)
 		if err != nil {
-			return nil // session ended during a retry backoff, or the handler was cancelled or abandoned
+			return // session ended during a retry backoff, or the handler was cancelled or abandoned
 		}
 		if !r.add(in) {
-			return nil
+			return
 		}
 	}
 }
 
 // transform routes, decodes and handles one input record (each attempt
-// through g), with retries and dead letters. It returns an error matching
-// errStopped when the record must not be committed: sctx ended during a
-// backoff, or a handler was cancelled or abandoned by g.
+// through g.inline), with retries and dead letters. It returns an error
+// matching errStopped when the record must not be committed: sctx ended
+// during a backoff, or a handler was cancelled or abandoned by g.
 func (p *pipeline[In]) transform(sctx context.Context, g *claimGuard, m *sarama.ConsumerMessage) (*input, error) {
 	in := &input{m: m, event: p.in.Name}
 	v, meta, skip, err := p.decodeInput(m)
@@ -369,7 +377,7 @@ func (p *pipeline[In]) transform(sctx context.Context, g *claimGuard, m *sarama.
 		meta.Attempt = attempt
 		in.attempts = attempt
 		em := &Emitter{allowed: p.allowed, rec: ExactlyOnceRecord{meta}}
-		err := g.call(func(ctx context.Context) error {
+		err := g.inline(func(ctx context.Context) error {
 			em.ctx = meta.Context(ctx)
 			return p.h(em.ctx, v, em)
 		}, "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "attempt", attempt)

@@ -81,6 +81,7 @@ type round struct {
 	open    []*input   // sent in the open round
 	pending []*input   // finished while a commit runs: sent when the next round begins
 	closing bool       // a commit runs: new inputs go to pending
+	sealed  bool       // Cleanup took the round: an abandoned claim's late input is refused
 	began   time.Time  // when the open round sent its first record (zero: nothing yet)
 	ended   bool       // the round was dropped: claims stop, the session ends
 
@@ -114,7 +115,7 @@ func (r *round) add(in *input) bool {
 	for !r.ended && (r.closing || len(r.open) >= size) && len(r.pending) >= size {
 		r.room.Wait()
 	}
-	if r.ended {
+	if r.ended || r.sealed {
 		return false
 	}
 	if r.closing || len(r.open) >= size {
