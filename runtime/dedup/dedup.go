@@ -116,7 +116,10 @@ type Item[T any] struct {
 //     while the first is still running (non-blocking stores), or wait for
 //     it (PostgreSQL).
 //
-// Handles run one at a time, in batch order. A returned error is the
+// Handles run one at a time, in batch order, and items are decided in
+// that order: when an item's Handle runs, the Outcome of every earlier item
+// is set (a consumer uses it to keep later records of a key waiting behind
+// an earlier one that did not succeed). A returned error is the
 // store's own failure (the network, the database, a commit that failed):
 // items left Pending did not run or had their effects rolled back; items
 // with another outcome keep it. A transactional store that fails to

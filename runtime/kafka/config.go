@@ -110,12 +110,13 @@ type ConsumerConfig struct {
 	// then stops Run with an error and is not committed: nothing is
 	// skipped. Default false: dead-lettering is on.
 	DisableDeadLetter bool
-	// Dedup, when set, wraps every at-least-once handler call. Default nil.
-	Dedup Deduper
 	// MaxBatch caps how many buffered at-most-once records are committed
-	// together before their handlers run, and how many at-least-once
-	// records of one partition are handled between two commits (the most a
-	// crash makes a partition redeliver). Default 500 (DefaultMaxBatch);
+	// together before their handlers run, how many at-least-once records
+	// of one partition are handled between two commits (the most a crash
+	// makes a partition redeliver), and how many records of a partition go
+	// to a dedup store in one call (one transaction of a PostgreSQL
+	// store). Dedup stores are chosen per event at registration
+	// (HandleDeduped, HandleExactlyOnce). Default 500 (DefaultMaxBatch);
 	// must not be negative.
 	MaxBatch int
 	// CommitInterval is how long an at-least-once partition under constant

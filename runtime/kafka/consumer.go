@@ -10,30 +10,10 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+
+	"github.com/eventgen/eventgen/runtime/dedup"
 	"github.com/eventgen/eventgen/runtime/event"
 )
-
-// Deduper is the seam for dedup stores that absorb at-least-once
-// redeliveries (a PostgreSQL processed-events table, a Redis lease). The
-// consumer calls Process for every decoded record with the event's
-// idempotency key; an implementation runs handle unless key is already
-// recorded as processed, and records key when handle succeeds. It reports
-// whether handle ran; ran=false with a nil error counts as a Duplicate and
-// the record is committed without running the handler.
-//
-// For the guarantee to become effectively-once, recording the key must be
-// atomic with the handler's effects (PostgreSQL: insert the key in the same
-// transaction, relying on the primary key, not on SELECT ... FOR UPDATE) or
-// bounded by a lease longer than a handler run (Redis). An error from
-// Process that is the handler's (handle returned an error) is a handler
-// error: it spends an attempt, then the record is dead-lettered. Any other
-// error from Process (handle did not run, or succeeded) is the store's: it
-// is retried with the Retry backoff without spending the record's
-// attempts, pausing only the record's partition, and counted as
-// InfraRetried.
-type Deduper interface {
-	Process(ctx context.Context, et *event.Type, key string, handle func(context.Context) error) (ran bool, err error)
-}
 
 // Consumer reads events of one consumer group and runs the handlers
 // registered with HandleAtMostOnce and HandleAtLeastOnce. Records of one
@@ -55,10 +35,13 @@ type Consumer struct {
 type route struct {
 	et *event.Type
 	g  event.Guarantee
-	// prepare decodes and validates the record's data and returns a
-	// function that runs the handler once (attempt is 1-based) and the
-	// idempotency key for a Deduper.
-	prepare func(in *inbound) (run func(ctx context.Context, attempt int) error, key string, err error)
+	// store processes the route's records: a dedup store (HandleDeduped,
+	// HandleExactlyOnce), or the store that runs every delivery
+	// (HandleAtLeastOnce); nil at most once.
+	store storeAdapter
+	// prepare decodes and validates the record's data and returns the
+	// work that runs the handler.
+	prepare func(in *inbound) (*work, error)
 }
 
 // DeclareEvents tells c every event the schema declares (generated
@@ -99,38 +82,104 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 // run: a crash or a handler error loses the record (counted as Dropped and
 // logged), it is never handled twice by this group.
 func HandleAtMostOnce[T any](c *Consumer, et *event.Type, decode func([]byte) (T, error), h func(context.Context, T, AtMostOnceRecord) error) {
-	handle(c, "HandleAtMostOnce", et, event.AtMostOnce, decode, h, func(m Record) AtMostOnceRecord { return AtMostOnceRecord{m} })
+	if h == nil {
+		c.addErr(fmt.Errorf("eventgen: HandleAtMostOnce(%s): the handler is required", etName(et)))
+		return
+	}
+	handle(c, "HandleAtMostOnce", et, event.AtMostOnce, nil, decode, func(ctx context.Context, v T, _ any, m Record) error {
+		return h(ctx, v, AtMostOnceRecord{m})
+	})
 }
 
 // HandleAtLeastOnce registers h for events of type et, which must be an
-// at-least-once event. A record is committed after h succeeds; a failing h
-// is retried per ConsumerConfig.Retry, then the record goes to the
-// dead-letter topic (DeadLetterTopic) before it is committed. Records are
-// redelivered after a crash or rebalance: h must be idempotent or the
-// consumer needs a Deduper.
+// at-least-once event whose schema says dedup store none: h runs for every
+// delivery, redeliveries included (after a crash or rebalance), so it must
+// be naturally idempotent. A record is committed after h succeeds; a
+// failing h is retried per ConsumerConfig.Retry, then the record goes to
+// the dead-letter topic (DeadLetterTopic) before it is committed. Events
+// with a dedup store register with HandleDeduped.
 func HandleAtLeastOnce[T any](c *Consumer, et *event.Type, decode func([]byte) (T, error), h func(context.Context, T, AtLeastOnceRecord) error) {
-	handle(c, "HandleAtLeastOnce", et, event.AtLeastOnce, decode, h, func(m Record) AtLeastOnceRecord { return AtLeastOnceRecord{m} })
-}
-
-// handle registers a typed handler whose record type R carries guarantee g.
-func handle[T, R any](c *Consumer, caller string, et *event.Type, g event.Guarantee, decode func([]byte) (T, error), h func(context.Context, T, R) error, wrap func(Record) R) {
-	if decode == nil || h == nil {
-		c.addErr(fmt.Errorf("eventgen: %s(%s): decode and handler are required", caller, etName(et)))
+	if h == nil {
+		c.addErr(fmt.Errorf("eventgen: HandleAtLeastOnce(%s): the handler is required", etName(et)))
 		return
 	}
-	c.register(et, g, func(in *inbound) (func(context.Context, int) error, string, error) {
+	handle(c, "HandleAtLeastOnce", et, event.AtLeastOnce, everyDelivery{}, decode, func(ctx context.Context, v T, _ any, m Record) error {
+		return h(ctx, v, AtLeastOnceRecord{m})
+	})
+}
+
+// HandleDeduped registers h for events of type et, which must be an
+// at-least-once event, with store absorbing redeliveries: a record whose
+// idempotency key (scoped by the consumer group and the event's name) the
+// store has recorded is committed without running h (counted as
+// Duplicates), and the key is recorded when h succeeds, for et.DedupTTL.
+// h receives what the store writes through: the pgx.Tx in which a
+// pgdedup.Store records the key (so effects written through it commit
+// with the key), dedup.NoTx for a Redis store. The records of a partition
+// go through the store in batches (one Process per run of consecutive
+// records of the same store, up to ConsumerConfig.MaxBatch); a failing h
+// is retried per ConsumerConfig.Retry while later records of its Kafka key
+// wait, then dead-lettered; the store's own errors (and keys Busy in
+// another worker) are retried with backoff without spending attempts.
+func HandleDeduped[T, Tx any](c *Consumer, et *event.Type, decode func([]byte) (T, error), store dedup.Store[Tx], h func(context.Context, T, Tx, AtLeastOnceRecord) error) {
+	if h == nil || store == nil {
+		c.addErr(fmt.Errorf("eventgen: HandleDeduped(%s): the store and the handler are required", etName(et)))
+		return
+	}
+	handle(c, "HandleDeduped", et, event.AtLeastOnce, &typedStore[Tx]{s: store}, decode, func(ctx context.Context, v T, tx any, m Record) error {
+		t, _ := tx.(Tx) // the zero Tx when the store passes none (dedup.Memory[pgx.Tx])
+		return h(ctx, v, t, AtLeastOnceRecord{m})
+	})
+}
+
+// HandleExactlyOnce registers h for events of type et, which must be an
+// exactly-once event, consumed into store's database with exactly-once
+// effects: each batch of a partition's records is one transaction holding
+// h's effects (written through tx), the records' dedup keys and the
+// partition's next offset (dedup.OffsetStore.ProcessAt). On assignment the
+// consumer resumes from the offsets stored there, not from Kafka's, which
+// it still commits afterwards, as a hint for lag tools. The events of one
+// topic must share one store. Failures are handled as in HandleDeduped; a
+// record dead-lettered after its attempts has its offset passed in the
+// database (a crash between the dead-letter write and that commit writes
+// the dead letter again).
+func HandleExactlyOnce[T, Tx any](c *Consumer, et *event.Type, decode func([]byte) (T, error), store dedup.OffsetStore[Tx], h func(context.Context, T, Tx, ExactlyOnceRecord) error) {
+	if h == nil || store == nil {
+		c.addErr(fmt.Errorf("eventgen: HandleExactlyOnce(%s): the store and the handler are required", etName(et)))
+		return
+	}
+	handle(c, "HandleExactlyOnce", et, event.ExactlyOnce, &typedStore[Tx]{s: store, offsets: store}, decode, func(ctx context.Context, v T, tx any, m Record) error {
+		t, _ := tx.(Tx)
+		return h(ctx, v, t, ExactlyOnceRecord{m})
+	})
+}
+
+// handle registers a typed handler for guarantee g; run calls it with the
+// store's transaction (nil without one) and the record.
+func handle[T any](c *Consumer, caller string, et *event.Type, g event.Guarantee, store storeAdapter, decode func([]byte) (T, error), run func(ctx context.Context, v T, tx any, m Record) error) {
+	if decode == nil {
+		c.addErr(fmt.Errorf("eventgen: %s(%s): decode is required", caller, etName(et)))
+		return
+	}
+	group := c.cfg.GroupID
+	c.register(et, g, store, func(in *inbound) (*work, error) {
 		v, err := decode(in.data)
 		if err != nil {
-			return nil, "", fmt.Errorf("decoding %s: %w", et.Name, err)
+			return nil, fmt.Errorf("decoding %s: %w", et.Name, err)
 		}
 		if err := validated(&v); err != nil {
-			return nil, "", fmt.Errorf("invalid %s: %w", et.Name, err)
+			return nil, fmt.Errorf("invalid %s: %w", et.Name, err)
 		}
 		meta := in.rec
-		return func(ctx context.Context, attempt int) error {
-			meta.Attempt = attempt
-			return h(meta.Context(ctx), v, wrap(meta))
-		}, idempotencyKey(&v, &meta), nil
+		w := &work{
+			m: in.m, name: et.Name, attempt: 1, store: store,
+			key: dedup.Key{Group: group, Event: et.Name, ID: idempotencyKey(&v, &meta)}, ttl: et.DedupTTL,
+		}
+		w.run = func(ctx context.Context, tx any) error {
+			meta.Attempt = w.attempt
+			return run(meta.Context(ctx), v, tx, meta)
+		}
+		return w, nil
 	})
 }
 
@@ -163,7 +212,7 @@ func (c *Consumer) addErr(err error) {
 	c.regErrs = append(c.regErrs, err)
 }
 
-func (c *Consumer) register(et *event.Type, g event.Guarantee, prepare func(*inbound) (func(context.Context, int) error, string, error)) {
+func (c *Consumer) register(et *event.Type, g event.Guarantee, store storeAdapter, prepare func(*inbound) (*work, error)) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
@@ -186,8 +235,12 @@ func (c *Consumer) register(et *event.Type, g event.Guarantee, prepare func(*inb
 			c.regErrs = append(c.regErrs, fmt.Errorf("eventgen: topic %q has %s (%s) and %s (%s) handlers; one topic needs one guarantee", et.Topic, r.et.Name, r.g, et.Name, g))
 			return
 		}
+		if g == event.ExactlyOnce && !r.store.same(store) {
+			c.regErrs = append(c.regErrs, fmt.Errorf("eventgen: topic %q has exactly-once handlers for %s and %s with different stores; the offsets of a topic's partitions live in one store", et.Topic, r.et.Name, et.Name))
+			return
+		}
 	}
-	c.routes[et.Topic] = append(c.routes[et.Topic], &route{et: et, g: g, prepare: prepare})
+	c.routes[et.Topic] = append(c.routes[et.Topic], &route{et: et, g: g, store: store, prepare: prepare})
 }
 
 // Run joins the group and handles records until ctx is done, then shuts down
@@ -230,7 +283,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	needDLQ := false
 	for t, rs := range routes {
 		topics = append(topics, t)
-		needDLQ = needDLQ || (rs[0].g == event.AtLeastOnce && !c.cfg.DisableDeadLetter)
+		needDLQ = needDLQ || (rs[0].g != event.AtMostOnce && !c.cfg.DisableDeadLetter)
 	}
 	sort.Strings(topics)
 
@@ -265,7 +318,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		rejoinBackoff: 250 * time.Millisecond,
 		start: func(st *runState) sessionHooks {
 			h := &groupHandler{runState: st, c: c, dlq: dlq, routes: routes, index: index}
-			return sessionHooks{consume: h.consumeClaim}
+			return sessionHooks{setup: h.setup, consume: h.consumeClaim}
 		},
 	})
 }
@@ -277,6 +330,11 @@ type groupHandler struct {
 	dlq    sarama.SyncProducer
 	routes map[string][]*route
 	index  *schemaIndex
+
+	// stored holds, per topic and partition, the offset an exactly-once
+	// store had for the partition when this session started (see setup).
+	storedMu sync.Mutex
+	stored   map[string]map[int32]int64
 }
 
 // consumeClaim routes a claim to its guarantee's loop.
@@ -285,8 +343,11 @@ func (h *groupHandler) consumeClaim(sess sarama.ConsumerGroupSession, claim sara
 	if len(routes) == 0 {
 		return fmt.Errorf("eventgen: no handler for topic %q", claim.Topic())
 	}
-	if routes[0].g == event.AtMostOnce {
+	switch routes[0].g {
+	case event.AtMostOnce:
 		return h.consumeAtMostOnce(sess, claim, routes)
+	case event.ExactlyOnce:
+		return h.consumeExactlyOnce(sess, claim, routes)
 	}
 	return h.consumeAtLeastOnce(sess, claim, routes)
 }
@@ -347,12 +408,12 @@ func (h *groupHandler) consumeAtMostOnce(sess sarama.ConsumerGroupSession, claim
 				log.Warn("eventgen: at-most-once record dropped: shutdown grace period over", "event", name, "offset", m.Offset)
 				continue
 			}
-			var run func(context.Context, int) error
+			var w *work
 			if err == nil {
-				run, _, err = r.prepare(&in)
+				w, err = r.prepare(&in)
 			}
 			if err == nil {
-				err = g.call(func(ctx context.Context) error { return run(ctx, 1) }, "event", name, "offset", m.Offset)
+				err = g.call(func(ctx context.Context) error { return w.run(ctx, nil) }, "event", name, "offset", m.Offset)
 			}
 			if err != nil {
 				h.c.met.Count(name, Dropped, 1)
@@ -360,143 +421,6 @@ func (h *groupHandler) consumeAtMostOnce(sess sarama.ConsumerGroupSession, claim
 				continue
 			}
 			h.c.met.Count(name, Handled, 1)
-		}
-	}
-}
-
-// consumeAtLeastOnce handles each record (with retries, then dead-lettering)
-// and then commits, in order.
-func (h *groupHandler) consumeAtLeastOnce(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim, routes []*route) error {
-	log := h.c.log.With("group", h.c.cfg.GroupID, "topic", claim.Topic(), "partition", claim.Partition())
-	next := int64(-1)
-	pending := map[string]int64{} // handled but uncommitted records, by event name
-	uncommitted := 0
-	lastCommit := time.Now()
-	flush := func() {
-		if len(pending) == 0 {
-			return
-		}
-		if err := h.commit(sess, claim.Topic(), claim.Partition(), next); err != nil {
-			// Commits are cumulative: the next one covers these records;
-			// if there is none, they are redelivered (at-least-once).
-			log.Warn("eventgen: commit failed", "offset", next, "error", err)
-			return
-		}
-		for name, n := range pending {
-			h.c.met.Count(name, Committed, n)
-		}
-		clear(pending)
-		uncommitted = 0
-		lastCommit = time.Now()
-	}
-	defer flush()
-	g := newClaimGuard(h.runState, sess, h.c.cfg.ShutdownGrace, log)
-	defer g.release()
-	for {
-		if sess.Context().Err() != nil {
-			return nil
-		}
-		var m *sarama.ConsumerMessage
-		var ok bool
-		select {
-		case <-sess.Context().Done():
-			return nil
-		case m, ok = <-claim.Messages():
-			if !ok {
-				return nil
-			}
-		}
-		name, err := h.processAtLeastOnce(sess.Context(), g, routes, m, log)
-		if err != nil {
-			if errors.Is(err, errStopped) {
-				return nil
-			}
-			return err
-		}
-		next = m.Offset + 1
-		pending[name]++
-		uncommitted++
-		if len(claim.Messages()) == 0 || uncommitted >= h.c.cfg.MaxBatch || time.Since(lastCommit) >= h.c.cfg.CommitInterval {
-			flush()
-		}
-	}
-}
-
-// processAtLeastOnce runs m's handler (through g) until it succeeds, the
-// retries are spent or the error is permanent, then dead-letters m. It
-// returns the event name for metrics, and an error matching errStopped when
-// m must stay uncommitted: sctx ended during a backoff, or the handler was
-// cancelled or abandoned by g.
-func (h *groupHandler) processAtLeastOnce(sctx context.Context, g *claimGuard, routes []*route, m *sarama.ConsumerMessage, log *slog.Logger) (string, error) {
-	in := readRecord(m)
-	r, et, err := h.pick(routes, &in)
-	if et == nil {
-		return m.Topic, h.deadLetter(sctx, m.Topic, m, err, 0, log)
-	}
-	name := et.Name
-	if err == nil && r == nil {
-		h.c.met.Count(name, Skipped, 1)
-		return name, nil
-	}
-	var run func(context.Context, int) error
-	var key string
-	if err == nil {
-		run, key, err = r.prepare(&in)
-	}
-	if err != nil {
-		return name, h.deadLetter(sctx, name, m, err, 0, log)
-	}
-	pol := h.c.cfg.Retry
-	infraTries := 0
-	for attempt := 1; ; attempt++ {
-		dup, infra := false, false
-		err = g.call(func(ctx context.Context) error {
-			if h.c.cfg.Dedup == nil {
-				return run(ctx, attempt)
-			}
-			// The handler's panic becomes an error inside Process, so that
-			// the store sees a failed handler (and can roll back).
-			var herr error // the handler's, nil if it did not run
-			ran, err := h.c.cfg.Dedup.Process(ctx, r.et, key, func(ctx context.Context) error {
-				herr = safely(g.log, []any{"event", name, "offset", m.Offset}, func() error { return run(ctx, attempt) })
-				return herr
-			})
-			dup = err == nil && !ran
-			// An error of the store itself (the handler did not run, or
-			// succeeded) is not the record's fault.
-			infra = err != nil && herr == nil
-			return err
-		}, "event", name, "offset", m.Offset, "attempt", attempt)
-		if errors.Is(err, errStopped) {
-			log.Warn("eventgen: handler stopped by shutdown or revocation; record left uncommitted", "event", name, "offset", m.Offset, "attempt", attempt, "error", err)
-			return name, err
-		}
-		if infra {
-			infraTries++
-			h.c.met.Count(name, InfraRetried, 1)
-			log.Warn("eventgen: dedup store failed; retrying without spending the record's attempts (partition paused)",
-				"event", name, "offset", m.Offset, "try", infraTries, "error", err)
-			if sleepCtx(sctx, pol.delay(infraTries)) != nil {
-				return name, errStopped
-			}
-			attempt-- // this attempt is not spent
-			continue
-		}
-		if err == nil {
-			if dup {
-				h.c.met.Count(name, Duplicates, 1)
-			} else {
-				h.c.met.Count(name, Handled, 1)
-			}
-			return name, nil
-		}
-		log.Warn("eventgen: handler failed", "event", name, "offset", m.Offset, "attempt", attempt, "permanent", IsPermanent(err), "error", err)
-		if attempt >= pol.MaxAttempts || IsPermanent(err) {
-			return name, h.deadLetter(sctx, name, m, err, attempt, log)
-		}
-		h.c.met.Count(name, Retried, 1)
-		if sleepCtx(sctx, pol.delay(attempt)) != nil {
-			return name, errStopped
 		}
 	}
 }

@@ -89,7 +89,10 @@
 // At-most-once records are committed before their handler runs (a crash
 // loses them, nothing runs twice). At-least-once records are committed
 // after their handler succeeds, so a crash or rebalance redelivers them:
-// make the handler idempotent or set ConsumerConfig.Dedup (a Deduper).
+// register the event with its dedup store (HandleDeduped), or make the
+// handler naturally idempotent (HandleAtLeastOnce, dedup store none).
+// HandleExactlyOnce consumes exactly-once events into a database: effects,
+// dedup keys and offsets in one transaction per batch (runtime/dedup).
 // Run returns ErrGuaranteeMismatch for wrong registrations, ErrFenced when
 // a newer member took over its InstanceID, and ErrDeadLetter when a record
 // could be neither handled nor dead-lettered (DisableDeadLetter).

@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/IBM/sarama"
+	"github.com/eventgen/eventgen/runtime/dedup"
 	"github.com/eventgen/eventgen/runtime/event"
 	"github.com/eventgen/eventgen/runtime/kafka/kafkatest"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -757,25 +758,50 @@ func TestConsumerDisableDeadLetterStops(t *testing.T) {
 	t.Logf("DisableDeadLetter: Run stopped with ErrDeadLetter at offset %d, left uncommitted; nothing after it handled", off[0])
 }
 
-// flakyDedup is a Deduper whose store fails for one key: the first
-// failBefore calls fail before running the handler, the next failAfter
-// calls run it and then fail (a commit that did not go through).
+// flakyDedup is a dedup store whose store fails for one key: the first
+// failBefore calls with the key fail before running any handler, the next
+// failAfter calls run the handlers and then fail for the key (its record
+// did not go through: Pending), the other items keeping their outcomes.
 type flakyDedup struct {
 	key                   string
 	failBefore, failAfter atomic.Int64
+
+	mu   sync.Mutex
+	done map[string]bool
 }
 
-func (d *flakyDedup) Process(ctx context.Context, et *event.Type, key string, handle func(context.Context) error) (bool, error) {
-	if key == d.key && d.failBefore.Add(-1) >= 0 {
-		return false, errors.New("dedup store unavailable")
+func (d *flakyDedup) Process(ctx context.Context, batch []dedup.Item[dedup.NoTx]) error {
+	has := false
+	for _, it := range batch {
+		has = has || it.Key.ID == d.key
 	}
-	if err := handle(ctx); err != nil {
-		return false, err
+	if has && d.failBefore.Add(-1) >= 0 {
+		return errors.New("dedup store unavailable")
 	}
-	if key == d.key && d.failAfter.Add(-1) >= 0 {
-		return false, errors.New("dedup store: commit failed")
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.done == nil {
+		d.done = map[string]bool{}
 	}
-	return true, nil
+	var storeErr error
+	for i := range batch {
+		it := &batch[i]
+		if d.done[it.Key.ID] {
+			it.Outcome = dedup.Duplicate
+			continue
+		}
+		if err := it.Handle(ctx, dedup.NoTx{}); err != nil {
+			it.Outcome, it.Err = dedup.Failed, err
+			continue
+		}
+		if it.Key.ID == d.key && d.failAfter.Add(-1) >= 0 {
+			it.Outcome, storeErr = dedup.Pending, errors.New("dedup store: commit failed")
+			continue
+		}
+		d.done[it.Key.ID] = true
+		it.Outcome = dedup.Handled
+	}
+	return storeErr
 }
 
 // Defect 9 for the dedup store: its errors spent the record's attempts and
@@ -793,7 +819,7 @@ func TestConsumerDedupStoreErrorsSpendNoAttempts(t *testing.T) {
 	d.failAfter.Store(1)
 	var met Counters
 	c, err := NewConsumer(ConsumerConfig{
-		Config: Config{Brokers: cl.Brokers(), Metrics: &met, Tune: kafkatest.FastTune}, GroupID: "dedupfail-test", Dedup: d,
+		Config: Config{Brokers: cl.Brokers(), Metrics: &met, Tune: kafkatest.FastTune}, GroupID: "dedupfail-test",
 		Retry: RetryPolicy{MaxAttempts: 2, Backoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond},
 	})
 	if err != nil {
@@ -802,7 +828,7 @@ func TestConsumerDedupStoreErrorsSpendNoAttempts(t *testing.T) {
 	var runs counter
 	var attemptsOf3 []int
 	var mu sync.Mutex
-	HandleAtLeastOnce(c, et, decodeTestEvent, func(ctx context.Context, e testEvent, r AtLeastOnceRecord) error {
+	HandleDeduped(c, et, decodeTestEvent, dedup.Store[dedup.NoTx](d), func(ctx context.Context, e testEvent, _ dedup.NoTx, r AtLeastOnceRecord) error {
 		runs.add(e.Seq)
 		if e.Seq == 3 {
 			mu.Lock()

@@ -20,9 +20,9 @@ import (
 //   - a panic is recovered into an error matching ErrHandlerPanic (the stack
 //     goes to the log at Error level) and spends an attempt like any error;
 //   - an error of the runtime's own dependencies (the dead-letter write,
-//     the Deduper's store) is not the record's fault: it is retried with backoff, without
-//     spending attempts, pausing only the record's partition, and counted as
-//     InfraRetried.
+//     a dedup store, a key busy in another worker) is not the record's
+//     fault: it is retried with backoff, without spending attempts, pausing
+//     only the record's partition, and counted as InfraRetried.
 
 // Permanent marks err as permanent: retrying cannot help (the event is
 // invalid for this service, a referenced entity does not exist, ...). An
@@ -128,7 +128,7 @@ func newClaimGuard(st *runState, sess sarama.ConsumerGroupSession, grace time.Du
 // context cancelled.
 func (g *claimGuard) release() { close(g.done) }
 
-// call runs fn (one handler attempt, or a Deduper call wrapping one) in its
+// call runs fn (one handler attempt, or a dedup store call running some) in its
 // own goroutine with g.ctx, recovering a panic into an error. It returns
 // fn's error, or an error matching errStopped when the record must be left
 // uncommitted for redelivery: fn failed after g.ctx was cancelled (the error

@@ -35,9 +35,9 @@ const (
 	// no handler there (routing is by ce_type).
 	Skipped
 	// InfraRetried counts failed calls to the runtime's own dependencies
-	// (the dead-letter write, the Deduper's store) that were retried with
-	// backoff: they pause the record's partition and do not spend the
-	// record's attempts.
+	// (the dead-letter write, a dedup store, a key busy in another
+	// worker) that were retried with backoff: they pause the record's
+	// partition and do not spend the record's attempts.
 	InfraRetried
 )
 

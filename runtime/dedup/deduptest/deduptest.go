@@ -176,8 +176,18 @@ func repeatSkips[T any](t *testing.T, h Harness[T]) {
 func outcomesInOrder[T any](t *testing.T, h Harness[T]) {
 	g, c := group(), &calls{}
 	process(t, h.Store, items[T](g, c, spec{id: "d"}))
-	b := process(t, h.Store, items[T](g, c, spec{id: "a"}, spec{id: "b"}, spec{id: "x", fail: true}, spec{id: "d"}, spec{id: "e"}))
+	b := items[T](g, c, spec{id: "a"}, spec{id: "b"}, spec{id: "x", fail: true}, spec{id: "d"}, spec{id: "e"})
+	var seen string // the earlier items' outcomes when e's handler runs
+	h4 := b[4].Handle
+	b[4].Handle = func(ctx context.Context, tx T) error {
+		seen = outcomes(b[:4])
+		return h4(ctx, tx)
+	}
+	process(t, h.Store, b)
 	expect(t, b, "a=handled b=handled x=failed d=duplicate e=handled")
+	if seen != "a=handled b=handled x=failed d=duplicate" {
+		t.Fatalf("when e's handler ran, the earlier outcomes were %s: items must be decided in order", seen)
+	}
 	if c.String() != "[d a b x e]" {
 		t.Fatalf("handlers ran %s, want [d a b x e] (batch order)", c)
 	}

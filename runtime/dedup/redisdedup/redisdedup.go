@@ -203,18 +203,18 @@ func (s *Store) Process(ctx context.Context, batch []dedup.Item[dedup.NoTx]) err
 			keys, idx = append(keys, s.RedisKey(batch[i].Key)), append(idx, i)
 		}
 	}
-	resolve := func() {
-		for i := range batch {
-			switch {
-			case first[i] >= 0:
-				batch[i].Outcome = dedup.ResolveRepeat(batch[first[i]].Outcome)
-			case batch[i].Handle == nil:
-				batch[i].Outcome, batch[i].Err = dedup.Failed, dedup.ErrNoHandle
-			}
+	resolve := func(i int) {
+		switch {
+		case first[i] >= 0:
+			batch[i].Outcome = dedup.ResolveRepeat(batch[first[i]].Outcome)
+		case batch[i].Handle == nil:
+			batch[i].Outcome, batch[i].Err = dedup.Failed, dedup.ErrNoHandle
 		}
 	}
 	if len(keys) == 0 {
-		resolve()
+		for i := range batch {
+			resolve(i)
+		}
 		return nil
 	}
 	lease := "lease:" + token()
@@ -240,18 +240,22 @@ func (s *Store) Process(ctx context.Context, batch []dedup.Item[dedup.NoTx]) err
 		}
 	}
 	stopExtending := s.extend(ctx, keys, held, lease)
-	for k, i := range idx {
-		if !held[k] {
+	k := 0 // batch[idx[k]] is the next item with a key of its own
+	for i := range batch {
+		if first[i] >= 0 || batch[i].Handle == nil {
+			resolve(i) // decided in order: a later handler may look
 			continue
 		}
-		if err := batch[i].Handle(ctx, dedup.NoTx{}); err != nil {
-			batch[i].Outcome, batch[i].Err = dedup.Failed, err
-		} else {
-			batch[i].Outcome = dedup.Handled
+		if held[k] {
+			if err := batch[i].Handle(ctx, dedup.NoTx{}); err != nil {
+				batch[i].Outcome, batch[i].Err = dedup.Failed, err
+			} else {
+				batch[i].Outcome = dedup.Handled
+			}
 		}
+		k++
 	}
 	stopExtending()
-	resolve() // repeats take their first occurrence's final outcome
 	return s.finish(context.WithoutCancel(ctx), batch, keys, idx, held, lease)
 }
 
