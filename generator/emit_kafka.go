@@ -21,10 +21,10 @@ func emitKafka(s *Schema) []goPart {
 func emitKafkaFile(s *Schema, f *jen.File) {
 	emitSender(f, s)
 	emitProducer(f, s)
-	if len(s.Direct) > 0 || len(s.Pipelines) > 0 {
+	if s.HasConsumer || len(s.Pipelines) > 0 {
 		emitSchemaEvents(f, s)
 	}
-	if len(s.Direct) > 0 {
+	if s.HasConsumer {
 		emitConsumer(f, s)
 	}
 	for _, p := range s.Pipelines {
@@ -252,10 +252,49 @@ var handlerDoc = map[event.Guarantee]string{
 	event.AtLeastOnce: "The offset is committed after the handler returns nil: a crash redelivers\nthe event, so the handler must tolerate duplicates. An error is retried\nwith backoff, then the record goes to the dead-letter topic.",
 }
 
+// consumerHandlerDoc is the doc comment of ev's handler type.
+func consumerHandlerDoc(ev *Event) string {
+	lead := fmt.Sprintf("%s handles %s, an %s event.\n", ev.Handler, ev.GoName, ev.Guarantee)
+	switch ev.Consume {
+	case ConsumeRedis:
+		return lead + fmt.Sprintf("Redeliveries are absorbed by its Redis dedup store (ttl %s): the\nhandler runs once per idempotency key, except in the crash windows\ndocs/dedup.md lists (an effect can repeat: it is not in a transaction with\nthe marker). An error is retried with backoff, then the record goes to the\ndead-letter topic.", formatDuration(ev.DedupTTL))
+	case ConsumePostgres:
+		return lead + fmt.Sprintf("Redeliveries are absorbed by its PostgreSQL dedup store (ttl %s): tx is\nthe transaction in which the store records the event as processed, so the\neffects the handler writes through tx commit together with that record,\nor not at all. The handler must not commit or roll tx back; it fails by\nreturning an error, which is retried with backoff, then the record goes to\nthe dead-letter topic.", formatDuration(ev.DedupTTL))
+	case ConsumeExactlyOnce:
+		return lead + "Its effects are exactly once in the database: tx is the transaction that\nalso records the event as processed and stores the partition's next\noffset, so after a crash or rebalance the consumer resumes where the\ncommitted effects end. The handler must not commit or roll tx back; it\nfails by returning an error, which is retried with backoff, then the\nrecord goes to the dead-letter topic."
+	case ConsumePlain:
+		if ev.Guarantee == event.AtLeastOnce {
+			return lead + "It has no dedup store (dedup: none): it runs for every delivery,\nredeliveries included. The schema says why that is safe:\n" + wrapText(ev.DedupWhy, 76) + "\nAn error is retried with backoff, then the record goes to the dead-letter\ntopic."
+		}
+	}
+	return lead + handlerDoc[ev.Guarantee]
+}
+
+// wrapText fills text's words into lines of at most width bytes (a longer
+// word gets a line of its own).
+func wrapText(text string, width int) string {
+	var b strings.Builder
+	n := 0
+	for _, w := range strings.Fields(text) {
+		switch {
+		case n == 0:
+		case n+1+len(w) > width:
+			b.WriteByte('\n')
+			n = 0
+		default:
+			b.WriteByte(' ')
+			n++
+		}
+		b.WriteString(w)
+		n += len(w)
+	}
+	return b.String()
+}
+
 func emitConsumer(f *jen.File, s *Schema) {
 	n := s.Names
 	f.Line()
-	comment(f, fmt.Sprintf("%s reads the events of package %s and dispatches them to typed\nhandlers, committing offsets as each event's guarantee requires. Register\nhandlers, then call Run. Exactly-once events are consumed through the\ngenerated pipeline functions.", n.Consumer, s.Package))
+	comment(f, fmt.Sprintf("%s reads the events of package %s and dispatches them to typed\nhandlers, committing offsets as each event's guarantee requires. Register\nhandlers, then call Run. Events with a dedup store are registered with\nthe store. Exactly-once events are consumed through the generated\npipeline functions, or into PostgreSQL with a pgdedup store.", n.Consumer, s.Package))
 	f.Type().Id(n.Consumer).Struct(jen.Id("c").Op("*").Add(rtKafka("Consumer")))
 	f.Line()
 	comment(f, fmt.Sprintf("%s creates a consumer in the group cfg.GroupID. It routes records by\nce_type: a record of an event of this schema with no handler registered is\nskipped (committed, counted), an unknown ce_type is dead-lettered, and a\nrecord without ce_type is the event of its topic if the topic has only one.", n.NewConsumer))
@@ -272,14 +311,30 @@ func emitConsumer(f *jen.File, s *Schema) {
 	)
 	for _, gr := range s.Direct {
 		for _, ev := range gr.Events {
-			f.Line()
-			comment(f, fmt.Sprintf("%s handles %s, an %s event.\n%s", ev.Handler, ev.GoName, gr.Guarantee, handlerDoc[gr.Guarantee]))
-			f.Type().Id(ev.Handler).Func().Params(ctx.Clone(), jen.Id("e").Op("*").Id(ev.GoName), jen.Id("rec").Add(rtKafka(gr.RecordType))).Error()
-			f.Line()
-			f.Commentf("%s registers the handler for %s events (topic %s).", ev.Handle, ev.GoName, ev.Topic)
-			f.Func().Params(jen.Id("c").Op("*").Id(n.Consumer)).Id(ev.Handle).Params(jen.Id("h").Id(ev.Handler)).Block(
-				rtKafka(gr.HandleFunc).Call(jen.Id("c").Dot("c"), jen.Op("&").Id(ev.MetaVar), rtEvent("DecodeEvent").Index(jen.Id(ev.GoName)), jen.Id("h")),
-			)
+			recv := jen.Id("c").Op("*").Id(n.Consumer)
+			switch ev.Consume {
+			case ConsumePlain:
+				f.Line()
+				comment(f, consumerHandlerDoc(ev))
+				f.Type().Id(ev.Handler).Func().Params(ctx.Clone(), jen.Id("e").Op("*").Id(ev.GoName), jen.Id("rec").Add(rtKafka(gr.RecordType))).Error()
+				f.Line()
+				f.Commentf("%s registers the handler for %s events (topic %s).", ev.Handle, ev.GoName, ev.Topic)
+				f.Func().Params(recv).Id(ev.Handle).Params(jen.Id("h").Id(ev.Handler)).Block(
+					rtKafka(gr.HandleFunc).Call(jen.Id("c").Dot("c"), jen.Op("&").Id(ev.MetaVar), rtEvent("DecodeEvent").Index(jen.Id(ev.GoName)), jen.Id("h")),
+				)
+			case ConsumeRedis:
+				f.Line()
+				comment(f, consumerHandlerDoc(ev))
+				f.Type().Id(ev.Handler).Func().Params(ctx.Clone(), jen.Id("e").Op("*").Id(ev.GoName), jen.Id("rec").Add(rtKafka(gr.RecordType))).Error()
+				f.Line()
+				comment(f, fmt.Sprintf("%s registers the handler for %s events (topic %s).\nstore absorbs their redeliveries: a *redisdedup.Store (or a\ndedup.Memory[dedup.NoTx] in tests).", ev.Handle, ev.GoName, ev.Topic))
+				f.Func().Params(recv).Id(ev.Handle).Params(jen.Id("store").Qual(dedupPkg, "Store").Index(jen.Qual(dedupPkg, "NoTx")), jen.Id("h").Id(ev.Handler)).Block(
+					rtKafka("HandleDeduped").Call(jen.Id("c").Dot("c"), jen.Op("&").Id(ev.MetaVar), rtEvent("DecodeEvent").Index(jen.Id(ev.GoName)), jen.Id("store"),
+						jen.Func().Params(ctx.Clone(), jen.Id("e").Op("*").Id(ev.GoName), jen.Id("_").Qual(dedupPkg, "NoTx"), jen.Id("rec").Add(rtKafka(gr.RecordType))).Error().Block(
+							jen.Return(jen.Id("h").Call(jen.Id("ctx"), jen.Id("e"), jen.Id("rec"))),
+						)),
+				)
+			}
 		}
 	}
 }

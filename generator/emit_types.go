@@ -17,6 +17,8 @@ import (
 const (
 	eventPkg = "github.com/eventgen/eventgen/runtime/event"
 	kafkaPkg = "github.com/eventgen/eventgen/runtime/kafka"
+	dedupPkg = "github.com/eventgen/eventgen/runtime/dedup"
+	pgxPkg   = "github.com/jackc/pgx/v5"
 )
 
 func rtEvent(name string) *jen.Statement { return jen.Qual(eventPkg, name) }

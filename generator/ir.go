@@ -35,7 +35,37 @@ type Schema struct {
 	Direct []*Group
 	// Tx is the exactly-once group, or nil: with it come Tx, Begin and InTx.
 	Tx *Group
+	// Postgres are the events whose consumer handler receives the pgx
+	// transaction of their dedup store (Consume is ConsumePostgres or
+	// ConsumeExactlyOnce), in schema order. Their handler types and Handle
+	// methods go in <schema>_postgres.gen.go, the only file that imports
+	// pgx, with the tables' DDL in <schema>_postgres.gen.sql.
+	Postgres []*Event
+	// HasConsumer reports whether a Consumer is generated: some event is
+	// consumed by it (Direct groups, or Postgres events).
+	HasConsumer bool
 }
+
+// Consume is how the generated Consumer registers an event's handler.
+type Consume int
+
+const (
+	// ConsumeNone: the Consumer has no handler for the event (an
+	// exactly-once event without a postgres store: pipelines consume it).
+	ConsumeNone Consume = iota
+	// ConsumePlain: kafka.HandleAtMostOnce, or kafka.HandleAtLeastOnce for
+	// an event with dedup store none (the handler runs every delivery).
+	ConsumePlain
+	// ConsumeRedis: kafka.HandleDeduped with a dedup.Store[dedup.NoTx].
+	ConsumeRedis
+	// ConsumePostgres: kafka.HandleDeduped with a dedup.Store[pgx.Tx]; the
+	// handler receives the transaction.
+	ConsumePostgres
+	// ConsumeExactlyOnce: kafka.HandleExactlyOnce with a
+	// dedup.OffsetStore[pgx.Tx]: effects, keys and offsets in one
+	// transaction.
+	ConsumeExactlyOnce
+)
 
 // PackageNames are the identifiers the generated code declares whatever
 // the schema says.
@@ -124,6 +154,8 @@ type Event struct {
 	// on Tx for exactly-once events. SendAsync is Producer's queueing
 	// variant, for at-least-once events only ("" otherwise).
 	Send, SendAsync string
+	// Consume is how the Consumer registers the event's handler.
+	Consume Consume
 	// Handler is the Consumer's handler type for the event and Handle the
 	// method registering one. The name is kept for every event, so that
 	// changing a guarantee never makes a name clash appear.

@@ -141,4 +141,26 @@ func groupEvents(s *Schema) {
 			s.Direct = append(s.Direct, g)
 		}
 	}
+	for _, ev := range s.Events {
+		ev.Consume = consumeOf(ev)
+		if ev.Consume == ConsumePostgres || ev.Consume == ConsumeExactlyOnce {
+			s.Postgres = append(s.Postgres, ev)
+		}
+		s.HasConsumer = s.HasConsumer || ev.Consume != ConsumeNone
+	}
+}
+
+// consumeOf decides how the Consumer registers ev's handler.
+func consumeOf(ev *Event) Consume {
+	switch {
+	case ev.Guarantee == event.ExactlyOnce && ev.Dedup == event.DedupPostgres:
+		return ConsumeExactlyOnce
+	case ev.Guarantee == event.ExactlyOnce, ev.Guarantee == 0:
+		return ConsumeNone
+	case ev.Guarantee == event.AtLeastOnce && ev.Dedup == event.DedupPostgres:
+		return ConsumePostgres
+	case ev.Guarantee == event.AtLeastOnce && ev.Dedup == event.DedupRedis:
+		return ConsumeRedis
+	}
+	return ConsumePlain
 }

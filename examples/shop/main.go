@@ -3,8 +3,13 @@
 // IssueReceipts exactly-once pipeline, and prints what was sent, received,
 // dropped and dead-lettered.
 //
-//	go run ./examples/shop                       # on an embedded Kafka (kfake)
+// Dedup stores are in memory unless a database is given: OrderPlaced and
+// PaymentCaptured then go through PostgreSQL (the tables are created with
+// pgdedup.Migrate), OrderShipped through Redis.
+//
+//	go run ./examples/shop                       # on an embedded Kafka (kfake), stores in memory
 //	go run ./examples/shop -brokers host:9092    # on a real cluster
+//	go run ./examples/shop -postgres postgres://user:pw@host/db -redis host:6379
 package main
 
 import (
@@ -23,6 +28,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/eventgen/eventgen/runtime/event"
 	"github.com/eventgen/eventgen/runtime/kafka"
@@ -39,6 +45,8 @@ func main() {
 
 type options struct {
 	brokers  string
+	postgres string
+	redis    string
 	orders   int
 	payments int
 	views    int
@@ -50,6 +58,8 @@ func run(args []string, out io.Writer) error {
 	var o options
 	fl := flag.NewFlagSet("shop", flag.ContinueOnError)
 	fl.StringVar(&o.brokers, "brokers", "", "comma-separated Kafka brokers (default: start an embedded kfake broker)")
+	fl.StringVar(&o.postgres, "postgres", "", "PostgreSQL `URL` for the OrderPlaced and PaymentCaptured dedup stores (default: in memory)")
+	fl.StringVar(&o.redis, "redis", "", "Redis `ADDR` (host:port or redis:// URL) for the OrderShipped dedup store (default: in memory)")
 	fl.IntVar(&o.orders, "orders", 200, "OrderPlaced events to send (at-least-once)")
 	fl.IntVar(&o.payments, "payments", 100, "PaymentCaptured events to send in transactions (exactly-once)")
 	fl.IntVar(&o.views, "views", 500, "PageViewed events to send (at-most-once)")
@@ -74,6 +84,13 @@ func run(args []string, out io.Writer) error {
 		fmt.Fprintf(out, "embedded Kafka (kfake) on %s\n", strings.Join(brokers, ","))
 	}
 	d := newDemo(brokers, o)
+	st, err := openStores(ctx, o, out)
+	if err != nil {
+		return err
+	}
+	defer st.close()
+	d.stores = st
+	d.ledger.pool, d.ledger.run = st.pool, d.group
 	return d.run(ctx, out)
 }
 
@@ -83,9 +100,16 @@ type demo struct {
 	cfg     kafka.Config
 	metrics *kafka.Counters
 
+	stores *stores
+	group  string // the consumer group, new each run: offsets stored in a database belong to one run's topics
+
 	viewsReceived  atomic.Int64
 	ordersHandled  sync.Map // order ID → times handled
 	ordersReceived atomic.Int64
+	shipped        sync.Map // order ID → times handled
+	shippedCount   atomic.Int64
+	pricesApplied  atomic.Int64
+	ledger         ledger
 	receipts       receiptReader
 	poisonOrder    event.UUID
 	abortedPayment event.UUID
@@ -109,6 +133,7 @@ func newDemo(brokers []string, o options) *demo {
 		},
 		poisonOrder:    event.NewUUID(),
 		abortedPayment: event.NewUUID(),
+		group:          "shop-demo-" + event.NewUUID().String()[:8],
 	}
 }
 
@@ -123,7 +148,7 @@ func (d *demo) run(ctx context.Context, out io.Writer) error {
 	defer producer.Close()
 
 	consumer, err := shop.NewConsumer(kafka.ConsumerConfig{
-		Config: d.cfg, GroupID: "shop-demo",
+		Config: d.cfg, GroupID: d.group,
 		Retry: kafka.RetryPolicy{MaxAttempts: 3, Backoff: 10 * time.Millisecond},
 	})
 	if err != nil {
@@ -133,14 +158,38 @@ func (d *demo) run(ctx context.Context, out io.Writer) error {
 		d.viewsReceived.Add(1)
 		return nil
 	})
-	consumer.HandleOrderPlaced(func(ctx context.Context, e *shop.OrderPlaced, rec kafka.AtLeastOnceRecord) error {
+	// OrderPlaced dedups in PostgreSQL: the order's row is written in the
+	// store's transaction (tx is nil with the in-memory store).
+	consumer.HandleOrderPlaced(d.stores.orders, func(ctx context.Context, e *shop.OrderPlaced, tx pgx.Tx, rec kafka.AtLeastOnceRecord) error {
 		if e.OrderID == d.poisonOrder {
 			return errors.New("warehouse rejects order: no such SKU")
+		}
+		if tx != nil {
+			if _, err := tx.Exec(ctx, `INSERT INTO shop_demo_orders (order_id, customer_id, cents) VALUES ($1, $2, $3)`, e.OrderID.String(), e.CustomerID, e.Total.Cents); err != nil {
+				return err
+			}
 		}
 		if _, dup := d.ordersHandled.LoadOrStore(e.OrderID, true); !dup {
 			d.ordersReceived.Add(1)
 		}
 		return nil
+	})
+	// OrderShipped dedups in Redis (a lease per order while the handler runs).
+	consumer.HandleOrderShipped(d.stores.shipments, func(ctx context.Context, e *shop.OrderShipped, rec kafka.AtLeastOnceRecord) error {
+		if _, dup := d.shipped.LoadOrStore(e.OrderID, true); !dup {
+			d.shippedCount.Add(1)
+		}
+		return nil
+	})
+	// PriceChanged has no dedup store: the schema says applying it twice is harmless.
+	consumer.HandlePriceChanged(func(ctx context.Context, e *shop.PriceChanged, rec kafka.AtLeastOnceRecord) error {
+		d.pricesApplied.Add(1)
+		return nil
+	})
+	// PaymentCaptured is exactly-once into the ledger: the credit, the
+	// dedup key and the partition's offset commit in one transaction.
+	consumer.HandlePaymentCaptured(d.stores.payments, func(ctx context.Context, e *shop.PaymentCaptured, tx pgx.Tx, rec kafka.ExactlyOnceRecord) error {
+		return d.ledger.credit(ctx, tx, e)
 	})
 
 	runCtx, stopRunning := context.WithCancel(ctx)
@@ -213,6 +262,18 @@ func (d *demo) produce(ctx context.Context, p *shop.Producer) error {
 			return fmt.Errorf("send order: %w", err)
 		}
 	}
+	for i := range d.opts.orders / 2 {
+		e := &shop.OrderShipped{OrderID: event.NewUUID(), Carrier: fmt.Sprintf("carrier-%d", i%3), ShippedAt: now}
+		if err := p.SendOrderShipped(ctx, e); err != nil {
+			return fmt.Errorf("send shipment: %w", err)
+		}
+	}
+	for i := range d.opts.orders / 4 {
+		e := &shop.PriceChanged{SKU: fmt.Sprintf("sku-%d", i), Price: shop.Money{Cents: int64(100 + i), Currency: "EUR"}, ChangedAt: now}
+		if err := p.SendPriceChanged(ctx, e); err != nil {
+			return fmt.Errorf("send price: %w", err)
+		}
+	}
 	// Exactly-once: payments in transactions of 10; one transaction is aborted.
 	for start := 0; start < d.opts.payments; start += 10 {
 		err := p.InTx(ctx, func(tx shop.Tx) error {
@@ -245,13 +306,16 @@ func (d *demo) waitUntilDone(ctx context.Context) error {
 	for {
 		orders := d.ordersReceived.Load()
 		deadLettered := d.metrics.Get("OrderPlaced", kafka.DeadLettered)
-		if orders == int64(d.opts.orders-1) && deadLettered == 1 && d.receipts.unique.Load() == int64(d.opts.payments) {
+		if orders == int64(d.opts.orders-1) && deadLettered == 1 && d.receipts.unique.Load() == int64(d.opts.payments) &&
+			d.shippedCount.Load() == int64(d.opts.orders/2) && d.pricesApplied.Load() >= int64(d.opts.orders/4) &&
+			d.ledger.count() == int64(d.opts.payments) {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("demo did not finish: %d/%d orders, %d dead-lettered, %d/%d receipts: %w",
-				orders, d.opts.orders-1, deadLettered, d.receipts.unique.Load(), d.opts.payments, ctx.Err())
+			return fmt.Errorf("demo did not finish: %d/%d orders, %d dead-lettered, %d/%d receipts, %d/%d shipments, %d/%d prices, %d/%d payments in the ledger: %w",
+				orders, d.opts.orders-1, deadLettered, d.receipts.unique.Load(), d.opts.payments, d.shippedCount.Load(), d.opts.orders/2,
+				d.pricesApplied.Load(), d.opts.orders/4, d.ledger.count(), d.opts.payments, ctx.Err())
 		case <-tick.C:
 		}
 	}
@@ -264,10 +328,14 @@ func (d *demo) report(out io.Writer) {
 	fmt.Fprintln(w, "event\tguarantee\tsent\tacked\treceived\tdropped\tdead-lettered\t")
 	fmt.Fprintf(w, "PageViewed\tat-most-once\t%d\t-\t%d\t%d\t-\t\n", m.Get("PageViewed", kafka.Sent), d.viewsReceived.Load(), m.Get("PageViewed", kafka.Dropped))
 	fmt.Fprintf(w, "OrderPlaced\tat-least-once\t%d\t%d\t%d\t-\t%d\t\n", m.Get("OrderPlaced", kafka.Sent), m.Get("OrderPlaced", kafka.Acked), d.ordersReceived.Load(), m.Get("OrderPlaced", kafka.DeadLettered))
-	fmt.Fprintf(w, "PaymentCaptured\texactly-once\t%d\t%d\t-\t-\t-\t\n", m.Get("PaymentCaptured", kafka.Sent), m.Get("PaymentCaptured", kafka.Acked))
+	fmt.Fprintf(w, "OrderShipped\tat-least-once\t%d\t%d\t%d\t-\t%d\t\n", m.Get("OrderShipped", kafka.Sent), m.Get("OrderShipped", kafka.Acked), d.shippedCount.Load(), m.Get("OrderShipped", kafka.DeadLettered))
+	fmt.Fprintf(w, "PriceChanged\tat-least-once\t%d\t%d\t%d\t-\t%d\t\n", m.Get("PriceChanged", kafka.Sent), m.Get("PriceChanged", kafka.Acked), d.pricesApplied.Load(), m.Get("PriceChanged", kafka.DeadLettered))
+	fmt.Fprintf(w, "PaymentCaptured\texactly-once\t%d\t%d\t%d\t-\t-\t\n", m.Get("PaymentCaptured", kafka.Sent), m.Get("PaymentCaptured", kafka.Acked), d.ledger.count())
 	fmt.Fprintf(w, "ReceiptIssued\texactly-once\t-\t-\t%d\t-\t-\t\n", receipts)
 	w.Flush()
 	fmt.Fprintf(out, "\npipeline IssueReceipts: %d committed payments → %d receipts, %d duplicates, %d from the aborted transaction\n",
 		d.opts.payments, receipts, d.receipts.duplicates.Load(), d.receipts.aborted.Load())
 	fmt.Fprintf(out, "order %s was dead-lettered to shop.orders.placed.dlq after 3 attempts\n", d.poisonOrder)
+	fmt.Fprintf(out, "dedup stores: OrderPlaced and PaymentCaptured in %s, OrderShipped in %s; ledger total %d cents over %d payments\n",
+		d.stores.pgName, d.stores.redisName, d.ledger.total(), d.ledger.count())
 }

@@ -5,8 +5,8 @@ package event
 // protobuf-go's protoimpl.EnforceVersion. Generated files contain
 //
 //	const (
-//		_ = event.EnforceVersion(3 - event.MinVersion)
-//		_ = event.EnforceVersion(event.MaxVersion - 3)
+//		_ = event.EnforceVersion(4 - event.MinVersion)
+//		_ = event.EnforceVersion(event.MaxVersion - 4)
 //	)
 //
 // A negative constant cannot be converted to an unsigned type, so a file
@@ -20,13 +20,15 @@ const (
 	// emits. Version 2 split the runtime into runtime/event and
 	// runtime/kafka and gave NewProducer one signature for every schema;
 	// version 3 declares the schema's events to consumers and pipelines
-	// (kafka.DeclareEvents, PipelineConfig.Events) for routing by ce_type.
-	GenVersion = 3
+	// (kafka.DeclareEvents, PipelineConfig.Events) for routing by ce_type;
+	// version 4 registers each event with its dedup store
+	// (kafka.HandleDeduped, kafka.HandleExactlyOnce, <schema>_postgres.gen.go).
+	GenVersion = 4
 	// MinVersion is the oldest generated-code version this runtime supports.
 	// Version 2 code still runs: without the declared events, records of the
 	// schema's other events on a topic are dead-lettered as unknown rather
 	// than skipped.
 	MinVersion = 2
 	// MaxVersion is the newest generated-code version this runtime supports.
-	MaxVersion = 3
+	MaxVersion = 4
 )

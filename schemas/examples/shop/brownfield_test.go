@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/eventgen/eventgen/runtime/dedup"
 	"github.com/eventgen/eventgen/runtime/event"
 	"github.com/eventgen/eventgen/runtime/kafka"
 	"github.com/eventgen/eventgen/runtime/kafka/kafkatest"
@@ -65,7 +68,7 @@ func TestGeneratedConsumerBrownfieldRecords(t *testing.T) {
 	}
 	var mu sync.Mutex
 	got := map[string]kafka.Record{}
-	consumer.HandleOrderPlaced(func(ctx context.Context, e *shop.OrderPlaced, rec kafka.AtLeastOnceRecord) error {
+	consumer.HandleOrderPlaced(dedup.NewMemory[pgx.Tx](0), func(ctx context.Context, e *shop.OrderPlaced, _ pgx.Tx, rec kafka.AtLeastOnceRecord) error {
 		mu.Lock()
 		defer mu.Unlock()
 		got[e.CustomerID] = rec.Record

@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/jackc/pgx/v5"
 
+	"github.com/eventgen/eventgen/runtime/dedup"
 	"github.com/eventgen/eventgen/runtime/event"
 	"github.com/eventgen/eventgen/runtime/kafka"
 	"github.com/eventgen/eventgen/runtime/kafka/kafkatest"
@@ -69,7 +71,7 @@ func TestGeneratedConsumerReadsKcatRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
-	consumer.HandleOrderPlaced(func(ctx context.Context, e *shop.OrderPlaced, rec kafka.AtLeastOnceRecord) error {
+	consumer.HandleOrderPlaced(dedup.NewMemory[pgx.Tx](0), func(ctx context.Context, e *shop.OrderPlaced, _ pgx.Tx, rec kafka.AtLeastOnceRecord) error {
 		mu.Lock()
 		defer mu.Unlock()
 		p, err := partitioner.Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder(e.Key())}, 4)

@@ -14,13 +14,13 @@ import (
 // if a line below fails to compile, regenerate with the eventgen that matches
 // the github.com/eventgen/eventgen module in go.mod.
 const (
-	_ = event.EnforceVersion(3 - event.MinVersion)
-	_ = event.EnforceVersion(event.MaxVersion - 3)
+	_ = event.EnforceVersion(4 - event.MinVersion)
+	_ = event.EnforceVersion(event.MaxVersion - 4)
 )
 
 // SchemaFingerprint identifies the topics, guarantees and wire shapes of
 // every event in the schema: it changes when any of them does.
-const SchemaFingerprint = "sha256:e3616187e2ecabb502dea4e4daa5f8d4"
+const SchemaFingerprint = "sha256:a9398dd647b593d77493ca97a2bd5282"
 
 // An amount in minor units of a currency.
 //
@@ -281,6 +281,156 @@ func (e *OrderPlaced) UnmarshalJSON(data []byte) error {
 	e.Items = event.Field(obj, "items", event.ListOf(event.DecodeString))
 	e.PlacedAt = event.Field(obj, "placed_at", event.DecodeTime)
 	e.Note = event.OptionalField(obj, "note", event.DecodeString)
+	return obj.Err()
+}
+
+// The warehouse handed an order to the carrier.
+//
+// OrderShipped is published to topic shop.orders.shipped with the at-least-once guarantee.
+type OrderShipped struct {
+	OrderID   event.UUID `json:"order_id"`
+	Carrier   string     `json:"carrier"`
+	ShippedAt time.Time  `json:"shipped_at"`
+}
+
+var _ event.Event = (*OrderShipped)(nil)
+
+var orderShippedMeta = event.Type{
+	Name:        "OrderShipped",
+	Topic:       "shop.orders.shipped",
+	Guarantee:   event.AtLeastOnce,
+	CEType:      "shop.OrderShipped.v1",
+	Source:      "example.com/shop",
+	Fingerprint: "sha256:5a4ea8e544aec9c04e2d5d3695b30a6f",
+	Dedup:       event.DedupRedis,
+	DedupTTL:    168 * time.Hour,
+	Retention:   168 * time.Hour,
+}
+
+// EventType returns the metadata of OrderShipped: topic, guarantee, CloudEvents type.
+func (e *OrderShipped) EventType() *event.Type {
+	return &orderShippedMeta
+}
+
+// Key returns the partition key, field order_id: events with equal keys keep their order.
+func (e *OrderShipped) Key() string {
+	return e.OrderID.String()
+}
+
+// IdempotencyKey identifies one logical event: field order_id.
+func (e *OrderShipped) IdempotencyKey() string {
+	return e.OrderID.String()
+}
+
+// Validate reports every missing required value and invalid enum value.
+func (e *OrderShipped) Validate() error {
+	var chk event.Validator
+	chk.UUID("order_id", e.OrderID)
+	chk.Time("shipped_at", e.ShippedAt)
+	return chk.Err()
+}
+
+// AppendJSON appends the wire form of OrderShipped to b (see docs/wire-format.md).
+func (e *OrderShipped) AppendJSON(b []byte) []byte {
+	start := len(b)
+	b = append(b, ",\"order_id\":"...)
+	b = event.AppendUUID(b, e.OrderID)
+	b = append(b, ",\"carrier\":"...)
+	b = event.AppendString(b, e.Carrier)
+	b = append(b, ",\"shipped_at\":"...)
+	b = event.AppendTime(b, e.ShippedAt)
+	return event.CloseObject(b, start)
+}
+
+// MarshalJSON implements json.Marshaler with the wire form.
+func (e *OrderShipped) MarshalJSON() ([]byte, error) {
+	return e.AppendJSON(nil), nil
+}
+
+// UnmarshalJSON decodes the wire form, reporting every missing required field.
+func (e *OrderShipped) UnmarshalJSON(data []byte) error {
+	obj, err := event.DecodeObject(data)
+	if err != nil {
+		return err
+	}
+	e.OrderID = event.Field(obj, "order_id", event.DecodeUUID)
+	e.Carrier = event.Field(obj, "carrier", event.DecodeString)
+	e.ShippedAt = event.Field(obj, "shipped_at", event.DecodeTime)
+	return obj.Err()
+}
+
+// A product's price changed.
+//
+// PriceChanged is published to topic shop.prices.changed with the at-least-once guarantee.
+type PriceChanged struct {
+	SKU       string    `json:"sku"`
+	Price     Money     `json:"price"`
+	ChangedAt time.Time `json:"changed_at"`
+}
+
+var _ event.Event = (*PriceChanged)(nil)
+
+var priceChangedMeta = event.Type{
+	Name:        "PriceChanged",
+	Topic:       "shop.prices.changed",
+	Guarantee:   event.AtLeastOnce,
+	CEType:      "shop.PriceChanged.v1",
+	Source:      "example.com/shop",
+	Fingerprint: "sha256:d33f234236077b2bfdb2e834a017af9d",
+	Dedup:       event.DedupNone,
+	Retention:   168 * time.Hour,
+}
+
+// EventType returns the metadata of PriceChanged: topic, guarantee, CloudEvents type.
+func (e *PriceChanged) EventType() *event.Type {
+	return &priceChangedMeta
+}
+
+// Key returns the partition key, field sku: events with equal keys keep their order.
+func (e *PriceChanged) Key() string {
+	return e.SKU
+}
+
+// IdempotencyKey returns "": the schema declares no idempotency_key.
+func (e *PriceChanged) IdempotencyKey() string {
+	return ""
+}
+
+// Validate reports every missing required value and invalid enum value.
+func (e *PriceChanged) Validate() error {
+	var chk event.Validator
+	chk.NonEmpty("sku", e.SKU)
+	event.Nested(&chk, "price", e.Price)
+	chk.Time("changed_at", e.ChangedAt)
+	return chk.Err()
+}
+
+// AppendJSON appends the wire form of PriceChanged to b (see docs/wire-format.md).
+func (e *PriceChanged) AppendJSON(b []byte) []byte {
+	start := len(b)
+	b = append(b, ",\"sku\":"...)
+	b = event.AppendString(b, e.SKU)
+	b = append(b, ",\"price\":"...)
+	b = e.Price.AppendJSON(b)
+	b = append(b, ",\"changed_at\":"...)
+	b = event.AppendTime(b, e.ChangedAt)
+	return event.CloseObject(b, start)
+}
+
+// MarshalJSON implements json.Marshaler with the wire form.
+func (e *PriceChanged) MarshalJSON() ([]byte, error) {
+	return e.AppendJSON(nil), nil
+}
+
+// UnmarshalJSON decodes the wire form, reporting every missing required field.
+func (e *PriceChanged) UnmarshalJSON(data []byte) error {
+	obj, err := event.DecodeObject(data)
+	if err != nil {
+		return err
+	}
+	e.SKU = event.Field(obj, "sku", event.DecodeString)
+	e.Price = event.Field(obj, "price", event.DecodeRecord[Money])
+	e.ChangedAt = event.Field(obj, "changed_at", event.DecodeTime)
 	return obj.Err()
 }
 

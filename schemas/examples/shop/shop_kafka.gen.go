@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/eventgen/eventgen/runtime/dedup"
 	"github.com/eventgen/eventgen/runtime/event"
 	"github.com/eventgen/eventgen/runtime/kafka"
 )
@@ -22,6 +23,18 @@ type Sender interface {
 
 	// SendOrderPlacedAsync queues one OrderPlaced; see Producer.SendOrderPlacedAsync.
 	SendOrderPlacedAsync(ctx context.Context, e *OrderPlaced, done func(error)) error
+
+	// SendOrderShipped sends one OrderShipped; see Producer.SendOrderShipped.
+	SendOrderShipped(ctx context.Context, e *OrderShipped) error
+
+	// SendOrderShippedAsync queues one OrderShipped; see Producer.SendOrderShippedAsync.
+	SendOrderShippedAsync(ctx context.Context, e *OrderShipped, done func(error)) error
+
+	// SendPriceChanged sends one PriceChanged; see Producer.SendPriceChanged.
+	SendPriceChanged(ctx context.Context, e *PriceChanged) error
+
+	// SendPriceChangedAsync queues one PriceChanged; see Producer.SendPriceChangedAsync.
+	SendPriceChangedAsync(ctx context.Context, e *PriceChanged, done func(error)) error
 
 	// Begin opens a transaction; see Producer.Begin.
 	Begin(ctx context.Context) (Tx, error)
@@ -116,6 +129,36 @@ func (p *Producer) SendOrderPlacedAsync(ctx context.Context, e *OrderPlaced, don
 	return p.atLeastOnce.SendAsync(ctx, e, done)
 }
 
+// SendOrderShipped validates e and returns once Kafka has acknowledged it on all
+// in-sync replicas, or with an error the caller can act on (retry, fail the
+// request). Retries inside the producer are idempotent: they never duplicate.
+func (p *Producer) SendOrderShipped(ctx context.Context, e *OrderShipped) error {
+	return p.atLeastOnce.Send(ctx, e)
+}
+
+// SendOrderShippedAsync validates e and queues it without waiting: done is called
+// once with the outcome (nil once acknowledged) from a producer goroutine.
+// Back-to-back calls batch like a hand-written sarama pipeline. It returns
+// an error, and does not call done, if e is invalid or cannot be queued.
+func (p *Producer) SendOrderShippedAsync(ctx context.Context, e *OrderShipped, done func(error)) error {
+	return p.atLeastOnce.SendAsync(ctx, e, done)
+}
+
+// SendPriceChanged validates e and returns once Kafka has acknowledged it on all
+// in-sync replicas, or with an error the caller can act on (retry, fail the
+// request). Retries inside the producer are idempotent: they never duplicate.
+func (p *Producer) SendPriceChanged(ctx context.Context, e *PriceChanged) error {
+	return p.atLeastOnce.Send(ctx, e)
+}
+
+// SendPriceChangedAsync validates e and queues it without waiting: done is called
+// once with the outcome (nil once acknowledged) from a producer goroutine.
+// Back-to-back calls batch like a hand-written sarama pipeline. It returns
+// an error, and does not call done, if e is invalid or cannot be queued.
+func (p *Producer) SendPriceChangedAsync(ctx context.Context, e *PriceChanged, done func(error)) error {
+	return p.atLeastOnce.SendAsync(ctx, e, done)
+}
+
 // Begin opens a transaction. One transaction is open at a time per Producer;
 // end it with Commit or Abort.
 func (p *Producer) Begin(ctx context.Context) (Tx, error) {
@@ -157,12 +200,13 @@ func (t producerTx) Abort(ctx context.Context) error {
 
 // schemaEvents are the events of this schema: consumers and pipelines route records
 // by their ce_type among them.
-var schemaEvents = []*event.Type{&pageViewedMeta, &orderPlacedMeta, &paymentCapturedMeta, &receiptIssuedMeta}
+var schemaEvents = []*event.Type{&pageViewedMeta, &orderPlacedMeta, &orderShippedMeta, &priceChangedMeta, &paymentCapturedMeta, &receiptIssuedMeta}
 
 // Consumer reads the events of package shop and dispatches them to typed
 // handlers, committing offsets as each event's guarantee requires. Register
-// handlers, then call Run. Exactly-once events are consumed through the
-// generated pipeline functions.
+// handlers, then call Run. Events with a dedup store are registered with
+// the store. Exactly-once events are consumed through the generated
+// pipeline functions, or into PostgreSQL with a pgdedup store.
 type Consumer struct {
 	c *kafka.Consumer
 }
@@ -196,15 +240,35 @@ func (c *Consumer) HandlePageViewed(h PageViewedHandler) {
 	kafka.HandleAtMostOnce(c.c, &pageViewedMeta, event.DecodeEvent[PageViewed], h)
 }
 
-// OrderPlacedHandler handles OrderPlaced, an at-least-once event.
-// The offset is committed after the handler returns nil: a crash redelivers
-// the event, so the handler must tolerate duplicates. An error is retried
-// with backoff, then the record goes to the dead-letter topic.
-type OrderPlacedHandler func(ctx context.Context, e *OrderPlaced, rec kafka.AtLeastOnceRecord) error
+// OrderShippedHandler handles OrderShipped, an at-least-once event.
+// Redeliveries are absorbed by its Redis dedup store (ttl 168h): the
+// handler runs once per idempotency key, except in the crash windows
+// docs/dedup.md lists (an effect can repeat: it is not in a transaction with
+// the marker). An error is retried with backoff, then the record goes to the
+// dead-letter topic.
+type OrderShippedHandler func(ctx context.Context, e *OrderShipped, rec kafka.AtLeastOnceRecord) error
 
-// HandleOrderPlaced registers the handler for OrderPlaced events (topic shop.orders.placed).
-func (c *Consumer) HandleOrderPlaced(h OrderPlacedHandler) {
-	kafka.HandleAtLeastOnce(c.c, &orderPlacedMeta, event.DecodeEvent[OrderPlaced], h)
+// HandleOrderShipped registers the handler for OrderShipped events (topic shop.orders.shipped).
+// store absorbs their redeliveries: a *redisdedup.Store (or a
+// dedup.Memory[dedup.NoTx] in tests).
+func (c *Consumer) HandleOrderShipped(store dedup.Store[dedup.NoTx], h OrderShippedHandler) {
+	kafka.HandleDeduped(c.c, &orderShippedMeta, event.DecodeEvent[OrderShipped], store, func(ctx context.Context, e *OrderShipped, _ dedup.NoTx, rec kafka.AtLeastOnceRecord) error {
+		return h(ctx, e, rec)
+	})
+}
+
+// PriceChangedHandler handles PriceChanged, an at-least-once event.
+// It has no dedup store (dedup: none): it runs for every delivery,
+// redeliveries included. The schema says why that is safe:
+// Prices are upserted by sku with the newest change winning; applying one
+// twice changes nothing.
+// An error is retried with backoff, then the record goes to the dead-letter
+// topic.
+type PriceChangedHandler func(ctx context.Context, e *PriceChanged, rec kafka.AtLeastOnceRecord) error
+
+// HandlePriceChanged registers the handler for PriceChanged events (topic shop.prices.changed).
+func (c *Consumer) HandlePriceChanged(h PriceChangedHandler) {
+	kafka.HandleAtLeastOnce(c.c, &priceChangedMeta, event.DecodeEvent[PriceChanged], h)
 }
 
 // IssueReceiptsEmitter sends the events pipeline IssueReceipts produces. What it emits is

@@ -32,9 +32,39 @@ func TestWrongGuaranteeDoesNotCompile(t *testing.T) {
 	if err == nil {
 		t.Fatal("an at-most-once handler was accepted for an at-least-once event")
 	}
-	if !strings.Contains(out, "cannot use func(ctx context.Context, e *shop.OrderPlaced, rec kafka.AtMostOnceRecord) error") ||
-		!strings.Contains(out, "as shop.OrderPlacedHandler value") {
+	if !strings.Contains(out, "cannot use func(ctx context.Context, e *shop.PriceChanged, rec kafka.AtMostOnceRecord) error") ||
+		!strings.Contains(out, "as shop.PriceChangedHandler value") {
 		t.Errorf("unexpected compiler error:\n%s", out)
+	}
+}
+
+// TestWrongStoreDoesNotCompile: a handler of a postgres-dedup event wired
+// to a store without transactions, and a redis-dedup event wired to a
+// PostgreSQL-typed store, are compile errors; the control with the right
+// stores builds.
+func TestWrongStoreDoesNotCompile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds programs with the go command; skipped in -short mode")
+	}
+	build := func(dir string) (string, error) {
+		cmd := exec.CommandContext(t.Context(), "go", "build", "-o", t.TempDir()+"/out", "./testdata/"+dir)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := build("rightstore"); err != nil {
+		t.Fatalf("control program does not build: %v\n%s", err, out)
+	}
+	out, err := build("wrongstore")
+	if err == nil {
+		t.Fatal("handlers wired to the wrong dedup stores compiled")
+	}
+	for _, want := range []string{
+		"cannot use dedup.NewMemory[dedup.NoTx](0) (value of type *dedup.Memory[dedup.NoTx]) as dedup.Store[pgx.Tx] value",
+		"cannot use dedup.NewMemory[pgx.Tx](0) (value of type *dedup.Memory[pgx.Tx]) as dedup.Store[dedup.NoTx] value",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("compiler error lacks %q:\n%s", want, out)
+		}
 	}
 }
 

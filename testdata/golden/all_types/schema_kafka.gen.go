@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/eventgen/eventgen/runtime/dedup"
 	"github.com/eventgen/eventgen/runtime/event"
 	"github.com/eventgen/eventgen/runtime/kafka"
 )
@@ -101,8 +102,9 @@ var schemaEvents = []*event.Type{&everythingMeta, &legacyMeta}
 
 // Consumer reads the events of package alltypes and dispatches them to typed
 // handlers, committing offsets as each event's guarantee requires. Register
-// handlers, then call Run. Exactly-once events are consumed through the
-// generated pipeline functions.
+// handlers, then call Run. Events with a dedup store are registered with
+// the store. Exactly-once events are consumed through the generated
+// pipeline functions, or into PostgreSQL with a pgdedup store.
 type Consumer struct {
 	c *kafka.Consumer
 }
@@ -127,20 +129,28 @@ func (c *Consumer) Run(ctx context.Context) error {
 }
 
 // EverythingHandler handles Everything, an at-least-once event.
-// The offset is committed after the handler returns nil: a crash redelivers
-// the event, so the handler must tolerate duplicates. An error is retried
-// with backoff, then the record goes to the dead-letter topic.
+// Redeliveries are absorbed by its Redis dedup store (ttl 24h): the
+// handler runs once per idempotency key, except in the crash windows
+// docs/dedup.md lists (an effect can repeat: it is not in a transaction with
+// the marker). An error is retried with backoff, then the record goes to the
+// dead-letter topic.
 type EverythingHandler func(ctx context.Context, e *Everything, rec kafka.AtLeastOnceRecord) error
 
 // HandleEverything registers the handler for Everything events (topic test.everything).
-func (c *Consumer) HandleEverything(h EverythingHandler) {
-	kafka.HandleAtLeastOnce(c.c, &everythingMeta, event.DecodeEvent[Everything], h)
+// store absorbs their redeliveries: a *redisdedup.Store (or a
+// dedup.Memory[dedup.NoTx] in tests).
+func (c *Consumer) HandleEverything(store dedup.Store[dedup.NoTx], h EverythingHandler) {
+	kafka.HandleDeduped(c.c, &everythingMeta, event.DecodeEvent[Everything], store, func(ctx context.Context, e *Everything, _ dedup.NoTx, rec kafka.AtLeastOnceRecord) error {
+		return h(ctx, e, rec)
+	})
 }
 
 // LegacyHandler handles Legacy, an at-least-once event.
-// The offset is committed after the handler returns nil: a crash redelivers
-// the event, so the handler must tolerate duplicates. An error is retried
-// with backoff, then the record goes to the dead-letter topic.
+// It has no dedup store (dedup: none): it runs for every delivery,
+// redeliveries included. The schema says why that is safe:
+// The handler overwrites a row keyed by name | the reason is shown in docs.
+// An error is retried with backoff, then the record goes to the dead-letter
+// topic.
 type LegacyHandler func(ctx context.Context, e *Legacy, rec kafka.AtLeastOnceRecord) error
 
 // HandleLegacy registers the handler for Legacy events (topic test.legacy).

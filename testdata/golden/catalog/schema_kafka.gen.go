@@ -200,8 +200,9 @@ var schemaEvents = []*event.Type{&invoiceCreatedMeta, &invoiceVoidedMeta, &invoi
 
 // Consumer reads the events of package billing and dispatches them to typed
 // handlers, committing offsets as each event's guarantee requires. Register
-// handlers, then call Run. Exactly-once events are consumed through the
-// generated pipeline functions.
+// handlers, then call Run. Events with a dedup store are registered with
+// the store. Exactly-once events are consumed through the generated
+// pipeline functions, or into PostgreSQL with a pgdedup store.
 type Consumer struct {
 	c *kafka.Consumer
 }
@@ -235,21 +236,12 @@ func (c *Consumer) HandleInvoiceViewed(h InvoiceViewedHandler) {
 	kafka.HandleAtMostOnce(c.c, &invoiceViewedMeta, event.DecodeEvent[InvoiceViewed], h)
 }
 
-// InvoiceCreatedHandler handles InvoiceCreated, an at-least-once event.
-// The offset is committed after the handler returns nil: a crash redelivers
-// the event, so the handler must tolerate duplicates. An error is retried
-// with backoff, then the record goes to the dead-letter topic.
-type InvoiceCreatedHandler func(ctx context.Context, e *InvoiceCreated, rec kafka.AtLeastOnceRecord) error
-
-// HandleInvoiceCreated registers the handler for InvoiceCreated events (topic billing.invoices).
-func (c *Consumer) HandleInvoiceCreated(h InvoiceCreatedHandler) {
-	kafka.HandleAtLeastOnce(c.c, &invoiceCreatedMeta, event.DecodeEvent[InvoiceCreated], h)
-}
-
 // InvoiceVoidedHandler handles InvoiceVoided, an at-least-once event.
-// The offset is committed after the handler returns nil: a crash redelivers
-// the event, so the handler must tolerate duplicates. An error is retried
-// with backoff, then the record goes to the dead-letter topic.
+// It has no dedup store (dedup: none): it runs for every delivery,
+// redeliveries included. The schema says why that is safe:
+// Voiding twice is voiding once.
+// An error is retried with backoff, then the record goes to the dead-letter
+// topic.
 type InvoiceVoidedHandler func(ctx context.Context, e *InvoiceVoided, rec kafka.AtLeastOnceRecord) error
 
 // HandleInvoiceVoided registers the handler for InvoiceVoided events (topic billing.invoices).

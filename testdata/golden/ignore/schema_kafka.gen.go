@@ -110,8 +110,9 @@ var schemaEvents = []*event.Type{&orderPlacedMeta, &orderPaidMeta, &pageViewedMe
 
 // Consumer reads the events of package orders and dispatches them to typed
 // handlers, committing offsets as each event's guarantee requires. Register
-// handlers, then call Run. Exactly-once events are consumed through the
-// generated pipeline functions.
+// handlers, then call Run. Events with a dedup store are registered with
+// the store. Exactly-once events are consumed through the generated
+// pipeline functions, or into PostgreSQL with a pgdedup store.
 type Consumer struct {
 	c *kafka.Consumer
 }
@@ -143,26 +144,4 @@ type PageViewedHandler func(ctx context.Context, e *PageViewed, rec kafka.AtMost
 // HandlePageViewed registers the handler for PageViewed events (topic metrics.page-views).
 func (c *Consumer) HandlePageViewed(h PageViewedHandler) {
 	kafka.HandleAtMostOnce(c.c, &pageViewedMeta, event.DecodeEvent[PageViewed], h)
-}
-
-// OrderPlacedHandler handles OrderPlaced, an at-least-once event.
-// The offset is committed after the handler returns nil: a crash redelivers
-// the event, so the handler must tolerate duplicates. An error is retried
-// with backoff, then the record goes to the dead-letter topic.
-type OrderPlacedHandler func(ctx context.Context, e *OrderPlaced, rec kafka.AtLeastOnceRecord) error
-
-// HandleOrderPlaced registers the handler for OrderPlaced events (topic shop.orders.placed).
-func (c *Consumer) HandleOrderPlaced(h OrderPlacedHandler) {
-	kafka.HandleAtLeastOnce(c.c, &orderPlacedMeta, event.DecodeEvent[OrderPlaced], h)
-}
-
-// OrderPaidHandler handles OrderPaid, an at-least-once event.
-// The offset is committed after the handler returns nil: a crash redelivers
-// the event, so the handler must tolerate duplicates. An error is retried
-// with backoff, then the record goes to the dead-letter topic.
-type OrderPaidHandler func(ctx context.Context, e *OrderPaid, rec kafka.AtLeastOnceRecord) error
-
-// HandleOrderPaid registers the handler for OrderPaid events (topic shop.orders.paid).
-func (c *Consumer) HandleOrderPaid(h OrderPaidHandler) {
-	kafka.HandleAtLeastOnce(c.c, &orderPaidMeta, event.DecodeEvent[OrderPaid], h)
 }

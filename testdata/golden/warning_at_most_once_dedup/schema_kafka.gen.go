@@ -69,8 +69,9 @@ var schemaEvents = []*event.Type{&pageViewedMeta, &buttonClickedMeta}
 
 // Consumer reads the events of package metrics and dispatches them to typed
 // handlers, committing offsets as each event's guarantee requires. Register
-// handlers, then call Run. Exactly-once events are consumed through the
-// generated pipeline functions.
+// handlers, then call Run. Events with a dedup store are registered with
+// the store. Exactly-once events are consumed through the generated
+// pipeline functions, or into PostgreSQL with a pgdedup store.
 type Consumer struct {
 	c *kafka.Consumer
 }

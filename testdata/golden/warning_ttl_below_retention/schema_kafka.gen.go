@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/eventgen/eventgen/runtime/dedup"
 	"github.com/eventgen/eventgen/runtime/event"
 	"github.com/eventgen/eventgen/runtime/kafka"
 )
@@ -135,8 +136,9 @@ var schemaEvents = []*event.Type{&orderPlacedMeta, &orderPaidMeta, &orderShipped
 
 // Consumer reads the events of package orders and dispatches them to typed
 // handlers, committing offsets as each event's guarantee requires. Register
-// handlers, then call Run. Exactly-once events are consumed through the
-// generated pipeline functions.
+// handlers, then call Run. Events with a dedup store are registered with
+// the store. Exactly-once events are consumed through the generated
+// pipeline functions, or into PostgreSQL with a pgdedup store.
 type Consumer struct {
 	c *kafka.Consumer
 }
@@ -160,46 +162,36 @@ func (c *Consumer) Run(ctx context.Context) error {
 	return c.c.Run(ctx)
 }
 
-// OrderPlacedHandler handles OrderPlaced, an at-least-once event.
-// The offset is committed after the handler returns nil: a crash redelivers
-// the event, so the handler must tolerate duplicates. An error is retried
-// with backoff, then the record goes to the dead-letter topic.
-type OrderPlacedHandler func(ctx context.Context, e *OrderPlaced, rec kafka.AtLeastOnceRecord) error
-
-// HandleOrderPlaced registers the handler for OrderPlaced events (topic shop.orders.placed).
-func (c *Consumer) HandleOrderPlaced(h OrderPlacedHandler) {
-	kafka.HandleAtLeastOnce(c.c, &orderPlacedMeta, event.DecodeEvent[OrderPlaced], h)
-}
-
-// OrderPaidHandler handles OrderPaid, an at-least-once event.
-// The offset is committed after the handler returns nil: a crash redelivers
-// the event, so the handler must tolerate duplicates. An error is retried
-// with backoff, then the record goes to the dead-letter topic.
-type OrderPaidHandler func(ctx context.Context, e *OrderPaid, rec kafka.AtLeastOnceRecord) error
-
-// HandleOrderPaid registers the handler for OrderPaid events (topic shop.orders.paid).
-func (c *Consumer) HandleOrderPaid(h OrderPaidHandler) {
-	kafka.HandleAtLeastOnce(c.c, &orderPaidMeta, event.DecodeEvent[OrderPaid], h)
-}
-
 // OrderShippedHandler handles OrderShipped, an at-least-once event.
-// The offset is committed after the handler returns nil: a crash redelivers
-// the event, so the handler must tolerate duplicates. An error is retried
-// with backoff, then the record goes to the dead-letter topic.
+// Redeliveries are absorbed by its Redis dedup store (ttl 30m): the
+// handler runs once per idempotency key, except in the crash windows
+// docs/dedup.md lists (an effect can repeat: it is not in a transaction with
+// the marker). An error is retried with backoff, then the record goes to the
+// dead-letter topic.
 type OrderShippedHandler func(ctx context.Context, e *OrderShipped, rec kafka.AtLeastOnceRecord) error
 
 // HandleOrderShipped registers the handler for OrderShipped events (topic shop.orders.shipped).
-func (c *Consumer) HandleOrderShipped(h OrderShippedHandler) {
-	kafka.HandleAtLeastOnce(c.c, &orderShippedMeta, event.DecodeEvent[OrderShipped], h)
+// store absorbs their redeliveries: a *redisdedup.Store (or a
+// dedup.Memory[dedup.NoTx] in tests).
+func (c *Consumer) HandleOrderShipped(store dedup.Store[dedup.NoTx], h OrderShippedHandler) {
+	kafka.HandleDeduped(c.c, &orderShippedMeta, event.DecodeEvent[OrderShipped], store, func(ctx context.Context, e *OrderShipped, _ dedup.NoTx, rec kafka.AtLeastOnceRecord) error {
+		return h(ctx, e, rec)
+	})
 }
 
 // OrderReturnedHandler handles OrderReturned, an at-least-once event.
-// The offset is committed after the handler returns nil: a crash redelivers
-// the event, so the handler must tolerate duplicates. An error is retried
-// with backoff, then the record goes to the dead-letter topic.
+// Redeliveries are absorbed by its Redis dedup store (ttl 336h): the
+// handler runs once per idempotency key, except in the crash windows
+// docs/dedup.md lists (an effect can repeat: it is not in a transaction with
+// the marker). An error is retried with backoff, then the record goes to the
+// dead-letter topic.
 type OrderReturnedHandler func(ctx context.Context, e *OrderReturned, rec kafka.AtLeastOnceRecord) error
 
 // HandleOrderReturned registers the handler for OrderReturned events (topic shop.orders.returned).
-func (c *Consumer) HandleOrderReturned(h OrderReturnedHandler) {
-	kafka.HandleAtLeastOnce(c.c, &orderReturnedMeta, event.DecodeEvent[OrderReturned], h)
+// store absorbs their redeliveries: a *redisdedup.Store (or a
+// dedup.Memory[dedup.NoTx] in tests).
+func (c *Consumer) HandleOrderReturned(store dedup.Store[dedup.NoTx], h OrderReturnedHandler) {
+	kafka.HandleDeduped(c.c, &orderReturnedMeta, event.DecodeEvent[OrderReturned], store, func(ctx context.Context, e *OrderReturned, _ dedup.NoTx, rec kafka.AtLeastOnceRecord) error {
+		return h(ctx, e, rec)
+	})
 }

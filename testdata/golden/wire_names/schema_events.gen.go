@@ -13,8 +13,8 @@ import (
 // if a line below fails to compile, regenerate with the eventgen that matches
 // the github.com/eventgen/eventgen module in go.mod.
 const (
-	_ = event.EnforceVersion(3 - event.MinVersion)
-	_ = event.EnforceVersion(event.MaxVersion - 3)
+	_ = event.EnforceVersion(4 - event.MinVersion)
+	_ = event.EnforceVersion(event.MaxVersion - 4)
 )
 
 // SchemaFingerprint identifies the topics, guarantees and wire shapes of

@@ -72,8 +72,9 @@ var schemaEvents = []*event.Type{&paymentMadeMeta}
 
 // Consumer reads the events of package wirenames and dispatches them to typed
 // handlers, committing offsets as each event's guarantee requires. Register
-// handlers, then call Run. Exactly-once events are consumed through the
-// generated pipeline functions.
+// handlers, then call Run. Events with a dedup store are registered with
+// the store. Exactly-once events are consumed through the generated
+// pipeline functions, or into PostgreSQL with a pgdedup store.
 type Consumer struct {
 	c *kafka.Consumer
 }
@@ -95,15 +96,4 @@ func NewConsumer(cfg kafka.ConsumerConfig) (*Consumer, error) {
 // commits and closes. It returns an error if the consumer cannot go on.
 func (c *Consumer) Run(ctx context.Context) error {
 	return c.c.Run(ctx)
-}
-
-// PaymentMadeHandler handles PaymentMade, an at-least-once event.
-// The offset is committed after the handler returns nil: a crash redelivers
-// the event, so the handler must tolerate duplicates. An error is retried
-// with backoff, then the record goes to the dead-letter topic.
-type PaymentMadeHandler func(ctx context.Context, e *PaymentMade, rec kafka.AtLeastOnceRecord) error
-
-// HandlePaymentMade registers the handler for PaymentMade events (topic payments).
-func (c *Consumer) HandlePaymentMade(h PaymentMadeHandler) {
-	kafka.HandleAtLeastOnce(c.c, &paymentMadeMeta, event.DecodeEvent[PaymentMade], h)
 }

@@ -11,7 +11,7 @@ import (
 
 func main() {
 	c, _ := shop.NewConsumer(kafka.ConsumerConfig{})
-	c.HandleOrderPlaced(func(ctx context.Context, e *shop.OrderPlaced, rec kafka.AtLeastOnceRecord) error {
+	c.HandlePriceChanged(func(ctx context.Context, e *shop.PriceChanged, rec kafka.AtLeastOnceRecord) error {
 		return nil
 	})
 }

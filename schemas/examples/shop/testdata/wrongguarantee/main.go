@@ -1,5 +1,5 @@
 // This program must not compile: it registers an at-most-once handler for
-// OrderPlaced, an at-least-once event. wiring_test.go checks the error.
+// PriceChanged, an at-least-once event. wiring_test.go checks the error.
 package main
 
 import (
@@ -11,7 +11,7 @@ import (
 
 func main() {
 	c, _ := shop.NewConsumer(kafka.ConsumerConfig{})
-	c.HandleOrderPlaced(func(ctx context.Context, e *shop.OrderPlaced, rec kafka.AtMostOnceRecord) error {
+	c.HandlePriceChanged(func(ctx context.Context, e *shop.PriceChanged, rec kafka.AtMostOnceRecord) error {
 		return nil
 	})
 }
