@@ -43,8 +43,17 @@ func NewMemory[T any](ttl time.Duration) *Memory[T] {
 
 // Process implements Store.
 func (m *Memory[T]) Process(ctx context.Context, batch []Item[T]) error {
+	return m.process(ctx, batch, nil)
+}
+
+// process is Process for the items not marked in decided (nil: all), in
+// place and in order.
+func (m *Memory[T]) process(ctx context.Context, batch []Item[T], decided []bool) error {
 	first := MarkRepeats(batch)
 	for i := range batch {
+		if decided != nil && decided[i] {
+			continue
+		}
 		it := &batch[i]
 		it.Outcome, it.Err = Pending, nil
 		if j := first[i]; j >= 0 {
@@ -127,24 +136,18 @@ func (m *Memory[T]) ProcessAt(ctx context.Context, at Partition, batch []Item[T]
 	if len(offsets) != len(batch) {
 		return stored, ErrOffsets(len(batch), len(offsets))
 	}
-	var todo []Item[T]
-	var idx []int
+	decided := make([]bool, len(batch))
 	for i := range batch {
 		batch[i].Outcome, batch[i].Err = Pending, nil
 		switch {
 		case offsets[i] < stored:
-			batch[i].Outcome = Duplicate
+			batch[i].Outcome, decided[i] = Duplicate, true
 		case batch[i].Handle == nil:
-			batch[i].Outcome = Handled
-		default:
-			todo, idx = append(todo, batch[i]), append(idx, i)
+			batch[i].Outcome, decided[i] = Handled, true
 		}
 	}
-	if err := m.Process(ctx, todo); err != nil {
+	if err := m.process(ctx, batch, decided); err != nil {
 		return stored, err
-	}
-	for k, i := range idx {
-		batch[i].Outcome, batch[i].Err = todo[k].Outcome, todo[k].Err
 	}
 	next := NextOffset(batch, offsets, stored)
 	m.mu.Lock()

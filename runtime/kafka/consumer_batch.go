@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -49,9 +50,11 @@ func (h *groupHandler) prepareWork(sctx context.Context, routes []*route, m *sar
 // spend none (infrastructure backoff). The partition keeps its order: a
 // record runs only when every earlier one is done, so the records behind a
 // failed or busy one wait, without running or spending attempts (per-key
-// order follows). settle returns errStopped when the session ended first (the
+// order follows). With passFinished (a store that keeps the offset), each
+// call after the first is also given the records finished before, as
+// records to pass, so that the stored offset moves past them. settle returns errStopped when the session ended first (the
 // finished records are marked), or ErrDeadLetter.
-func (h *groupHandler) settle(sctx context.Context, g *claimGuard, ws []*work, log *slog.Logger,
+func (h *groupHandler) settle(sctx context.Context, g *claimGuard, ws []*work, log *slog.Logger, passFinished bool,
 	exec func(ctx context.Context, seg []*work, handle handleFunc) error) error {
 	pol := h.c.cfg.Retry
 	pending := ws
@@ -139,9 +142,23 @@ func (h *groupHandler) settle(sctx context.Context, g *claimGuard, ws []*work, l
 				next = append(next, w)
 			}
 		}
-		pending = next
-		if len(pending) == 0 {
+		if len(next) == 0 {
 			return nil
+		}
+		pending = next
+		if passFinished {
+			// The store keeps the offset: it moves past the done prefix of
+			// what one call is given, so the next call is given the
+			// finished records again, as records to pass.
+			pending = pending[:0:0]
+			for _, w := range ws {
+				if w.finished {
+					w.run = nil
+				}
+				if w.finished || slices.Contains(next, w) {
+					pending = append(pending, w)
+				}
+			}
 		}
 		if storeErr == nil && busy == 0 && failedAttempt == 0 {
 			continue // only records that waited behind a dead-lettered one
@@ -238,7 +255,7 @@ func (h *groupHandler) consumeAtLeastOnce(sess sarama.ConsumerGroupSession, clai
 					todo = append(todo, w)
 				}
 			}
-			err = h.settle(sess.Context(), g, todo, log, func(ctx context.Context, seg []*work, handle handleFunc) error {
+			err = h.settle(sess.Context(), g, todo, log, false, func(ctx context.Context, seg []*work, handle handleFunc) error {
 				return seg[0].store.process(ctx, seg, handle)
 			})
 		}
@@ -331,7 +348,7 @@ func (h *groupHandler) consumeExactlyOnce(sess sarama.ConsumerGroupSession, clai
 		}
 		if err == nil {
 			next := int64(-1)
-			err = h.settle(sess.Context(), g, ws, log, func(ctx context.Context, seg []*work, handle handleFunc) error {
+			err = h.settle(sess.Context(), g, ws, log, true, func(ctx context.Context, seg []*work, handle handleFunc) error {
 				n, err := store.processAt(ctx, at, seg, handle)
 				if err == nil {
 					next = n

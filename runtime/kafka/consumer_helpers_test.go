@@ -360,6 +360,8 @@ func TestEventgenChild(t *testing.T) {
 		err = runChildConsumer(ctx)
 	case "pipeline":
 		err = runChildPipeline(ctx)
+	case "dedup":
+		err = runChildDedup(ctx)
 	default:
 		err = fmt.Errorf("unknown child mode %q", mode)
 	}
@@ -440,7 +442,11 @@ func runChildConsumer(ctx context.Context) error {
 }
 
 func childLogger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	lvl := slog.LevelWarn
+	if os.Getenv("EVENTGEN_CHILD_DEBUG") != "" {
+		lvl = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 }
 
 func signalContext() (context.Context, context.CancelFunc) {

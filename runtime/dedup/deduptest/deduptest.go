@@ -384,11 +384,20 @@ func RunOffsets[T any](t *testing.T, newStore func(t *testing.T) dedup.OffsetSto
 			t.Fatalf("LoadOffsets of a new group: %v, %v; want none", got, err)
 		}
 		b := items[T](g, c, spec{id: "a"}, spec{id: "b"}, spec{id: "x", fail: true}, spec{id: "d"})
+		var seen string // the earlier items' outcomes when d's handler runs
+		h3 := b[3].Handle
+		b[3].Handle = func(ctx context.Context, tx T) error {
+			seen = outcomes(b[:3])
+			return h3(ctx, tx)
+		}
 		next, err := st.ProcessAt(t.Context(), at, b, []int64{10, 11, 12, 13})
 		if err != nil {
 			t.Fatal(err)
 		}
 		expect(t, b, "a=handled b=handled x=failed d=handled")
+		if seen != "a=handled b=handled x=failed" {
+			t.Fatalf("when d's handler ran, the earlier outcomes were %s: items must be decided in order, in place", seen)
+		}
 		if next != 12 {
 			t.Fatalf("next = %d, want 12 (the failed record at 12 holds the offset)", next)
 		}

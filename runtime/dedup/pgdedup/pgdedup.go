@@ -151,7 +151,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, opts Options) error {
 
 // Process implements dedup.Store (see Store for how).
 func (s *Store) Process(ctx context.Context, batch []dedup.Item[pgx.Tx]) error {
-	return s.inTx(ctx, batch, func(tx pgx.Tx) error { return s.processItems(ctx, tx, batch) })
+	return s.inTx(ctx, batch, func(tx pgx.Tx) error { return s.processItems(ctx, tx, batch, nil) })
 }
 
 // inTx runs fn in a transaction and commits it; on any error every item
@@ -180,22 +180,27 @@ func (s *Store) inTx(ctx context.Context, batch []dedup.Item[pgx.Tx], fn func(pg
 }
 
 // processItems records the batch's new keys and runs their handlers, each
-// in a savepoint, inside tx.
-func (s *Store) processItems(ctx context.Context, tx pgx.Tx, batch []dedup.Item[pgx.Tx]) error {
+// in a savepoint, inside tx. Items marked in decided (when not nil) already
+// have their outcome. Outcomes are set in place and in order, so that a
+// handler sees the earlier items' outcomes.
+func (s *Store) processItems(ctx context.Context, tx pgx.Tx, batch []dedup.Item[pgx.Tx], decided []bool) error {
 	first := dedup.MarkRepeats(batch)
+	isDecided := func(i int) bool { return decided != nil && decided[i] }
 	type keyTTL struct {
 		k   dedup.Key
 		ttl time.Duration
 	}
 	var keys []keyTTL
 	for i := range batch {
-		if first[i] < 0 && batch[i].Handle != nil {
+		if first[i] < 0 && batch[i].Handle != nil && !isDecided(i) {
 			keys = append(keys, keyTTL{batch[i].Key, dedup.TTLOr(batch[i].TTL, s.ttl)})
 		}
 	}
 	if len(keys) == 0 {
 		for i := range batch {
-			s.resolveWithoutRun(batch, first, i)
+			if !isDecided(i) {
+				s.resolveWithoutRun(batch, first, i)
+			}
 		}
 		return nil
 	}
@@ -224,6 +229,9 @@ func (s *Store) processItems(ctx context.Context, tx pgx.Tx, batch []dedup.Item[
 	saved := false // a savepoint "eventgen_item" is open
 	for i := range batch {
 		it := &batch[i]
+		if isDecided(i) {
+			continue
+		}
 		if first[i] >= 0 || it.Handle == nil || !fresh[it.Key] {
 			s.resolveWithoutRun(batch, first, i)
 			continue
@@ -323,25 +331,17 @@ func (s *Store) ProcessAt(ctx context.Context, at dedup.Partition, batch []dedup
 		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 			return fmt.Errorf("pgdedup: locking the offset of %s/%d: %w", at.Topic, at.Partition, err)
 		}
-		var todo []dedup.Item[pgx.Tx]
-		var idx []int
+		decided := make([]bool, len(batch))
 		for i := range batch {
 			switch {
 			case offsets[i] < stored:
-				batch[i].Outcome = dedup.Duplicate // processed by an earlier owner
+				batch[i].Outcome, decided[i] = dedup.Duplicate, true // processed by an earlier owner
 			case batch[i].Handle == nil:
-				batch[i].Outcome = dedup.Handled // passed without effects
-			default:
-				todo, idx = append(todo, batch[i]), append(idx, i)
+				batch[i].Outcome, decided[i] = dedup.Handled, true // passed without effects
 			}
 		}
-		if len(todo) > 0 {
-			if err := s.processItems(ctx, tx, todo); err != nil {
-				return err
-			}
-			for k, i := range idx {
-				batch[i].Outcome, batch[i].Err = todo[k].Outcome, todo[k].Err
-			}
+		if err := s.processItems(ctx, tx, batch, decided); err != nil {
+			return err
 		}
 		next = dedup.NextOffset(batch, offsets, stored)
 		if next == stored {
