@@ -262,4 +262,3 @@ func TestDedupDatabaseOutage(t *testing.T) {
 	t.Logf("database outage: %d of %d records applied when it began, %d store calls retried, 0 dead-lettered, then 0 lost and 0 duplicated",
 		during, len(records), met.Get("Credit", InfraRetried))
 }
-
