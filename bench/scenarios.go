@@ -25,6 +25,8 @@ var scenarios = []scenario{
 	{name: "amo", what: "at-most-once producer (acks=0)", raw: rawAtMostOnce, gen: genAtMostOnce, target: 0.95},
 	{name: "eos", what: "exactly-once pipeline vs raw transactional producer, 100 records per transaction", raw: rawTransactional, gen: genPipeline, target: 0.5},
 	{name: "eos-loop", what: "exactly-once pipeline vs hand-written sarama consume-transform-produce loop, 100 records per transaction", raw: rawPipeline, gen: genPipeline, target: 1.0},
+	{name: "dedup-pg", what: "consumer with the PostgreSQL dedup store vs the baseline: a transaction per message (SELECT ... FOR UPDATE, insert, processed row), 10% duplicates", raw: rawPostgresPerMessage, gen: genPostgresDedup, target: 20},
+	{name: "dedup-redis", what: "consumer with the Redis dedup store vs the baseline: a middleware per message (SET NX EX, handler, SET done, DEL on failure), 10% duplicates", raw: rawRedisMiddleware, gen: genRedisDedup, target: 5},
 }
 
 func newCluster() (*kafkatest.Cluster, error) {

@@ -258,7 +258,7 @@ func runCrash(t *testing.T, cr crashRun) crashResult {
 				com, err := kafkatest.Committed(client, group, et.Topic, crashPartitions)
 				return err == nil && kafkatest.Sum(com) >= int64(res.records)
 			}
-			if !kafkatest.Eventually(40*time.Second, func() bool { return c.exited() || done() }) || c.exited() {
+			if !kafkatest.Eventually(180*time.Second, func() bool { return c.exited() || done() }) || c.exited() {
 				if os.Getenv("EVENTGEN_CRASH_LOGS") != "" {
 					b, _ := os.ReadFile(c.stderr)
 					t.Logf("last child's log:\n%s", b)

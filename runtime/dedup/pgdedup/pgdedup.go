@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/eventgen/eventgen/runtime/dedup"
@@ -225,7 +226,7 @@ func (s *Store) processItems(ctx context.Context, tx pgx.Tx, batch []dedup.Item[
 	if err != nil {
 		return fmt.Errorf("pgdedup: recording keys: %w", err)
 	}
-	htx := handlerTx{tx}
+	htx := &handlerTx{Tx: tx}
 	saved := false // a savepoint "eventgen_item" is open
 	for i := range batch {
 		it := &batch[i]
@@ -236,18 +237,22 @@ func (s *Store) processItems(ctx context.Context, tx pgx.Tx, batch []dedup.Item[
 			s.resolveWithoutRun(batch, first, i)
 			continue
 		}
-		// One round trip: release the previous item's savepoint, open this one's.
-		sp := "SAVEPOINT eventgen_item"
+		// The item's savepoint (after releasing the previous one) goes
+		// out with the handler's first statement, in one round trip; a
+		// handler that sends none needs none.
+		htx.pending = openSavepoint
 		if saved {
-			sp = "RELEASE SAVEPOINT eventgen_item; SAVEPOINT eventgen_item"
+			htx.pending = nextSavepoint
 		}
-		if _, err := tx.Exec(ctx, sp); err != nil {
-			return fmt.Errorf("pgdedup: savepoint: %w", err)
+		herr := it.Handle(ctx, htx)
+		if htx.pending == nil {
+			saved = true
 		}
-		saved = true
-		if herr := it.Handle(ctx, htx); herr != nil {
-			if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT eventgen_item"); err != nil {
-				return fmt.Errorf("pgdedup: rolling back a failed handler: %w", err)
+		if herr != nil {
+			if htx.pending == nil {
+				if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT eventgen_item"); err != nil {
+					return fmt.Errorf("pgdedup: rolling back a failed handler: %w", err)
+				}
 			}
 			if _, err := tx.Exec(ctx, s.deleteKey, it.Key.Group, it.Key.Event, it.Key.ID); err != nil {
 				return fmt.Errorf("pgdedup: releasing the key of a failed handler: %w", err)
@@ -255,10 +260,22 @@ func (s *Store) processItems(ctx context.Context, tx pgx.Tx, batch []dedup.Item[
 			it.Outcome, it.Err = dedup.Failed, herr
 			continue
 		}
+		htx.pending = nil
 		it.Outcome = dedup.Handled
+	}
+	if htx.err != nil {
+		return htx.err
 	}
 	return nil
 }
+
+// The statements that open an item's savepoint: the first item's, and a
+// later one's, which releases the previous item's (its effects stay in the
+// transaction) so that subtransactions do not pile up.
+var (
+	openSavepoint = []string{"SAVEPOINT eventgen_item"}
+	nextSavepoint = []string{"RELEASE SAVEPOINT eventgen_item", "SAVEPOINT eventgen_item"}
+)
 
 // resolveWithoutRun sets the outcome of an item whose handler does not
 // run: a repeat of an earlier item, an item without Handle, a recorded key.
@@ -290,11 +307,133 @@ var errTxOwned = errors.New("pgdedup: the transaction belongs to the dedup store
 
 // handlerTx is the transaction given to handlers: the store's, except that
 // Commit and Rollback are refused (the store commits the batch; a handler
-// fails by returning an error). Begin opens a nested savepoint as usual.
-type handlerTx struct{ pgx.Tx }
+// fails by returning an error), and that the item's savepoint is sent with
+// the handler's first statement: in the same round trip for Exec (a
+// pgx.Batch; the savepoint comes first, so a failing statement leaves it
+// in place), before it otherwise. Begin opens a nested savepoint as usual.
+type handlerTx struct {
+	pgx.Tx
+	pending []string // the savepoint statements not sent yet
+	err     error    // a savepoint that failed to open: the batch fails
+}
 
-func (handlerTx) Commit(context.Context) error   { return errTxOwned }
-func (handlerTx) Rollback(context.Context) error { return errTxOwned }
+func (*handlerTx) Commit(context.Context) error   { return errTxOwned }
+func (*handlerTx) Rollback(context.Context) error { return errTxOwned }
+
+// flush sends the pending savepoint statements on their own.
+func (h *handlerTx) flush(ctx context.Context) error {
+	if h.pending == nil {
+		return nil
+	}
+	var b pgx.Batch
+	for _, sql := range h.pending {
+		b.Queue(sql)
+	}
+	h.pending = nil
+	if err := h.Tx.SendBatch(ctx, &b).Close(); err != nil {
+		h.err = fmt.Errorf("pgdedup: savepoint: %w", err)
+		return h.err
+	}
+	return nil
+}
+
+func (h *handlerTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	if h.pending == nil {
+		return h.Tx.Exec(ctx, sql, args...)
+	}
+	var b pgx.Batch
+	for _, sp := range h.pending {
+		b.Queue(sp)
+	}
+	h.pending = nil
+	var tag pgconn.CommandTag
+	b.Queue(sql, args...).Exec(func(ct pgconn.CommandTag) error { tag = ct; return nil })
+	br := h.Tx.SendBatch(ctx, &b)
+	for range len(b.QueuedQueries) - 1 {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			h.err = fmt.Errorf("pgdedup: savepoint: %w", err)
+			return tag, h.err
+		}
+	}
+	if err := br.Close(); err != nil {
+		return tag, err
+	}
+	return tag, nil
+}
+
+func (h *handlerTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	if err := h.flush(ctx); err != nil {
+		return nil, err
+	}
+	return h.Tx.Query(ctx, sql, args...)
+}
+
+func (h *handlerTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	if err := h.flush(ctx); err != nil {
+		return errRow{err}
+	}
+	return h.Tx.QueryRow(ctx, sql, args...)
+}
+
+func (h *handlerTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	if h.pending != nil {
+		pre := append([]*pgx.QueuedQuery(nil), b.QueuedQueries...)
+		b.QueuedQueries = b.QueuedQueries[:0]
+		for _, sp := range h.pending {
+			b.Queue(sp)
+		}
+		b.QueuedQueries = append(b.QueuedQueries, pre...)
+		n := len(h.pending)
+		h.pending = nil
+		br := h.Tx.SendBatch(ctx, b)
+		for range n {
+			if _, err := br.Exec(); err != nil {
+				h.err = fmt.Errorf("pgdedup: savepoint: %w", err)
+			}
+		}
+		return br
+	}
+	return h.Tx.SendBatch(ctx, b)
+}
+
+func (h *handlerTx) CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error) {
+	if err := h.flush(ctx); err != nil {
+		return 0, err
+	}
+	return h.Tx.CopyFrom(ctx, table, columns, src)
+}
+
+func (h *handlerTx) Prepare(ctx context.Context, name, sql string) (*pgconn.StatementDescription, error) {
+	if err := h.flush(ctx); err != nil {
+		return nil, err
+	}
+	return h.Tx.Prepare(ctx, name, sql)
+}
+
+func (h *handlerTx) Begin(ctx context.Context) (pgx.Tx, error) {
+	if err := h.flush(ctx); err != nil {
+		return nil, err
+	}
+	return h.Tx.Begin(ctx)
+}
+
+func (h *handlerTx) LargeObjects() pgx.LargeObjects {
+	_ = h.flush(context.Background())
+	return h.Tx.LargeObjects()
+}
+
+// Conn gives the handler the connection itself: statements sent through it
+// bypass the savepoint, which is therefore opened first.
+func (h *handlerTx) Conn() *pgx.Conn {
+	_ = h.flush(context.Background())
+	return h.Tx.Conn()
+}
+
+// errRow is the Row of a QueryRow whose savepoint failed.
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
 
 // LoadOffsets implements dedup.OffsetStore.
 func (s *Store) LoadOffsets(ctx context.Context, group, topic string) (map[int32]int64, error) {

@@ -106,12 +106,36 @@ func TestEffectsAtomicWithKey(t *testing.T) {
 			return err
 		}),
 		item("g", "4", credit("acc", 1000, nil)),
+		item("g", "5", func(ctx context.Context, tx pgx.Tx) error { // a query, then a failing batch
+			var one int
+			if err := tx.QueryRow(ctx, `SELECT 1`).Scan(&one); err != nil {
+				return err
+			}
+			if err := credit("acc", 10000, nil)(ctx, tx); err != nil {
+				return err
+			}
+			var b pgx.Batch
+			b.Queue(`SELECT 1/0`)
+			return tx.SendBatch(ctx, &b).Close()
+		}),
+		item("g", "6", func(context.Context, pgx.Tx) error { return boom }), // fails without a statement
+		item("g", "7", credit("acc", 100000, nil)),
 	}
 	if err := s.Process(t.Context(), batch); err != nil {
 		t.Fatal(err)
 	}
-	if got := fmt.Sprint(batch[0].Outcome, batch[1].Outcome, batch[2].Outcome, batch[3].Outcome); got != "handled failed failed handled" {
+	var got []string
+	for _, it := range batch {
+		got = append(got, it.Outcome.String())
+	}
+	if fmt.Sprint(got) != "[handled failed failed handled failed failed handled]" {
 		t.Fatalf("outcomes %s", got)
+	}
+	if b := balance(t, pool, "acc"); b != 101010 {
+		t.Fatalf("balance %d, want 101010: only the handled items' effects commit", b)
+	}
+	if _, err := pool.Exec(t.Context(), `UPDATE ledger SET balance = balance - 100000`); err != nil {
+		t.Fatal(err)
 	}
 	if b := balance(t, pool, "acc"); b != 1010 {
 		t.Fatalf("balance %d, want 1010: only the handled items' effects commit", b)
