@@ -20,6 +20,13 @@ import (
 // newStore migrates a fresh schema and returns a Store on it.
 func newStore(t *testing.T, opts Options) (*Store, *pgxpool.Pool, string) {
 	t.Helper()
+	return newStoreTB(t, opts)
+}
+
+func newStoreB(b *testing.B) (*Store, *pgxpool.Pool, string) { return newStoreTB(b, Options{}) }
+
+func newStoreTB(t testing.TB, opts Options) (*Store, *pgxpool.Pool, string) {
+	t.Helper()
 	pool, schema := svctest.Postgres(t, 8)
 	if opts.Schema == "" {
 		opts.Schema = schema

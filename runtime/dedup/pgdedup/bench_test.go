@@ -1,0 +1,54 @@
+package pgdedup
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/eventgen/eventgen/runtime/dedup"
+)
+
+// BenchmarkProcess measures the store alone: batches of 500 new keys, each
+// handler one INSERT, from `workers` goroutines (a consumer's partitions).
+func BenchmarkProcess(b *testing.B) {
+	for _, workers := range []int{1, 3} {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+			s, pool, _ := newStoreB(b)
+			if _, err := pool.Exec(context.Background(), `CREATE TABLE orders (id text PRIMARY KEY, cents bigint NOT NULL)`); err != nil {
+				b.Fatal(err)
+			}
+			var seq atomic.Int64
+			const batch = 500
+			b.ResetTimer()
+			start := time.Now()
+			var wg sync.WaitGroup
+			per := b.N / workers
+			for w := 0; w < workers; w++ {
+				wg.Go(func() {
+					for done := 0; done < per; done += batch {
+						items := make([]dedup.Item[pgx.Tx], 0, batch)
+						for range min(batch, per-done) {
+							id := fmt.Sprint(seq.Add(1))
+							items = append(items, dedup.Item[pgx.Tx]{Key: dedup.Key{Group: "g", Event: "E", ID: id}, TTL: time.Hour,
+								Handle: func(ctx context.Context, tx pgx.Tx) error {
+									_, err := tx.Exec(ctx, `INSERT INTO orders (id, cents) VALUES ($1, $2)`, id, 100)
+									return err
+								}})
+						}
+						if err := s.Process(context.Background(), items); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			b.ReportMetric(float64(per*workers)/time.Since(start).Seconds(), "items/s")
+		})
+	}
+}
