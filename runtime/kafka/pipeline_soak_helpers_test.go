@@ -356,7 +356,7 @@ func commitOffsetOutsideGroup(client sarama.Client, group, topic string, p int32
 // producer: per partition, inputs arrive in seq order. The pacing only
 // shapes the load; no step of a test waits for a tick.
 type feeder struct {
-	produced atomic.Int64 // acknowledged inputs: seq 0..produced-1
+	produced atomic.Int64  // acknowledged inputs: seq 0..produced-1
 	finish   chan struct{} // closed by stop
 	once     sync.Once
 	done     chan struct{}
