@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -478,32 +479,50 @@ func (r soakReport) redeliveryBound(events, batch int) error {
 	return errors.Join(errs...)
 }
 
-// checkSoakOutput writes a sentinel to each output partition (every writer
-// must have stopped), reads the committed outputs up to it, and compares
-// them with the n inputs. It also reads the log read_uncommitted and counts
-// the aborted records.
-func checkSoakOutput(t *testing.T, brokers []string, out string, parts, n, skipMod int, firstOnly bool) soakReport {
+// writeSentinels appends a fresh sentinel record to each partition of
+// topic, once every writer has stopped, and returns its value: a read up
+// to it (readToSentinel) has seen everything written before.
+func writeSentinels(t *testing.T, brokers []string, topic string, parts int) string {
 	t.Helper()
 	prod, err := sarama.NewSyncProducer(brokers, sentinelConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer prod.Close()
+	v := "SENTINEL " + event.NewUUID().String()
 	for p := range int32(parts) {
-		if _, _, err := prod.SendMessage(&sarama.ProducerMessage{Topic: out, Partition: p, Value: sarama.StringEncoder("SENTINEL")}); err != nil {
+		if _, _, err := prod.SendMessage(&sarama.ProducerMessage{Topic: topic, Partition: p, Value: sarama.StringEncoder(v)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	prod.Close()
-	untilSentinel := kafkatest.ReadOptions{Until: func(m *sarama.ConsumerMessage) bool { return string(m.Value) == "SENTINEL" }, Timeout: 120 * time.Second}
+	return v
+}
+
+// readToSentinel reads topic/p with client (whose isolation level decides
+// whether aborted records are seen) up to the sentinel, and returns the
+// records before it, earlier sentinels left out.
+func readToSentinel(t *testing.T, client sarama.Client, topic string, p int32, sentinel string) []*sarama.ConsumerMessage {
+	t.Helper()
+	msgs := kafkatest.ReadPartition(t, client, topic, p, kafkatest.ReadOptions{
+		Until: func(m *sarama.ConsumerMessage) bool { return string(m.Value) == sentinel }, Timeout: 120 * time.Second,
+	})
+	return slices.DeleteFunc(msgs, func(m *sarama.ConsumerMessage) bool { return strings.HasPrefix(string(m.Value), "SENTINEL") })
+}
+
+// checkSoakOutput reads the committed outputs (every writer must have
+// stopped) and compares them with the n inputs. It also reads the log
+// read_uncommitted and counts the aborted records.
+func checkSoakOutput(t *testing.T, brokers []string, out string, parts, n, skipMod int, firstOnly bool) soakReport {
+	t.Helper()
+	sentinel := writeSentinels(t, brokers, out, parts)
 	committed := kafkatest.NewClient(t, brokers, kafkatest.ClientOptions{})
 	all := kafkatest.NewClient(t, brokers, kafkatest.ClientOptions{ReadUncommitted: true})
 	rep := soakReport{dupsByPartition: map[int32]int{}}
 	count := map[int64]int{}
 	lastSeq := map[string]int64{}
 	for p := range int32(parts) {
-		msgs := kafkatest.ReadPartition(t, committed, out, p, untilSentinel)
-		msgs = msgs[:len(msgs)-1]
-		rep.aborted += len(kafkatest.ReadPartition(t, all, out, p, untilSentinel)) - 1 - len(msgs)
+		msgs := readToSentinel(t, committed, out, p, sentinel)
+		rep.aborted += len(readToSentinel(t, all, out, p, sentinel)) - len(msgs)
 		lastSrc := int64(-1)
 		for _, m := range msgs {
 			rep.records++
