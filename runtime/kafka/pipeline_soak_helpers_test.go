@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"regexp"
 	"slices"
 	"strconv"
@@ -39,8 +40,12 @@ const (
 )
 
 // The plans a soak member can be started with (SOAK_PLAN), each firing once
-// at the SOAK_AT-th round or commit, and only once the process has
-// committed SOAK_MIN_INPUTS inputs:
+// at the SOAK_AT-th round or commit after it is armed, and only once the
+// process has committed SOAK_MIN_INPUTS inputs. A plan is armed at start,
+// or with SOAK_WAIT_ARM=1 when the process receives SIGUSR1 (after it
+// printed childReady): the test arms it once the group's progress reached
+// the point where the fault belongs.
+//
 //   - planKillInRound: SIGKILL in the beforeCommit hook. Exactly-once: the
 //     round's outputs are written and its offsets added to the open
 //     transaction, not committed. At-least-once: every output is
@@ -71,11 +76,13 @@ func TestEventgenSoakChild(t *testing.T) {
 	}
 	ctx, stop := signalContext()
 	defer stop()
+	arm := make(chan os.Signal, 1)
+	signal.Notify(arm, syscall.SIGUSR1)
 	fmt.Fprintln(os.Stderr, childReady)
 	var err error
 	switch mode {
 	case "eos", "alo":
-		err = runSoakMember(ctx, mode == "eos")
+		err = runSoakMember(ctx, mode == "eos", arm)
 	case "lossy":
 		err = runLossyLoop(ctx)
 	default:
@@ -164,8 +171,9 @@ func (c *child) committedTotal() int {
 // RunAtLeastOncePipeline over SOAK_IN → SOAK_OUT with testTransform (no
 // output when Seq%SOAK_SKIP_MOD is 0), as SOAK_GROUP, SOAK_INSTANCE and,
 // exactly-once, SOAK_TXN, with SOAK_BATCH and SOAK_INTERVAL_MS, and its
-// SOAK_PLAN (see planKillInRound).
-func runSoakMember(ctx context.Context, eos bool) error {
+// SOAK_PLAN (see planKillInRound), armed by a signal on arm with
+// SOAK_WAIT_ARM=1.
+func runSoakMember(ctx context.Context, eos bool, arm <-chan os.Signal) error {
 	g := event.AtLeastOnce
 	if eos {
 		g = event.ExactlyOnce
@@ -176,9 +184,25 @@ func runSoakMember(ctx context.Context, eos bool) error {
 	// rounds and committed are touched by the committer goroutine and
 	// Cleanup, one at a time; atomics keep the race detector informed.
 	var rounds, commits, committed atomic.Int64
-	var fired atomic.Bool
+	var fired, armed atomic.Bool
+	var armedRounds, armedCommits atomic.Int64 // the counts when armed
+	if os.Getenv("SOAK_WAIT_ARM") == "1" {
+		go func() {
+			<-arm
+			armedRounds.Store(rounds.Load())
+			armedCommits.Store(commits.Load())
+			armed.Store(true)
+			fmt.Fprintln(os.Stderr, "soak: armed")
+		}()
+	} else {
+		armed.Store(true)
+	}
 	fire := func(what string, n int64, batch []*sarama.ConsumerMessage) bool {
-		if plan != what || n < int64(at) || committed.Load() < minInputs || !fired.CompareAndSwap(false, true) {
+		base := armedRounds.Load()
+		if what == planKillAfterCommit {
+			base = armedCommits.Load()
+		}
+		if plan != what || !armed.Load() || n-base < int64(at) || committed.Load() < minInputs || !fired.CompareAndSwap(false, true) {
 			return false
 		}
 		outs := 0

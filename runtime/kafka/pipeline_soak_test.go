@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,7 +44,7 @@ func soakScaleOf() soakScale {
 	if os.Getenv(envSoak) == "1" {
 		return soakScale{inputs: 100_000, kills: 60, zombies: 3, rate: 2500}
 	}
-	return soakScale{inputs: 3000, kills: 12, zombies: 1, rate: 300}
+	return soakScale{inputs: 3000, kills: 12, zombies: 1, rate: 400}
 }
 
 // killOutside is a soak step that is not a child's own plan: the test
@@ -51,12 +52,13 @@ func soakScaleOf() soakScale {
 const killOutside = "kill-outside"
 
 // soakStep is one fault a member undergoes: kind is killOutside or one of
-// the plans (planKillInRound, ...); at is the plan's round or commit; delta
-// how many more inputs the group must commit before a killOutside.
+// the plans (planKillInRound, ...), at the plan's at-th round or commit
+// after it is armed. A step happens once the group has committed pos
+// inputs: a killOutside kills then, a plan is armed then.
 type soakStep struct {
-	kind  string
-	at    int
-	delta int
+	kind string
+	at   int
+	pos  int64
 }
 
 // soakRun is a running soak test.
@@ -113,7 +115,7 @@ func (s *soakRun) start(i int, step *soakStep) *child {
 		"SOAK_BATCH": strconv.Itoa(s.batch), "SOAK_SKIP_MOD": strconv.Itoa(s.skips),
 	}
 	if step != nil && step.kind != killOutside {
-		env["SOAK_PLAN"], env["SOAK_AT"] = step.kind, strconv.Itoa(step.at)
+		env["SOAK_PLAN"], env["SOAK_AT"], env["SOAK_WAIT_ARM"] = step.kind, strconv.Itoa(step.at), "1"
 	}
 	c := startSoakChild(s.t, s.mode, env)
 	s.starts.Add(1)
@@ -158,7 +160,20 @@ func (s *soakRun) member(i int, steps []soakStep) *child {
 	}
 	cur := s.start(i, step(0))
 	for j, st := range steps {
-		who := fmt.Sprintf("member %d, step %d (%s)", i, j, st.kind)
+		who := fmt.Sprintf("member %d, step %d (%s at %d)", i, j, st.kind, st.pos)
+		if !s.waitFor(who+": the group's progress", func() bool { return cur.exited() || s.progress() >= st.pos }) {
+			return nil
+		}
+		if cur.exited() {
+			s.fail("%s: the member exited by itself: %v; log:\n%s", who, cur.err, cur.log())
+			return nil
+		}
+		if st.kind != killOutside {
+			if !s.waitFor(who+": the member to be ready", func() bool { return cur.exited() || cur.ready() }) {
+				return nil
+			}
+			_ = cur.cmd.Process.Signal(syscall.SIGUSR1)
+		}
 		switch st.kind {
 		case planKillInRound, planKillAfterCommit:
 			if !s.waitFor(who+": the member to kill itself", cur.exited) {
@@ -171,14 +186,6 @@ func (s *soakRun) member(i int, steps []soakStep) *child {
 			}
 			s.record(st.kind, outs)
 		case killOutside:
-			target := s.progress() + int64(st.delta)
-			if !s.waitFor(who+": the group's progress", func() bool { return cur.exited() || s.progress() >= target }) {
-				return nil
-			}
-			if cur.exited() {
-				s.fail("%s: the member exited by itself: %v; log:\n%s", who, cur.err, cur.log())
-				return nil
-			}
 			_ = cur.cmd.Process.Signal(syscall.SIGKILL)
 			if !s.waitFor(who+": the killed member to exit", cur.exited) {
 				return nil
@@ -225,20 +232,26 @@ func (s *soakRun) member(i int, steps []soakStep) *child {
 }
 
 // soakSteps draws the faults of a run: kills SIGKILLs, a third of each
-// kind, and zombies, in random order, dealt alternately to the two
-// members.
+// kind, and zombies, in random order at random points spread over the
+// inputs, dealt alternately to the two members.
 func soakSteps(rng *rand.Rand, sc soakScale) [2][]soakStep {
 	var all []soakStep
 	kinds := []string{planKillInRound, planKillAfterCommit, killOutside}
 	for i := range sc.kills {
-		all = append(all, soakStep{kind: kinds[i%3], at: 2 + rng.IntN(5), delta: sc.rate/5 + rng.IntN(sc.rate)})
+		all = append(all, soakStep{kind: kinds[i%3], at: 2 + rng.IntN(5)})
 	}
 	for range sc.zombies {
 		all = append(all, soakStep{kind: planStopInRound, at: 2 + rng.IntN(5)})
 	}
 	rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
+	pos := make([]int64, len(all))
+	for i := range pos {
+		pos[i] = int64(sc.inputs/20 + rng.IntN(sc.inputs*9/10))
+	}
+	slices.Sort(pos)
 	var steps [2][]soakStep
 	for i, st := range all {
+		st.pos = pos[i]
 		steps[i%2] = append(steps[i%2], st)
 	}
 	return steps
