@@ -76,13 +76,14 @@ func TestEventgenSoakChild(t *testing.T) {
 	}
 	ctx, stop := signalContext()
 	defer stop()
-	arm := make(chan os.Signal, 1)
+	arm, cont := make(chan os.Signal, 1), make(chan os.Signal, 1)
 	signal.Notify(arm, syscall.SIGUSR1)
+	signal.Notify(cont, syscall.SIGCONT)
 	fmt.Fprintln(os.Stderr, childReady)
 	var err error
 	switch mode {
 	case "eos", "alo":
-		err = runSoakMember(ctx, mode == "eos", arm)
+		err = runSoakMember(ctx, mode == "eos", arm, cont)
 	case "lossy":
 		err = runLossyLoop(ctx)
 	default:
@@ -172,8 +173,11 @@ func (c *child) committedTotal() int {
 // output when Seq%SOAK_SKIP_MOD is 0), as SOAK_GROUP, SOAK_INSTANCE and,
 // exactly-once, SOAK_TXN, with SOAK_BATCH and SOAK_INTERVAL_MS, and its
 // SOAK_PLAN (see planKillInRound), armed by a signal on arm with
-// SOAK_WAIT_ARM=1.
-func runSoakMember(ctx context.Context, eos bool, arm <-chan os.Signal) error {
+// SOAK_WAIT_ARM=1. planStopInRound waits for SIGCONT on cont: kill(2) of
+// SIGSTOP to itself returns before every thread of a Go process has
+// stopped, and a goroutine left running would go on to commit the round
+// before the test sees the process stopped.
+func runSoakMember(ctx context.Context, eos bool, arm, cont <-chan os.Signal) error {
 	g := event.AtLeastOnce
 	if eos {
 		g = event.ExactlyOnce
@@ -228,6 +232,7 @@ func runSoakMember(ctx context.Context, eos bool, arm <-chan os.Signal) error {
 		}
 		if fire(planStopInRound, n, batch) {
 			_ = syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+			<-cont
 			fmt.Fprintln(os.Stderr, "soak: continued")
 		}
 	}}
