@@ -190,6 +190,10 @@ func (s *soakRun) member(i int, steps []soakStep) *child {
 			if !s.waitFor(who+": the killed member to exit", cur.exited) {
 				return nil
 			}
+			if code := exitCode(cur.err); code != -int(syscall.SIGKILL) {
+				s.fail("%s: exit %d, want SIGKILL; log:\n%s", who, code, cur.log())
+				return nil
+			}
 			s.record(st.kind, 0)
 		case planStopInRound:
 			if !s.waitFor(who+": the member to stop itself in a round", func() bool {
@@ -266,6 +270,7 @@ type soakResult struct {
 	starts       int
 	roundOutputs int
 	dropped      int // rounds the members logged as failed or dropped (at-least-once: repeated)
+	batch        int // the members' BatchSize
 	took         time.Duration
 }
 
@@ -318,7 +323,7 @@ func runSoak(t *testing.T, mode string, sc soakScale) soakResult {
 			t.Fatalf("member %d, graceful stop: %v\n%s", i, err, c.log())
 		}
 	}
-	res := soakResult{inputs: n, killed: s.killed, fenced: s.fenced, starts: int(s.starts.Load()), roundOutputs: s.roundOutputs}
+	res := soakResult{inputs: n, killed: s.killed, fenced: s.fenced, starts: int(s.starts.Load()), roundOutputs: s.roundOutputs, batch: batch}
 	for _, c := range s.children {
 		for _, l := range strings.Split(c.fullLog(), "\n") {
 			// A failed commit may drop its round (a rebalance, the end of a
@@ -393,8 +398,7 @@ func TestPipelineSoakAtLeastOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long crash test")
 	}
-	sc := soakScaleOf()
-	res := runSoak(t, "alo", sc)
+	res := runSoak(t, "alo", soakScaleOf())
 	rep := res.rep
 	if rep.lost != 0 || rep.unexpected != 0 || rep.orderErrs != 0 || rep.keyOrderErrs != 0 {
 		t.Errorf("output: %s", rep)
@@ -403,7 +407,7 @@ func TestPipelineSoakAtLeastOnce(t *testing.T) {
 		t.Errorf("%d duplicates, want at least the %d acknowledged outputs of the rounds open at kills and stops", rep.dups, res.roundOutputs)
 	}
 	kills := res.killed[planKillInRound] + res.killed[planKillAfterCommit] + res.killed[killOutside]
-	if err := rep.redeliveryBound(kills+res.fenced+res.dropped, 100); err != nil {
+	if err := rep.redeliveryBound(kills+res.fenced+res.dropped, res.batch); err != nil {
 		t.Errorf("redeliveries past the bound: %v", err)
 	}
 }
