@@ -342,14 +342,15 @@ func TestPipelineContextEndsDuringCommit(t *testing.T) {
 // run may be aborted (exactly-once) and a restart must repeat none
 // (at-least-once), and no round may fail.
 //
-// It fails today: the committer starts the next round's commit (the round
-// is full) and waits for its acknowledgements under stopCtx, which
-// Cleanup cancels (round.stop) before waiting for the committer; the wait
-// returns context.Canceled, recover aborts the transaction (exactly-once)
-// or keeps the acknowledged outputs (at-least-once), logs "round failed;
-// sending it again from memory", fails to sleep on the cancelled context
-// and drops the round (round.end), so Cleanup finds nothing to commit. The
-// same interleaving happens when a rebalance ends the session.
+// Before 8fccf54 it failed every time: the committer started the next
+// round's commit (the round was full) and waited for its acknowledgements
+// under stopCtx, which Cleanup cancelled (round.stop) before waiting for
+// the committer; the wait returned context.Canceled, recover aborted the
+// transaction (exactly-once) or kept the acknowledged outputs
+// (at-least-once), could not sleep on the cancelled context and dropped
+// the round, so Cleanup found nothing to commit: 40 aborted outputs, or 40
+// outputs repeated after the restart. A rebalance ending the session did
+// the same.
 func TestPipelineShutdownDuringCommitKeepsRound(t *testing.T) {
 	for _, mode := range []string{"eos", "alo"} {
 		t.Run(mode, func(t *testing.T) {
