@@ -19,6 +19,7 @@ import (
 var topics = []string{
 	"shop.pages.viewed", "shop.orders.placed", "shop.orders.placed.dlq",
 	"shop.orders.shipped", "shop.orders.shipped.dlq", "shop.prices.changed", "shop.prices.changed.dlq",
+	"shop.customers.notified", "shop.customers.notified.dlq",
 	"shop.payments.captured", "shop.payments.captured.dlq", "shop.receipts.issued",
 }
 

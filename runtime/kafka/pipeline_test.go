@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,6 +32,12 @@ func runChildPipeline(ctx context.Context) error {
 	in := testEventType("Input", os.Getenv("CHILD_IN"), event.ExactlyOnce)
 	out := testEventType("Output", os.Getenv("CHILD_OUT"), event.ExactlyOnce)
 	killAt, stopAt, txns := envInt("CHILD_KILL_AT_TXN"), envInt("CHILD_STOP_AT_TXN"), 0
+	// kill(2) of SIGSTOP to itself returns before every thread of a Go
+	// process has stopped: without waiting for SIGCONT, a loaded zombie
+	// could go on and commit before its replacement starts.
+	cont := make(chan os.Signal, 1)
+	signal.Notify(cont, syscall.SIGCONT)
+	defer signal.Stop(cont)
 	hooks := &pipelineHooks{beforeCommit: func([]*sarama.ConsumerMessage) {
 		txns++ // under the pipeline's transaction lock
 		switch txns {
@@ -40,6 +47,7 @@ func runChildPipeline(ctx context.Context) error {
 		case stopAt:
 			fmt.Fprintln(os.Stderr, "child: stopping itself inside transaction", txns)
 			_ = syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+			<-cont
 			fmt.Fprintln(os.Stderr, "child: continued")
 		}
 	}}
