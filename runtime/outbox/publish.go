@@ -1,0 +1,175 @@
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/eventgen/eventgen/runtime/event"
+	"github.com/eventgen/eventgen/runtime/kafka"
+)
+
+// failure is a row whose record Kafka did not acknowledge.
+type failure struct {
+	row *row
+	err error
+}
+
+// batchResult is what publishing a batch did.
+type batchResult struct {
+	// acked are the rows Kafka acknowledged: to delete.
+	acked []int64
+	// failed are the failures that count as an attempt of their row.
+	failed []failure
+	// outage is set when records failed but none was acknowledged and
+	// none rejected for good: Kafka is unreachable rather than the rows
+	// bad, so no attempt is counted and the relay pauses.
+	outage   bool
+	firstErr error
+}
+
+// outcome is one record's acknowledgement or error; i indexes the batch.
+type outcome struct {
+	i   int
+	err error
+}
+
+// publish sends a batch's rows and waits for their outcomes. A key's rows
+// go in waves: the first row of every key, then, once all of those are
+// acknowledged, the second row of every key, and so on. A key never has
+// two records in flight, so a record that fails (sarama then moves on to
+// the next records of the partition) can never be overtaken by its key's
+// next one; the key's remaining rows wait for the next batch. Different
+// keys' records of one wave are in flight together, so a batch of
+// distinct keys is one round of produce requests.
+func (r *Relay) publish(ctx context.Context, prod *kafka.AtLeastOnceProducer, rows []row) batchResult {
+	if r.opts.hooks != nil && r.opts.hooks.publishing != nil {
+		ids := make([]int64, len(rows))
+		for i := range rows {
+			ids[i] = rows[i].id
+		}
+		r.opts.hooks.publishing(ids)
+	}
+	var (
+		res      batchResult
+		fails    []failure
+		blocked  = map[string]bool{}
+		anyAcked bool
+	)
+	for _, wave := range waves(rows) {
+		if ctx.Err() != nil {
+			break
+		}
+		outcomes := make(chan outcome, len(wave)) // callbacks never block, even after a give-up
+		sent := 0
+		for _, i := range wave {
+			rw := &rows[i]
+			if blocked[rw.key] {
+				continue
+			}
+			rec, err := rw.record()
+			if err != nil {
+				fails = append(fails, failure{rw, err})
+				blocked[rw.key] = true
+				continue
+			}
+			err = prod.SendRawAsync(ctx, rec, func(err error) { outcomes <- outcome{i, err} })
+			if err != nil { // ctx done or producer closed: not sent, not an attempt
+				blocked[rw.key] = true
+				if res.firstErr == nil {
+					res.firstErr = err
+				}
+				continue
+			}
+			sent++
+		}
+		got, complete := r.await(ctx, outcomes, sent)
+		for _, o := range got {
+			rw := &rows[o.i]
+			if o.err == nil {
+				res.acked = append(res.acked, rw.id)
+				anyAcked = true
+				continue
+			}
+			fails = append(fails, failure{rw, o.err})
+			blocked[rw.key] = true
+		}
+		if !complete {
+			// Shutdown timed out: rows whose outcome is unknown stay
+			// unpublished and will be sent again (same ce_id).
+			break
+		}
+	}
+	shutdown := ctx.Err() != nil
+	for _, f := range fails {
+		if res.firstErr == nil {
+			res.firstErr = f.err
+		}
+		if errors.Is(f.err, kafka.ErrRejected) || errors.Is(f.err, errBadRow) || (anyAcked && !shutdown) {
+			res.failed = append(res.failed, f)
+		}
+	}
+	res.outage = len(fails) > 0 && len(res.acked) == 0 && len(res.failed) == 0
+	return res
+}
+
+// await collects n outcomes. When ctx is done it waits ShutdownTimeout
+// more, then returns what it has and false.
+func (r *Relay) await(ctx context.Context, outcomes <-chan outcome, n int) ([]outcome, bool) {
+	got := make([]outcome, 0, n)
+	done := ctx.Done()
+	var giveUp <-chan time.Time
+	for len(got) < n {
+		select {
+		case o := <-outcomes:
+			got = append(got, o)
+		case <-done:
+			done = nil
+			t := time.NewTimer(r.opts.ShutdownTimeout)
+			defer t.Stop()
+			giveUp = t.C
+		case <-giveUp:
+			return got, false
+		}
+	}
+	return got, true
+}
+
+// waves groups the batch's row indexes: wave k holds the k-th row of every
+// key, in id order.
+func waves(rows []row) [][]int {
+	seen := make(map[string]int, len(rows))
+	var ws [][]int
+	for i := range rows {
+		k := seen[rows[i].key]
+		seen[rows[i].key] = k + 1
+		if k == len(ws) {
+			ws = append(ws, make([]int, 0, len(rows)/(k+1)))
+		}
+		ws[k] = append(ws[k], i)
+	}
+	return ws
+}
+
+// errBadRow is matched by the failure of a row whose headers are not a JSON
+// object of strings (written by something other than Enqueue): it can never
+// be published as it is, so it spends attempts until quarantined.
+var errBadRow = errors.New("eventgen: malformed outbox row")
+
+// record returns the Kafka record of the row.
+func (rw *row) record() (kafka.RawRecord, error) {
+	var hm map[string]string
+	if err := json.Unmarshal(rw.headers, &hm); err != nil {
+		return kafka.RawRecord{}, fmt.Errorf("%w: headers: %w", errBadRow, err)
+	}
+	hs := make([]event.Header, 0, len(hm))
+	for k, v := range hm {
+		hs = append(hs, event.Header{Key: k, Value: []byte(v)})
+	}
+	slices.SortFunc(hs, func(a, b event.Header) int { return strings.Compare(a.Key, b.Key) })
+	return kafka.RawRecord{Topic: rw.topic, Key: []byte(rw.key), Headers: hs, Value: rw.payload}, nil
+}
