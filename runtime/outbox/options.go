@@ -96,12 +96,15 @@ type Options struct {
 }
 
 // hooks let tests observe a relay's steps (child processes log batches to
-// explain duplicates after a SIGKILL).
+// explain duplicates after a SIGKILL) and break it on purpose (controls).
 type hooks struct {
-	// publishing is called with a batch's row IDs before any is sent.
-	publishing func(ids []int64)
+	// publishing is called with a batch's rows before any is sent.
+	publishing func(rows []row)
 	// finished is called after the batch's acknowledged rows were deleted.
 	finished func()
+	// allInFlight sends a whole batch at once, a key's rows included: the
+	// broken variant that the ordering tests must catch.
+	allInFlight bool
 }
 
 // problems collects what is wrong with the options, each naming its field.

@@ -47,12 +47,15 @@ type outcome struct {
 // keys' records of one wave are in flight together, so a batch of
 // distinct keys is one round of produce requests.
 func (r *Relay) publish(ctx context.Context, prod *kafka.AtLeastOnceProducer, rows []row) batchResult {
-	if r.opts.hooks != nil && r.opts.hooks.publishing != nil {
-		ids := make([]int64, len(rows))
-		for i := range rows {
-			ids[i] = rows[i].id
+	ws := waves(rows)
+	if r.opts.hooks != nil {
+		if r.opts.hooks.publishing != nil {
+			r.opts.hooks.publishing(rows)
 		}
-		r.opts.hooks.publishing(ids)
+		if r.opts.hooks.allInFlight {
+			ws = [][]int{slices.Concat(ws...)}
+			slices.Sort(ws[0])
+		}
 	}
 	var (
 		res      batchResult
@@ -60,7 +63,7 @@ func (r *Relay) publish(ctx context.Context, prod *kafka.AtLeastOnceProducer, ro
 		blocked  = map[string]bool{}
 		anyAcked bool
 	)
-	for _, wave := range waves(rows) {
+	for _, wave := range ws {
 		if ctx.Err() != nil {
 			break
 		}
@@ -68,7 +71,7 @@ func (r *Relay) publish(ctx context.Context, prod *kafka.AtLeastOnceProducer, ro
 		sent := 0
 		for _, i := range wave {
 			rw := &rows[i]
-			if blocked[rw.key] {
+			if blocked[rw.key] && (r.opts.hooks == nil || !r.opts.hooks.allInFlight) {
 				continue
 			}
 			rec, err := rw.record()
