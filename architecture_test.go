@@ -31,6 +31,7 @@ type listedPackage struct {
 	Name       string
 	Standard   bool
 	Deps       []string
+	Imports    []string
 }
 
 // listPackages runs `go list -deps -json` on the patterns: the packages and
@@ -69,6 +70,30 @@ func TestEventImportsOnlyTheStandardLibrary(t *testing.T) {
 	for _, dep := range pkgs[module+"/runtime/event"].Deps {
 		if !pkgs[dep].Standard {
 			t.Errorf("runtime/event depends on %s; it may import only the standard library", dep)
+		}
+	}
+}
+
+func TestTemplatesImportOnlyTheStandardLibrary(t *testing.T) {
+	pkgs := listPackages(t, "./templates")
+	for _, dep := range pkgs[module+"/templates"].Deps {
+		if !pkgs[dep].Standard {
+			t.Errorf("templates depends on %s; it may import only the standard library", dep)
+		}
+	}
+}
+
+// TestOutboxImports checks runtime/outbox's direct imports: pgx, the
+// idempotent producer of runtime/kafka, runtime/event, and templates (the
+// DDL it shares with the generator).
+func TestOutboxImports(t *testing.T) {
+	pkgs := listPackages(t, "./runtime/outbox")
+	for _, imp := range pkgs[module+"/runtime/outbox"].Imports {
+		switch {
+		case pkgs[imp].Standard, within(imp, "github.com/jackc/pgx/v5"),
+			imp == module+"/runtime/kafka", imp == module+"/runtime/event", imp == module+"/templates":
+		default:
+			t.Errorf("runtime/outbox imports %s; it may import pgx, runtime/kafka, runtime/event, templates and the standard library", imp)
 		}
 	}
 }

@@ -100,8 +100,15 @@ type Options struct {
 type hooks struct {
 	// publishing is called with a batch's rows before any is sent.
 	publishing func(rows []row)
+	// failed is called for each record Kafka did not acknowledge.
+	failed func(rw *row, err error)
 	// finished is called after the batch's acknowledged rows were deleted.
 	finished func()
+	// loseDeleteEvery > 0 skips the deletion of every n-th batch while
+	// the relay goes on as if it had deleted it: the broken variant the
+	// duplicate check must catch.
+	loseDeleteEvery int
+	batches         int
 	// allInFlight sends a whole batch at once, a key's rows included: the
 	// broken variant that the ordering tests must catch.
 	allInFlight bool

@@ -100,6 +100,9 @@ func (r *Relay) publish(ctx context.Context, prod *kafka.AtLeastOnceProducer, ro
 			}
 			fails = append(fails, failure{rw, o.err})
 			blocked[rw.key] = true
+			if r.opts.hooks != nil && r.opts.hooks.failed != nil {
+				r.opts.hooks.failed(rw, o.err)
+			}
 		}
 		if !complete {
 			// Shutdown timed out: rows whose outcome is unknown stay

@@ -276,6 +276,11 @@ func (r *Relay) finish(ctx context.Context, conn *pgx.Conn, res batchResult) err
 		}
 		b.Queue(r.stmts.failed, ids, errs, waits, r.opts.MaxAttempts)
 	}
+	if h := r.opts.hooks; h != nil && h.loseDeleteEvery > 0 {
+		if h.batches++; h.batches%h.loseDeleteEvery == 0 {
+			b = pgx.Batch{}
+		}
+	}
 	if b.Len() > 0 {
 		if err := conn.SendBatch(fctx, &b).Close(); err != nil {
 			return fmt.Errorf("eventgen: outbox relay: recording a batch in %s: %w", r.stmts.table, err)
