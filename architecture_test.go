@@ -98,14 +98,32 @@ func TestOutboxImports(t *testing.T) {
 	}
 }
 
-func TestGeneratorAndCLILinkNoClient(t *testing.T) {
-	pkgs := listPackages(t, "./generator", "./cmd/eventgen")
-	for _, p := range []string{module + "/generator", module + "/cmd/eventgen"} {
-		for _, dep := range pkgs[p].Deps {
-			for _, c := range clients {
-				if within(dep, c) {
-					t.Errorf("%s depends on %s; the generator and the CLI must link no Kafka, PostgreSQL or Redis client", p, dep)
-				}
+func TestGeneratorLinksNoClient(t *testing.T) {
+	pkgs := listPackages(t, "./generator")
+	for _, dep := range pkgs[module+"/generator"].Deps {
+		for _, c := range clients {
+			if within(dep, c) {
+				t.Errorf("generator depends on %s; the generator must link no Kafka, PostgreSQL or Redis client", dep)
+			}
+		}
+	}
+}
+
+// TestCLILinksClientsOnlyForTheRelay: the CLI links pgx and sarama for
+// `eventgen relay` (runtime/outbox), nothing else: no Redis client, no
+// kfake, and the generator's packages stay client-free (above).
+func TestCLILinksClientsOnlyForTheRelay(t *testing.T) {
+	pkgs := listPackages(t, "./cmd/eventgen")
+	cli := pkgs[module+"/cmd/eventgen"]
+	for _, dep := range cli.Deps {
+		if within(dep, "github.com/redis/go-redis") || within(dep, "github.com/twmb/franz-go") {
+			t.Errorf("cmd/eventgen depends on %s; only the relay's clients (pgx, sarama) may be linked", dep)
+		}
+	}
+	for _, imp := range cli.Imports {
+		for _, c := range clients {
+			if within(imp, c) && imp != module+"/runtime/kafka" && !within(imp, "github.com/jackc/pgx/v5") {
+				t.Errorf("cmd/eventgen imports %s; clients come in through runtime/outbox for the relay command", imp)
 			}
 		}
 	}
