@@ -23,6 +23,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/eventgen/eventgen/runtime/kafka"
 )
 
 type scenario struct {
@@ -43,6 +45,8 @@ func run(args []string, out io.Writer) error {
 	n := fl.Int("n", 20000, "events per measurement")
 	rounds := fl.Int("rounds", 3, "interleaved rounds per scenario (the median is reported)")
 	only := fl.String("run", "", "run only scenarios whose name contains this")
+	latencyFor := fl.Duration("latency", 3*time.Second, "after eos-default, measure the pipeline's input-to-output latency at a tenth of its throughput for this long (0: skip)")
+	latencyRate := fl.Int("latency-rate", 0, "inputs per second for the latency measurement (default: a tenth of eos-default's median throughput, or 5000 without it)")
 	cpuProfile := fl.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := fl.Parse(args); err != nil {
 		return err
@@ -59,6 +63,7 @@ func run(args []string, out io.Writer) error {
 		defer pprof.StopCPUProfile()
 	}
 	ctx := context.Background()
+	medians := map[string]float64{} // generated side, by scenario
 	fmt.Fprintf(out, "| scenario | raw sarama (events/s) | eventgen (events/s) | ratio, median of rounds (range) | target |\n|---|---:|---:|---:|---:|\n")
 	for _, s := range scenarios {
 		if !strings.Contains(s.name, *only) {
@@ -86,6 +91,9 @@ func run(args []string, out io.Writer) error {
 			}
 			raw, gen, ratios = append(raw, r), append(gen, g), append(ratios, g/r)
 		}
+		if s.name == "eos-default" {
+			medians[s.name] = median(gen)
+		}
 		target := "-"
 		if s.target > 0 {
 			target = fmt.Sprintf("≥ %.2g×", s.target)
@@ -93,8 +101,28 @@ func run(args []string, out io.Writer) error {
 		fmt.Fprintf(out, "| %s: %s | %.0f | %.0f | %.2f× (%.2f–%.2f) | %s |\n",
 			s.name, s.what, median(raw), median(gen), median(ratios), slices.Min(ratios), slices.Max(ratios), target)
 	}
+	if *latencyFor <= 0 || !strings.Contains("eos-default", *only) {
+		return nil
+	}
+	rate := *latencyRate
+	if rate == 0 {
+		rate = 5000
+		if m, ok := medians["eos-default"]; ok {
+			rate = int(m / 10)
+		}
+	}
+	res, err := measureLatency(ctx, rate, *latencyFor)
+	if err != nil {
+		return fmt.Errorf("latency: %w", err)
+	}
+	limit := 3 * kafka.DefaultPipelineCommitInterval
+	fmt.Fprintf(out, "\n| exactly-once pipeline at its defaults | inputs/s | inputs | p50 | p99 | max | target p99 |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(out, "| input committed → output visible (read_committed) | %d | %d | %.1f ms | %.1f ms | %.1f ms | < %v |\n",
+		res.rate, res.n, ms(res.p50), ms(res.p99), ms(res.max), limit)
 	return nil
 }
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // measure runs f against a fresh cluster and returns events per second over
 // the part f times (set-up such as preloading input is excluded).

@@ -124,8 +124,8 @@ func catalog(s *Schema) *Catalog {
 			addDeadLetter(consumer, t)
 		}
 	}
-	// A pipeline reads one event and writes its outputs in a transaction,
-	// dead letters included.
+	// A pipeline reads one event and writes its outputs (in a transaction
+	// when it is exactly-once), dead letters included.
 	for i, p := range s.Pipelines {
 		in := byName[p.Consumes.Topic]
 		c.Edges = append(c.Edges, CatalogEdge{From: in.id, To: pipelineID(i), Lines: consumedLines([]*Event{p.Consumes})})

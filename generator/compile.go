@@ -970,8 +970,8 @@ func (c *compiler) pipeline(p *pipelineDecl) *Pipeline {
 		// unreadable: reported by the loader
 	} else if g, ok := c.guarantee(p.guarantee); ok {
 		pl.Guarantee = g
-		if g != event.ExactlyOnce {
-			c.r.errorf(p.guarantee.line, p.guarantee.col, CodePipelineUnsupported, "pipeline %s is %s: version 1 generates exactly-once pipelines only; consume with a consumer and produce with a producer instead", n.val, g)
+		if g == event.AtMostOnce {
+			c.r.errorf(p.guarantee.line, p.guarantee.col, CodePipelineUnsupported, "pipeline %s is at-most-once: pipelines are at-least-once or exactly-once; consume with a consumer and produce with a producer instead", n.val)
 		}
 	}
 	lookup := func(s scalar, what string) *Event {
@@ -985,8 +985,13 @@ func (c *compiler) pipeline(p *pipelineDecl) *Pipeline {
 			c.r.errorf(s.line, s.col, CodePipelineEvent, "pipeline %s %s %q, which is not a declared event%s", n.val, what, s.val, didYouMean(s.val, names))
 			return nil
 		}
-		if pl.Guarantee != 0 && ev.Guarantee != 0 && pl.Guarantee > ev.Guarantee {
+		switch {
+		case pl.Guarantee == 0 || ev.Guarantee == 0:
+		case pl.Guarantee > ev.Guarantee:
 			c.r.errorf(s.line, s.col, CodePipelineGuarantee, "pipeline %s is %s but the event it %s, %s, is %s: a chain is as strong as its weakest link", n.val, pl.Guarantee, what, ev.Name, ev.Guarantee)
+		case what == "produces" && pl.Guarantee < ev.Guarantee:
+			// An exactly-once event is only ever written in a transaction.
+			c.r.errorf(s.line, s.col, CodePipelineGuarantee, "pipeline %s is %s but the event it produces, %s, is %s: exactly-once events are written only in transactions; make the pipeline exactly-once", n.val, pl.Guarantee, ev.Name, ev.Guarantee)
 		}
 		return ev
 	}

@@ -240,10 +240,14 @@ func asyncAPIOperations(s *Schema) ymap {
 		}
 	}
 	for _, p := range s.Pipelines {
-		o := op(p.Run, "receive", p.Consumes, "Pipeline "+p.Name+": consume "+p.Consumes.Name+" and emit its outputs in one transaction.")
+		how, in := "in one transaction", "in the pipeline's transaction"
+		if p.Guarantee != event.ExactlyOnce {
+			how, in = "through the idempotent producer, committing the offset once they are acknowledged", "through the pipeline's idempotent producer"
+		}
+		o := op(p.Run, "receive", p.Consumes, "Pipeline "+p.Name+": consume "+p.Consumes.Name+" and emit its outputs "+how+".")
 		o.set("x-eventgen-pipeline", p.Name).set("x-eventgen-dead-letter-topic", p.Consumes.Topic+deadLetterSuffix)
 		for _, ev := range p.Produces {
-			op(p.Emitter+"."+ev.Emit, "send", ev, "Pipeline "+p.Name+": emit "+ev.Name+" in the pipeline's transaction.").
+			op(p.Emitter+"."+ev.Emit, "send", ev, "Pipeline "+p.Name+": emit "+ev.Name+" "+in+".").
 				set("x-eventgen-pipeline", p.Name)
 		}
 	}

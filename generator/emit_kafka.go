@@ -286,21 +286,39 @@ func emitConsumer(f *jen.File, s *Schema) {
 
 func emitPipeline(f *jen.File, n PackageNames, p *Pipeline) {
 	in := p.Consumes
+	eos := p.Guarantee == event.ExactlyOnce
 	f.Line()
-	comment(f, fmt.Sprintf("%s sends the events pipeline %s produces. What it emits is\ncommitted in one Kafka transaction with the consumed offset.", p.Emitter, p.Name))
+	if eos {
+		comment(f, fmt.Sprintf("%s sends the events pipeline %s produces. What it emits is\ncommitted in one Kafka transaction with the consumed offset.", p.Emitter, p.Name))
+	} else {
+		comment(f, fmt.Sprintf("%s sends the events pipeline %s produces. The consumed offset\nis committed once everything emitted is acknowledged.", p.Emitter, p.Name))
+	}
 	f.Type().Id(p.Emitter).Struct(jen.Id("em").Op("*").Add(rtKafka("Emitter")))
 	for _, ev := range p.Produces {
 		f.Line()
-		f.Commentf("%s adds e to the pipeline's current transaction.", ev.Emit)
+		if eos {
+			f.Commentf("%s adds e to the pipeline's current transaction.", ev.Emit)
+		} else {
+			f.Commentf("%s sends e through the pipeline's idempotent producer.", ev.Emit)
+		}
 		f.Func().Params(jen.Id("o").Id(p.Emitter)).Id(ev.Emit).Params(jen.Id("e").Op("*").Id(ev.GoName)).Error().Block(
 			jen.Return(jen.Id("o").Dot("em").Dot("Emit").Call(jen.Id("e"))),
 		)
 	}
 	f.Line()
-	comment(f, fmt.Sprintf("%s transforms one %s into the events it emits. It may run\nagain for the same input after a crash or rebalance, but only one run's\noutput is ever committed; side effects outside Kafka are not covered.", p.Handler, in.GoName))
+	run, lead := "RunPipeline", fmt.Sprintf("%s runs pipeline %s exactly-once until ctx is done: it reads\n%s read_committed and commits each round's output and consumed\noffsets in one transaction. Records of the topic's other events are\nskipped; it sets cfg.Events to this schema's events.", p.Run, p.Name, in.Topic)
+	if eos {
+		comment(f, fmt.Sprintf("%s transforms one %s into the events it emits. It may run\nagain for the same input after a crash or rebalance, but only one run's\noutput is ever committed; side effects outside Kafka are not covered.", p.Handler, in.GoName))
+	} else {
+		names := make([]string, len(p.Produces))
+		for i, ev := range p.Produces {
+			names[i] = ev.GoName
+		}
+		comment(f, fmt.Sprintf("%s transforms one %s into the events it emits. A crash or a\nrebalance after the outputs are acknowledged and before the offset is\ncommitted runs it again and writes its outputs again: consumers of %s\nabsorb the repeats with their dedup store.", p.Handler, in.GoName, strings.Join(names, ", ")))
+		run, lead = "RunAtLeastOncePipeline", fmt.Sprintf("%s runs pipeline %s at-least-once until ctx is done: it reads\n%s read_committed, sends the outputs through the idempotent\nproducer and commits the consumed offsets once they are acknowledged.\nRecords of the topic's other events are skipped; it sets cfg.Events to\nthis schema's events.", p.Run, p.Name, in.Topic)
+	}
 	f.Type().Id(p.Handler).Func().Params(ctx.Clone(), jen.Id("in").Op("*").Id(in.GoName), jen.Id("out").Id(p.Emitter)).Error()
 	f.Line()
-	lead := fmt.Sprintf("%s runs pipeline %s exactly-once until ctx is done: it reads\n%s read_committed and commits each batch's output and consumed\noffsets in one transaction. Records of the topic's other events are\nskipped; it sets cfg.Events to this schema's events.", p.Run, p.Name, in.Topic)
 	comment(f, docComment(lead, p.Doc, false, ""))
 	f.Func().Id(p.Run).Params(ctx.Clone(), jen.Id("cfg").Add(rtKafka("PipelineConfig")), jen.Id("h").Id(p.Handler)).Error().Block(
 		jen.Id("cfg").Dot("Events").Op("=").Id(n.SchemaEvents),
@@ -309,7 +327,7 @@ func emitPipeline(f *jen.File, n PackageNames, p *Pipeline) {
 				g.Op("&").Id(ev.MetaVar)
 			}
 		}),
-		jen.Return(rtKafka("RunPipeline").Call(
+		jen.Return(rtKafka(run).Call(
 			jen.Id("ctx"), jen.Id("cfg"), jen.Op("&").Id(in.MetaVar), jen.Id("produces"),
 			rtEvent("DecodeEvent").Index(jen.Id(in.GoName)),
 			jen.Func().Params(ctx.Clone(), jen.Id("in").Op("*").Id(in.GoName), jen.Id("em").Op("*").Add(rtKafka("Emitter"))).Error().Block(

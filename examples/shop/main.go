@@ -1,7 +1,7 @@
 // Command shop is the eventgen demo: it produces and consumes the events of
 // schemas/examples/shop/shop.yaml with each guarantee, runs the
-// IssueReceipts exactly-once pipeline, and prints what was sent, received,
-// dropped and dead-lettered.
+// NotifyCustomers at-least-once pipeline and the IssueReceipts exactly-once
+// pipeline, and prints what was sent, received, dropped and dead-lettered.
 //
 //	go run ./examples/shop                       # on an embedded Kafka (kfake)
 //	go run ./examples/shop -brokers host:9092    # on a real cluster
@@ -86,6 +86,9 @@ type demo struct {
 	viewsReceived  atomic.Int64
 	ordersHandled  sync.Map // order ID → times handled
 	ordersReceived atomic.Int64
+	notified       sync.Map // order ID → notifications received
+	notifiedUnique atomic.Int64
+	notifiedTotal  atomic.Int64
 	receipts       receiptReader
 	poisonOrder    event.UUID
 	abortedPayment event.UUID
@@ -142,6 +145,13 @@ func (d *demo) run(ctx context.Context, out io.Writer) error {
 		}
 		return nil
 	})
+	consumer.HandleCustomerNotified(func(ctx context.Context, e *shop.CustomerNotified, rec kafka.AtLeastOnceRecord) error {
+		d.notifiedTotal.Add(1)
+		if _, dup := d.notified.LoadOrStore(e.OrderID, true); !dup {
+			d.notifiedUnique.Add(1)
+		}
+		return nil
+	})
 
 	runCtx, stopRunning := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -149,9 +159,13 @@ func (d *demo) run(ctx context.Context, out io.Writer) error {
 		stopRunning()
 		return err
 	}
-	errs := make(chan error, 2)
-	wg.Add(2)
+	errs := make(chan error, 3)
+	wg.Add(3)
 	go func() { defer wg.Done(); errs <- consumer.Run(runCtx) }()
+	go func() {
+		defer wg.Done()
+		errs <- shop.RunNotifyCustomers(runCtx, kafka.PipelineConfig{Config: d.cfg, GroupID: "shop-notify"}, notifyCustomer)
+	}()
 	go func() {
 		defer wg.Done()
 		errs <- shop.RunIssueReceipts(runCtx, kafka.PipelineConfig{
@@ -181,6 +195,14 @@ func (d *demo) run(ctx context.Context, out io.Writer) error {
 		return fmt.Errorf("exactly-once violated: %d duplicate or aborted receipts", n)
 	}
 	return nil
+}
+
+func notifyCustomer(ctx context.Context, in *shop.OrderPlaced, out shop.NotifyCustomersEmitter) error {
+	return out.EmitCustomerNotified(&shop.CustomerNotified{
+		OrderID:    in.OrderID,
+		CustomerID: in.CustomerID,
+		Message:    fmt.Sprintf("Thank you! Your order of %d item(s) is placed.", len(in.Items)),
+	})
 }
 
 func (d *demo) issueReceipt(ctx context.Context, in *shop.PaymentCaptured, out shop.IssueReceiptsEmitter) error {
@@ -245,13 +267,14 @@ func (d *demo) waitUntilDone(ctx context.Context) error {
 	for {
 		orders := d.ordersReceived.Load()
 		deadLettered := d.metrics.Get("OrderPlaced", kafka.DeadLettered)
-		if orders == int64(d.opts.orders-1) && deadLettered == 1 && d.receipts.unique.Load() == int64(d.opts.payments) {
+		notified := d.notifiedUnique.Load()
+		if orders == int64(d.opts.orders-1) && deadLettered == 1 && notified == int64(d.opts.orders) && d.receipts.unique.Load() == int64(d.opts.payments) {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("demo did not finish: %d/%d orders, %d dead-lettered, %d/%d receipts: %w",
-				orders, d.opts.orders-1, deadLettered, d.receipts.unique.Load(), d.opts.payments, ctx.Err())
+			return fmt.Errorf("demo did not finish: %d/%d orders, %d dead-lettered, %d/%d notifications, %d/%d receipts: %w",
+				orders, d.opts.orders-1, deadLettered, notified, d.opts.orders, d.receipts.unique.Load(), d.opts.payments, ctx.Err())
 		case <-tick.C:
 		}
 	}
@@ -264,10 +287,13 @@ func (d *demo) report(out io.Writer) {
 	fmt.Fprintln(w, "event\tguarantee\tsent\tacked\treceived\tdropped\tdead-lettered\t")
 	fmt.Fprintf(w, "PageViewed\tat-most-once\t%d\t-\t%d\t%d\t-\t\n", m.Get("PageViewed", kafka.Sent), d.viewsReceived.Load(), m.Get("PageViewed", kafka.Dropped))
 	fmt.Fprintf(w, "OrderPlaced\tat-least-once\t%d\t%d\t%d\t-\t%d\t\n", m.Get("OrderPlaced", kafka.Sent), m.Get("OrderPlaced", kafka.Acked), d.ordersReceived.Load(), m.Get("OrderPlaced", kafka.DeadLettered))
+	fmt.Fprintf(w, "CustomerNotified\tat-least-once\t-\t%d\t%d\t-\t-\t\n", m.Get("CustomerNotified", kafka.Acked), d.notifiedUnique.Load())
 	fmt.Fprintf(w, "PaymentCaptured\texactly-once\t%d\t%d\t-\t-\t-\t\n", m.Get("PaymentCaptured", kafka.Sent), m.Get("PaymentCaptured", kafka.Acked))
 	fmt.Fprintf(w, "ReceiptIssued\texactly-once\t-\t-\t%d\t-\t-\t\n", receipts)
 	w.Flush()
-	fmt.Fprintf(out, "\npipeline IssueReceipts: %d committed payments → %d receipts, %d duplicates, %d from the aborted transaction\n",
+	fmt.Fprintf(out, "\npipeline NotifyCustomers: %d orders → %d customers notified (%d notifications received; at-least-once: a crash may repeat some)\n",
+		d.opts.orders, d.notifiedUnique.Load(), d.notifiedTotal.Load())
+	fmt.Fprintf(out, "pipeline IssueReceipts: %d committed payments → %d receipts, %d duplicates, %d from the aborted transaction\n",
 		d.opts.payments, receipts, d.receipts.duplicates.Load(), d.receipts.aborted.Load())
 	fmt.Fprintf(out, "order %s was dead-lettered to shop.orders.placed.dlq after 3 attempts\n", d.poisonOrder)
 }

@@ -18,6 +18,7 @@ import (
 // do not create topics on first use.
 var topics = []string{
 	"shop.pages.viewed", "shop.orders.placed", "shop.orders.placed.dlq",
+	"shop.customers.notified", "shop.customers.notified.dlq",
 	"shop.payments.captured", "shop.payments.captured.dlq", "shop.receipts.issued",
 }
 

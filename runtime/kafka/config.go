@@ -26,8 +26,13 @@ const (
 	DefaultCloseTimeout   = 10 * time.Second
 	DefaultMaxBatch       = 500
 	DefaultCommitInterval = time.Second
-	DefaultBatchSize      = 100
 	DefaultShutdownGrace  = 10 * time.Second
+	// DefaultPipelineCommitInterval is how often a pipeline commits its
+	// round: Kafka Streams' commit.interval.ms under exactly-once.
+	DefaultPipelineCommitInterval = 100 * time.Millisecond
+	// DefaultPipelineBatchSize is the most inputs a pipeline's round
+	// holds before it commits without waiting for the interval.
+	DefaultPipelineBatchSize = 10000
 	// DefaultPipelineTransactionTimeout is the Producer.Transaction.Timeout
 	// of a pipeline's transactional producer (sarama's default is 1 min),
 	// Kafka Streams' default under exactly-once (KIP-447): no longer than
@@ -136,14 +141,15 @@ type ConsumerConfig struct {
 	ShutdownGrace time.Duration
 }
 
-// PipelineConfig configures RunPipeline.
+// PipelineConfig configures RunPipeline and RunAtLeastOncePipeline.
 type PipelineConfig struct {
 	Config
 	// GroupID is the consumer group of the input topic. Required: no
 	// default.
 	GroupID string
 	// TransactionalID identifies this pipeline process to the transaction
-	// coordinator. Required: no default. It must be unique among the
+	// coordinator. Required by RunPipeline (exactly-once), unused by
+	// RunAtLeastOncePipeline: no default. It must be unique among the
 	// running instances of the pipeline and stable across restarts of one
 	// instance: a restart with the same TransactionalID aborts the
 	// transaction its predecessor left open and fences that predecessor if
@@ -157,8 +163,19 @@ type PipelineConfig struct {
 	// Retry bounds handler retries before the input record is
 	// dead-lettered (inside the transaction). Default: see RetryPolicy.
 	Retry RetryPolicy
-	// BatchSize caps the input records of one partition consumed per
-	// transaction. Default 100 (DefaultBatchSize); must not be negative.
+	// CommitInterval is how often the pipeline commits what it consumed
+	// since the last commit, across every partition it holds: one
+	// transaction (exactly-once), or the outputs' acknowledgements then
+	// the offsets (at-least-once). It bounds the latency from input to
+	// visible output. Default 100 ms (DefaultPipelineCommitInterval, Kafka
+	// Streams' default under exactly-once); must not be negative.
+	CommitInterval time.Duration
+	// BatchSize is the most inputs one commit covers: a round that
+	// reaches it commits at once, without waiting for CommitInterval, and
+	// handlers wait while a commit runs and BatchSize more inputs are ready.
+	// The inputs of the open round are kept in memory, for replay after an
+	// aborted transaction. Default 10,000 (DefaultPipelineBatchSize); must
+	// not be negative.
 	BatchSize int
 	// Events are the schema's declared events, for routing input records by
 	// ce_type (see DeclareEvents): a record of another declared event is
@@ -172,13 +189,15 @@ type PipelineConfig struct {
 	// after their partition's session ends: on shutdown (Run's context is
 	// done) and on revocation of the partition (a rebalance, which waits
 	// for every member's handlers). Then the handlers' context is
-	// cancelled; a batch whose handler fails after that is not committed:
-	// its inputs are read again by the partition's next owner. A handler
-	// that has still not returned one more ShutdownGrace later is
-	// abandoned: its batch is not committed and the pipeline moves on
-	// (RunPipeline returns, the rebalance completes), while its goroutine
-	// runs until it returns, since Go cannot stop it. Default 10 s (DefaultShutdownGrace); must
-	// not be negative; a tiny value such as time.Nanosecond cancels at once.
+	// cancelled; an input whose handler fails after that is not committed
+	// (nor anything after it in its partition): it is read again by the
+	// partition's next owner. What finished before is committed before the
+	// partitions are released. A handler that has still not returned one
+	// more ShutdownGrace later is abandoned: its input is not committed and
+	// the pipeline moves on (RunPipeline returns, the rebalance completes),
+	// while its goroutine runs until it returns, since Go cannot stop it.
+	// Default 10 s (DefaultShutdownGrace); must not be negative; a tiny
+	// value such as time.Nanosecond cancels at once.
 	// RunPipeline rejects 2×ShutdownGrace ≥ Consumer.Group.Rebalance.Timeout
 	// (after Tune; sarama's default 60 s), matching ErrConflictingConfig, as
 	// Run does for consumers. It also checks, after Tune, the transactional
@@ -287,17 +306,19 @@ func (c ConsumerConfig) withDefaults() ConsumerConfig {
 	return c
 }
 
-// validate reports every invalid field of c.
-func (c PipelineConfig) validate() error {
+// validate reports every invalid field of c, for an exactly-once pipeline
+// when eos is set and an at-least-once one otherwise.
+func (c PipelineConfig) validate(eos bool) error {
 	var ps problems
 	c.Config.check(&ps, "PipelineConfig")
 	if c.GroupID == "" {
 		ps.add("PipelineConfig.GroupID", "is required")
 	}
-	if c.TransactionalID == "" {
-		ps.add("PipelineConfig.TransactionalID", "is required")
+	if eos && c.TransactionalID == "" {
+		ps.add("PipelineConfig.TransactionalID", "is required by an exactly-once pipeline")
 	}
 	c.Retry.check(&ps, "PipelineConfig.Retry")
+	notNegative(&ps, "PipelineConfig.CommitInterval", c.CommitInterval)
 	notNegative(&ps, "PipelineConfig.BatchSize", c.BatchSize)
 	notNegative(&ps, "PipelineConfig.ShutdownGrace", c.ShutdownGrace)
 	return ps.err()
@@ -307,8 +328,11 @@ func (c PipelineConfig) validate() error {
 func (c PipelineConfig) withDefaults() PipelineConfig {
 	c.Config = c.Config.withDefaults()
 	c.Retry = c.Retry.withDefaults()
+	if c.CommitInterval == 0 {
+		c.CommitInterval = DefaultPipelineCommitInterval
+	}
 	if c.BatchSize == 0 {
-		c.BatchSize = DefaultBatchSize
+		c.BatchSize = DefaultPipelineBatchSize
 	}
 	if c.ShutdownGrace == 0 {
 		c.ShutdownGrace = DefaultShutdownGrace

@@ -83,7 +83,7 @@ func TestConfigDefaults(t *testing.T) {
 		t.Errorf("consumer defaults: %+v", c)
 	}
 	p := PipelineConfig{}.withDefaults()
-	if p.BatchSize != DefaultBatchSize || p.Retry.MaxAttempts != DefaultMaxAttempts || p.ClientID != DefaultClientID {
+	if p.BatchSize != DefaultPipelineBatchSize || p.CommitInterval != DefaultPipelineCommitInterval || p.Retry.MaxAttempts != DefaultMaxAttempts || p.ClientID != DefaultClientID {
 		t.Errorf("pipeline defaults: %+v", p)
 	}
 }

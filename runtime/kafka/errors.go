@@ -143,37 +143,11 @@ func anyProducerError(err error, is func(error) bool) bool {
 	return false
 }
 
-// poisonOutputs returns the records of a failed send that the client or
-// the broker rejected for good: larger than maxBytes
-// (Producer.MaxMessageBytes; sarama fails them in the client with a
-// ConfigurationError), MESSAGE_TOO_LARGE, INVALID_RECORD, and
-// CORRUPT_MESSAGE or RECORD_LIST_TOO_LARGE once sarama's own retries are
-// spent. Sending such a record again fails again. Once the transaction is
-// in error sarama fails every later record of the send with the same
-// error, so a client-side size error counts only for a record that is
-// itself too large.
-func poisonOutputs(err error, maxBytes int) map[*sarama.ProducerMessage]error {
-	var pes sarama.ProducerErrors
-	if !errors.As(err, &pes) {
-		return nil
-	}
-	var out map[*sarama.ProducerMessage]error
-	for _, pe := range pes {
-		if pe == nil || pe.Msg == nil || !permanentOutputError(pe.Err) {
-			continue
-		}
-		var ce sarama.ConfigurationError
-		if errors.As(pe.Err, &ce) && pe.Msg.ByteSize(2) <= maxBytes {
-			continue
-		}
-		if out == nil {
-			out = map[*sarama.ProducerMessage]error{}
-		}
-		out[pe.Msg] = pe.Err
-	}
-	return out
-}
-
+// permanentOutputError reports whether err rejects a record for good:
+// larger than Producer.MaxMessageBytes (sarama fails it in the client with a
+// ConfigurationError), MESSAGE_TOO_LARGE, INVALID_RECORD, and CORRUPT_MESSAGE
+// or RECORD_LIST_TOO_LARGE once sarama's own retries are spent. Sending
+// such a record again fails again.
 func permanentOutputError(err error) bool {
 	var ce sarama.ConfigurationError
 	if errors.As(err, &ce) {

@@ -615,7 +615,7 @@ func TestPipelineConfigAndEmitter(t *testing.T) {
 	}
 	weak := cfg
 	weak.Tune = func(sc *sarama.Config) { sc.Consumer.IsolationLevel = sarama.ReadUncommitted }
-	p, err := newPipeline(weak, in, []*event.Type{out}, decodeTestEvent, h)
+	p, err := newPipeline(weak, event.ExactlyOnce, in, []*event.Type{out}, decodeTestEvent, h)
 	if err != nil {
 		t.Fatal(err)
 	}

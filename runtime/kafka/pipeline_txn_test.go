@@ -324,7 +324,7 @@ func TestPipelineFencedStops(t *testing.T) {
 		newer.Close()
 	}}
 	r := startPipeline(t, PipelineConfig{
-		Config: Config{Brokers: cl.Brokers(), Tune: kafkatest.FastTune}, GroupID: "fence", TransactionalID: "fence-tx", BatchSize: 20, hooks: hooks,
+		Config: Config{Brokers: cl.Brokers(), Tune: kafkatest.FastTune}, GroupID: "fence", TransactionalID: "fence-tx", BatchSize: 20, CommitInterval: time.Hour, hooks: hooks,
 	}, in, out, testTransform(out, 0))
 	kafkatest.WaitFor(t, 60*time.Second, "the fenced pipeline to stop", r.exited)
 	if !errors.Is(r.err, ErrFenced) {

@@ -55,15 +55,53 @@ func newRecord(m *sarama.ConsumerMessage) Record {
 		Timestamp: m.Timestamp,
 		Attempt:   1,
 	}
-	if len(m.Headers) > 0 {
-		r.Headers = make([]event.Header, 0, len(m.Headers))
+	if len(m.Headers) == 0 {
+		return r
 	}
+	// Every header key and the values kept as strings are copied into one
+	// string, which the fields then slice: one allocation per record
+	// instead of one per header.
+	size := 0
+	for _, h := range m.Headers {
+		if h != nil {
+			size += len(h.Key)
+			if keptAsString(string(h.Key)) {
+				size += len(h.Value)
+			}
+		}
+	}
+	var b strings.Builder
+	b.Grow(size)
+	type span struct{ key, value [2]int }
+	spans := make([]span, 0, len(m.Headers))
 	for _, h := range m.Headers {
 		if h == nil {
 			continue
 		}
-		r.Headers = append(r.Headers, event.Header{Key: string(h.Key), Value: h.Value})
-		switch v := string(h.Value); string(h.Key) {
+		var sp span
+		sp.key[0] = b.Len()
+		b.Write(h.Key)
+		sp.key[1] = b.Len()
+		if keptAsString(string(h.Key)) {
+			sp.value[0] = b.Len()
+			b.Write(h.Value)
+			sp.value[1] = b.Len()
+		}
+		spans = append(spans, sp)
+	}
+	all := b.String()
+	r.Headers = make([]event.Header, 0, len(spans))
+	i := 0
+	for _, h := range m.Headers {
+		if h == nil {
+			continue
+		}
+		sp := spans[i]
+		i++
+		key := all[sp.key[0]:sp.key[1]]
+		r.Headers = append(r.Headers, event.Header{Key: key, Value: h.Value})
+		v := all[sp.value[0]:sp.value[1]]
+		switch key {
 		case event.HeaderID:
 			r.ID = v
 		case event.HeaderType:
@@ -71,7 +109,7 @@ func newRecord(m *sarama.ConsumerMessage) Record {
 		case event.HeaderSource:
 			r.Source = v
 		case event.HeaderTime:
-			if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+			if t, err := time.Parse(time.RFC3339Nano, string(h.Value)); err == nil {
 				r.Time = t.UTC()
 			}
 		case event.HeaderTraceparent:
@@ -79,6 +117,16 @@ func newRecord(m *sarama.ConsumerMessage) Record {
 		}
 	}
 	return r
+}
+
+// keptAsString reports whether newRecord keeps a header's value as a
+// string field of Record.
+func keptAsString(key string) bool {
+	switch key {
+	case event.HeaderID, event.HeaderType, event.HeaderSource, event.HeaderTraceparent:
+		return true
+	}
+	return false
 }
 
 // Header returns the value of the first header called name.

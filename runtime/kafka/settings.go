@@ -31,9 +31,14 @@ const (
 	// groupConsumer: a Consumer. read_committed; offsets committed by
 	// eventgen, in order.
 	groupConsumer
-	// readCommittedConsumer: a pipeline's input. read_committed, offsets
-	// committed only in transactions, eager rebalancing.
+	// readCommittedConsumer: an exactly-once pipeline's input.
+	// read_committed, offsets committed only in transactions, eager
+	// rebalancing.
 	readCommittedConsumer
+	// pipelineConsumer: an at-least-once pipeline's input. As
+	// readCommittedConsumer, offsets committed by eventgen after the
+	// outputs' acknowledgements.
+	pipelineConsumer
 )
 
 // identity is what varies per instance rather than per role: the names a
@@ -124,28 +129,9 @@ func (r role) spec() roleSpec {
 			rules: func(r *rules, sc *sarama.Config, id identity) { groupConsumerRules(r, sc, id) },
 		}
 	case readCommittedConsumer:
-		return roleSpec{
-			name: "an exactly-once pipeline",
-			apply: func(sc *sarama.Config, id identity) {
-				setGroupConsumer(sc, id)
-				// Waits out UNSTABLE_OFFSET_COMMIT while a predecessor's
-				// transaction with offsets is being completed.
-				sc.Consumer.Offsets.Retry.Max = 20
-			},
-			rules: func(r *rules, sc *sarama.Config, id identity) {
-				groupConsumerRules(r, sc, id)
-				// With cooperative-sticky, Setup does not run for partitions
-				// assigned incrementally, so an open transaction is not
-				// aborted on rebalance. sarama's deprecated Strategy wins over
-				// GroupStrategies when set: check both.
-				for _, s := range sc.Consumer.Group.Rebalance.GroupStrategies {
-					r.require(s == nil || s.Name() != sarama.CooperativeStickyBalanceStrategyName, "an eager rebalance strategy in Consumer.Group.Rebalance.GroupStrategies, got %s", sarama.CooperativeStickyBalanceStrategyName)
-				}
-				if s := sc.Consumer.Group.Rebalance.Strategy; s != nil {
-					r.require(s.Name() != sarama.CooperativeStickyBalanceStrategyName, "an eager rebalance strategy in Consumer.Group.Rebalance.Strategy (deprecated, and it wins over GroupStrategies), got %s", sarama.CooperativeStickyBalanceStrategyName)
-				}
-			},
-		}
+		return pipelineInput("an exactly-once pipeline")
+	case pipelineConsumer:
+		return pipelineInput("an at-least-once pipeline")
 	}
 	// Unreachable (roles are this file's constants), but an error beats a
 	// panic in a library if a new role is ever left out of the switch.
@@ -154,6 +140,35 @@ func (r role) spec() roleSpec {
 		apply: func(*sarama.Config, identity) {},
 		rules: func(rs *rules, _ *sarama.Config, _ identity) {
 			rs.require(false, "a role that settings.go knows (an eventgen bug: please report it)")
+		},
+	}
+}
+
+// pipelineInput is the role of a pipeline's input consumer: a group member
+// that reads committed records, and rebalances eagerly, because a pipeline
+// works in rounds that span all its partitions and commits the open round
+// when its session ends.
+func pipelineInput(name string) roleSpec {
+	return roleSpec{
+		name: name,
+		apply: func(sc *sarama.Config, id identity) {
+			setGroupConsumer(sc, id)
+			// Waits out UNSTABLE_OFFSET_COMMIT while a predecessor's
+			// transaction with offsets is being completed.
+			sc.Consumer.Offsets.Retry.Max = 20
+		},
+		rules: func(r *rules, sc *sarama.Config, id identity) {
+			groupConsumerRules(r, sc, id)
+			// With cooperative-sticky, sessions do not end for partitions
+			// that move incrementally, so the open round would not be
+			// committed before they are released. sarama's deprecated
+			// Strategy wins over GroupStrategies when set: check both.
+			for _, s := range sc.Consumer.Group.Rebalance.GroupStrategies {
+				r.require(s == nil || s.Name() != sarama.CooperativeStickyBalanceStrategyName, "an eager rebalance strategy in Consumer.Group.Rebalance.GroupStrategies, got %s", sarama.CooperativeStickyBalanceStrategyName)
+			}
+			if s := sc.Consumer.Group.Rebalance.Strategy; s != nil {
+				r.require(s.Name() != sarama.CooperativeStickyBalanceStrategyName, "an eager rebalance strategy in Consumer.Group.Rebalance.Strategy (deprecated, and it wins over GroupStrategies), got %s", sarama.CooperativeStickyBalanceStrategyName)
+			}
 		},
 	}
 }

@@ -108,7 +108,7 @@ func TestPipelineTimeoutRules(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := PipelineConfig{Config: Config{Brokers: []string{"127.0.0.1:1"}, Tune: tc.tune}, GroupID: "g", TransactionalID: "tx", ShutdownGrace: tc.grace}
-			p, err := newPipeline(cfg, in, []*event.Type{out}, decodeTestEvent, testTransform(out, 0))
+			p, err := newPipeline(cfg, event.ExactlyOnce, in, []*event.Type{out}, decodeTestEvent, testTransform(out, 0))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -148,7 +148,7 @@ func TestPipelineDefaultTransactionTimeout(t *testing.T) {
 		DefaultPipelineTransactionTimeout: func(*sarama.Config) {},
 		30 * time.Second:                  func(sc *sarama.Config) { sc.Producer.Transaction.Timeout = 30 * time.Second },
 	} {
-		p, err := newPipeline(PipelineConfig{Config: Config{Brokers: []string{"127.0.0.1:1"}, Tune: tune}, GroupID: "g", TransactionalID: "tx"}, in, []*event.Type{out}, decodeTestEvent, testTransform(out, 0))
+		p, err := newPipeline(PipelineConfig{Config: Config{Brokers: []string{"127.0.0.1:1"}, Tune: tune}, GroupID: "g", TransactionalID: "tx"}, event.ExactlyOnce, in, []*event.Type{out}, decodeTestEvent, testTransform(out, 0))
 		if err != nil {
 			t.Fatal(err)
 		}

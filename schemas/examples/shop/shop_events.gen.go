@@ -20,7 +20,7 @@ const (
 
 // SchemaFingerprint identifies the topics, guarantees and wire shapes of
 // every event in the schema: it changes when any of them does.
-const SchemaFingerprint = "sha256:e3616187e2ecabb502dea4e4daa5f8d4"
+const SchemaFingerprint = "sha256:8848d089b4e8eee0f366b2df04e2264d"
 
 // An amount in minor units of a currency.
 //
@@ -281,6 +281,80 @@ func (e *OrderPlaced) UnmarshalJSON(data []byte) error {
 	e.Items = event.Field(obj, "items", event.ListOf(event.DecodeString))
 	e.PlacedAt = event.Field(obj, "placed_at", event.DecodeTime)
 	e.Note = event.OptionalField(obj, "note", event.DecodeString)
+	return obj.Err()
+}
+
+// A customer was told that their order was placed.
+//
+// CustomerNotified is published to topic shop.customers.notified with the at-least-once guarantee.
+type CustomerNotified struct {
+	OrderID    event.UUID `json:"order_id"`
+	CustomerID string     `json:"customer_id"`
+	Message    string     `json:"message"`
+}
+
+var _ event.Event = (*CustomerNotified)(nil)
+
+var customerNotifiedMeta = event.Type{
+	Name:        "CustomerNotified",
+	Topic:       "shop.customers.notified",
+	Guarantee:   event.AtLeastOnce,
+	CEType:      "shop.CustomerNotified.v1",
+	Source:      "example.com/shop",
+	Fingerprint: "sha256:acf7ccd37ba166796b44f81733d9b284",
+	Dedup:       event.DedupNone,
+	Retention:   168 * time.Hour,
+}
+
+// EventType returns the metadata of CustomerNotified: topic, guarantee, CloudEvents type.
+func (e *CustomerNotified) EventType() *event.Type {
+	return &customerNotifiedMeta
+}
+
+// Key returns the partition key, field customer_id: events with equal keys keep their order.
+func (e *CustomerNotified) Key() string {
+	return e.CustomerID
+}
+
+// IdempotencyKey identifies one logical event: field order_id.
+func (e *CustomerNotified) IdempotencyKey() string {
+	return e.OrderID.String()
+}
+
+// Validate reports every missing required value and invalid enum value.
+func (e *CustomerNotified) Validate() error {
+	var chk event.Validator
+	chk.UUID("order_id", e.OrderID)
+	chk.NonEmpty("customer_id", e.CustomerID)
+	return chk.Err()
+}
+
+// AppendJSON appends the wire form of CustomerNotified to b (see docs/wire-format.md).
+func (e *CustomerNotified) AppendJSON(b []byte) []byte {
+	start := len(b)
+	b = append(b, ",\"order_id\":"...)
+	b = event.AppendUUID(b, e.OrderID)
+	b = append(b, ",\"customer_id\":"...)
+	b = event.AppendString(b, e.CustomerID)
+	b = append(b, ",\"message\":"...)
+	b = event.AppendString(b, e.Message)
+	return event.CloseObject(b, start)
+}
+
+// MarshalJSON implements json.Marshaler with the wire form.
+func (e *CustomerNotified) MarshalJSON() ([]byte, error) {
+	return e.AppendJSON(nil), nil
+}
+
+// UnmarshalJSON decodes the wire form, reporting every missing required field.
+func (e *CustomerNotified) UnmarshalJSON(data []byte) error {
+	obj, err := event.DecodeObject(data)
+	if err != nil {
+		return err
+	}
+	e.OrderID = event.Field(obj, "order_id", event.DecodeUUID)
+	e.CustomerID = event.Field(obj, "customer_id", event.DecodeString)
+	e.Message = event.Field(obj, "message", event.DecodeString)
 	return obj.Err()
 }
 

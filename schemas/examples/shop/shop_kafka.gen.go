@@ -23,6 +23,12 @@ type Sender interface {
 	// SendOrderPlacedAsync queues one OrderPlaced; see Producer.SendOrderPlacedAsync.
 	SendOrderPlacedAsync(ctx context.Context, e *OrderPlaced, done func(error)) error
 
+	// SendCustomerNotified sends one CustomerNotified; see Producer.SendCustomerNotified.
+	SendCustomerNotified(ctx context.Context, e *CustomerNotified) error
+
+	// SendCustomerNotifiedAsync queues one CustomerNotified; see Producer.SendCustomerNotifiedAsync.
+	SendCustomerNotifiedAsync(ctx context.Context, e *CustomerNotified, done func(error)) error
+
 	// Begin opens a transaction; see Producer.Begin.
 	Begin(ctx context.Context) (Tx, error)
 
@@ -116,6 +122,21 @@ func (p *Producer) SendOrderPlacedAsync(ctx context.Context, e *OrderPlaced, don
 	return p.atLeastOnce.SendAsync(ctx, e, done)
 }
 
+// SendCustomerNotified validates e and returns once Kafka has acknowledged it on all
+// in-sync replicas, or with an error the caller can act on (retry, fail the
+// request). Retries inside the producer are idempotent: they never duplicate.
+func (p *Producer) SendCustomerNotified(ctx context.Context, e *CustomerNotified) error {
+	return p.atLeastOnce.Send(ctx, e)
+}
+
+// SendCustomerNotifiedAsync validates e and queues it without waiting: done is called
+// once with the outcome (nil once acknowledged) from a producer goroutine.
+// Back-to-back calls batch like a hand-written sarama pipeline. It returns
+// an error, and does not call done, if e is invalid or cannot be queued.
+func (p *Producer) SendCustomerNotifiedAsync(ctx context.Context, e *CustomerNotified, done func(error)) error {
+	return p.atLeastOnce.SendAsync(ctx, e, done)
+}
+
 // Begin opens a transaction. One transaction is open at a time per Producer;
 // end it with Commit or Abort.
 func (p *Producer) Begin(ctx context.Context) (Tx, error) {
@@ -157,7 +178,7 @@ func (t producerTx) Abort(ctx context.Context) error {
 
 // schemaEvents are the events of this schema: consumers and pipelines route records
 // by their ce_type among them.
-var schemaEvents = []*event.Type{&pageViewedMeta, &orderPlacedMeta, &paymentCapturedMeta, &receiptIssuedMeta}
+var schemaEvents = []*event.Type{&pageViewedMeta, &orderPlacedMeta, &customerNotifiedMeta, &paymentCapturedMeta, &receiptIssuedMeta}
 
 // Consumer reads the events of package shop and dispatches them to typed
 // handlers, committing offsets as each event's guarantee requires. Register
@@ -207,6 +228,49 @@ func (c *Consumer) HandleOrderPlaced(h OrderPlacedHandler) {
 	kafka.HandleAtLeastOnce(c.c, &orderPlacedMeta, event.DecodeEvent[OrderPlaced], h)
 }
 
+// CustomerNotifiedHandler handles CustomerNotified, an at-least-once event.
+// The offset is committed after the handler returns nil: a crash redelivers
+// the event, so the handler must tolerate duplicates. An error is retried
+// with backoff, then the record goes to the dead-letter topic.
+type CustomerNotifiedHandler func(ctx context.Context, e *CustomerNotified, rec kafka.AtLeastOnceRecord) error
+
+// HandleCustomerNotified registers the handler for CustomerNotified events (topic shop.customers.notified).
+func (c *Consumer) HandleCustomerNotified(h CustomerNotifiedHandler) {
+	kafka.HandleAtLeastOnce(c.c, &customerNotifiedMeta, event.DecodeEvent[CustomerNotified], h)
+}
+
+// NotifyCustomersEmitter sends the events pipeline NotifyCustomers produces. The consumed offset
+// is committed once everything emitted is acknowledged.
+type NotifyCustomersEmitter struct {
+	em *kafka.Emitter
+}
+
+// EmitCustomerNotified sends e through the pipeline's idempotent producer.
+func (o NotifyCustomersEmitter) EmitCustomerNotified(e *CustomerNotified) error {
+	return o.em.Emit(e)
+}
+
+// NotifyCustomersHandler transforms one OrderPlaced into the events it emits. A crash or a
+// rebalance after the outputs are acknowledged and before the offset is
+// committed runs it again and writes its outputs again: consumers of CustomerNotified
+// absorb the repeats with their dedup store.
+type NotifyCustomersHandler func(ctx context.Context, in *OrderPlaced, out NotifyCustomersEmitter) error
+
+// Tells every customer that their order was placed.
+//
+// RunNotifyCustomers runs pipeline NotifyCustomers at-least-once until ctx is done: it reads
+// shop.orders.placed read_committed, sends the outputs through the idempotent
+// producer and commits the consumed offsets once they are acknowledged.
+// Records of the topic's other events are skipped; it sets cfg.Events to
+// this schema's events.
+func RunNotifyCustomers(ctx context.Context, cfg kafka.PipelineConfig, h NotifyCustomersHandler) error {
+	cfg.Events = schemaEvents
+	produces := []*event.Type{&customerNotifiedMeta}
+	return kafka.RunAtLeastOncePipeline(ctx, cfg, &orderPlacedMeta, produces, event.DecodeEvent[OrderPlaced], func(ctx context.Context, in *OrderPlaced, em *kafka.Emitter) error {
+		return h(ctx, in, NotifyCustomersEmitter{em})
+	})
+}
+
 // IssueReceiptsEmitter sends the events pipeline IssueReceipts produces. What it emits is
 // committed in one Kafka transaction with the consumed offset.
 type IssueReceiptsEmitter struct {
@@ -226,7 +290,7 @@ type IssueReceiptsHandler func(ctx context.Context, in *PaymentCaptured, out Iss
 // Turns every captured payment into exactly one receipt.
 //
 // RunIssueReceipts runs pipeline IssueReceipts exactly-once until ctx is done: it reads
-// shop.payments.captured read_committed and commits each batch's output and consumed
+// shop.payments.captured read_committed and commits each round's output and consumed
 // offsets in one transaction. Records of the topic's other events are
 // skipped; it sets cfg.Events to this schema's events.
 func RunIssueReceipts(ctx context.Context, cfg kafka.PipelineConfig, h IssueReceiptsHandler) error {

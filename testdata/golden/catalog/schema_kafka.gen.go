@@ -279,7 +279,7 @@ func (o PostLedgerEmitter) EmitReceiptSent(e *ReceiptSent) error {
 type PostLedgerHandler func(ctx context.Context, in *PaymentReceived, out PostLedgerEmitter) error
 
 // RunPostLedger runs pipeline PostLedger exactly-once until ctx is done: it reads
-// billing.payments read_committed and commits each batch's output and consumed
+// billing.payments read_committed and commits each round's output and consumed
 // offsets in one transaction. Records of the topic's other events are
 // skipped; it sets cfg.Events to this schema's events.
 func RunPostLedger(ctx context.Context, cfg kafka.PipelineConfig, h PostLedgerHandler) error {
@@ -307,7 +307,7 @@ func (o AuditEmitter) EmitAuditLogged(e *AuditLogged) error {
 type AuditHandler func(ctx context.Context, in *PaymentReceived, out AuditEmitter) error
 
 // RunAudit runs pipeline Audit exactly-once until ctx is done: it reads
-// billing.payments read_committed and commits each batch's output and consumed
+// billing.payments read_committed and commits each round's output and consumed
 // offsets in one transaction. Records of the topic's other events are
 // skipped; it sets cfg.Events to this schema's events.
 func RunAudit(ctx context.Context, cfg kafka.PipelineConfig, h AuditHandler) error {

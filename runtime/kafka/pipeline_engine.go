@@ -1,0 +1,353 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+
+	"github.com/IBM/sarama"
+)
+
+// engine is the part of a pipeline that does not depend on the input's Go
+// type: the producer, the rounds, their commits and recovery.
+type engine struct {
+	cfg      PipelineConfig
+	eos      bool   // exactly-once: transactions; else at-least-once
+	kind     string // "exactly-once pipeline" or "at-least-once pipeline", in logs and errors
+	inName   string // the input event, for metrics
+	dlqTopic string // the input topic's dead-letter topic
+	log      *slog.Logger
+	met      Metrics
+	hooks    *pipelineHooks
+	instance *string // static membership, for the group metadata of transactions
+
+	*runState                // set when the group run starts
+	prodCfg   *sarama.Config // to re-initialise the producer
+	out       *outputs       // the producer; replaced by reinit
+	// recoveries counts producer re-initialisations since the last
+	// committed round.
+	recoveries int
+	// inTxn: the transactional producer has begun a transaction that was
+	// not committed or aborted yet.
+	inTxn bool
+
+	cur *round // the session's round, between Setup and Cleanup
+
+	// sessions counts the group sessions the member went through (a test
+	// reads it to tell that an abort did not rejoin the group).
+	sessions atomic.Int64
+}
+
+// pipelineHooks lets tests stop a pipeline at chosen points. Nil fields are
+// skipped; production code never sets them.
+type pipelineHooks struct {
+	// beforeCommit runs with every output of the round acknowledged (or
+	// failed) and, exactly-once, the offsets added, just before the commit.
+	beforeCommit func(batch []*sarama.ConsumerMessage)
+	// atCleanup runs when a session ends, before the last round commits,
+	// with the number of inputs the round holds.
+	atCleanup func(open int)
+}
+
+// begin opens a transaction (exactly-once) if none is open.
+func (e *engine) begin() error {
+	if !e.eos || e.inTxn {
+		return nil
+	}
+	if err := e.out.prod.BeginTxn(); err != nil {
+		return fmt.Errorf("%w: %s %s: begin: %w", ErrProducerFatal, e.kind, e.cfg.TransactionalID, err)
+	}
+	e.inTxn = true
+	return nil
+}
+
+// commitRound makes batch durable: exactly-once, the consumed offsets are
+// added to the transaction (with the session's group metadata) and the
+// transaction is committed, which flushes the outputs first; at-least-once,
+// every output's acknowledgement is awaited, then the offsets are
+// committed for the session's generation.
+func (e *engine) commitRound(ctx context.Context, r *round, batch []*input) error {
+	next := offsetsOf(batch)
+	// Every output answered first (a commit would flush them anyway), so
+	// that a failed send is the commit's error, not a later symptom of it.
+	fs, err := e.out.wait(ctx)
+	if err != nil {
+		return err
+	}
+	if len(fs) > 0 {
+		return failuresError(fs)
+	}
+	if !e.eos {
+		if e.hooks != nil && e.hooks.beforeCommit != nil {
+			e.hooks.beforeCommit(messagesOf(batch))
+		}
+		return commitOffsets(e.client, e.cfg.GroupID, e.cfg.InstanceID, r.sess, next)
+	}
+	offsets := make(map[string][]*sarama.PartitionOffsetMetadata, len(next))
+	for topic, ps := range next {
+		for p, off := range ps {
+			// Leader epoch -1 (unknown), not sarama's default 0: see
+			// commitOffsets.
+			offsets[topic] = append(offsets[topic], &sarama.PartitionOffsetMetadata{Partition: p, Offset: off, LeaderEpoch: -1})
+		}
+	}
+	if err := e.out.prod.AddOffsetsToTxnWithGroupMetadata(offsets, r.gm); err != nil {
+		return err
+	}
+	if e.hooks != nil && e.hooks.beforeCommit != nil {
+		e.hooks.beforeCommit(messagesOf(batch))
+	}
+	err = e.out.prod.CommitTxn()
+	if err == nil {
+		e.inTxn = false
+		e.recoveries = 0
+	}
+	return err
+}
+
+func messagesOf(batch []*input) []*sarama.ConsumerMessage {
+	ms := make([]*sarama.ConsumerMessage, len(batch))
+	for i, in := range batch {
+		ms[i] = in.m
+	}
+	return ms
+}
+
+// maxRecoveries bounds the producer re-initialisations (after epoch errors
+// and transaction timeouts) in a row without a committed round; one more
+// stops the pipeline with ErrProducerFatal.
+const maxRecoveries = 5
+
+// maxFinalTries bounds Cleanup's commit attempts: poison outputs need one
+// try each to be found; anything else drops the round.
+const maxFinalTries = 8
+
+// recover handles a failed commit of batch. It returns the batch to send
+// again (poison outputs replaced by dead letters) and true, or false when
+// the round must be dropped: the member's generation is over, Cleanup's
+// commit cannot complete, the pipeline stopped (fencing, a fatal error:
+// e.fail was called), or ctx ended while waiting to retry.
+func (e *engine) recover(ctx context.Context, r *round, batch []*input, cause error, try int, final bool) ([]*input, bool) {
+	at := where(batch)
+	fs, _ := e.out.wait(ctx)
+	if e.eos && !e.recoverTxn(r, at, cause) {
+		return nil, false
+	}
+	if !e.eos && fenced(cause) {
+		// FENCED_INSTANCE_ID on an offset commit (at-least-once): a newer
+		// static member has this one's identity. (Exactly-once,
+		// recoverTxn has classified it.)
+		e.fail(fmt.Errorf("%w: %s %s at %s: %w", ErrFenced, e.kind, e.cfg.GroupID, at, cause))
+		return nil, false
+	}
+	if membershipError(cause) {
+		what := "round dropped"
+		if e.eos {
+			what = "transaction aborted"
+		}
+		e.log.Warn("eventgen: the group's generation moved on; "+what+", its inputs are read again by their partitions' next owner", "kind", e.kind, "round", at, "error", cause)
+		return nil, false
+	}
+	poisoned, suspects := e.rebuild(batch, fs)
+	if final && try >= maxFinalTries {
+		e.log.Warn("eventgen: the session's last round could not be committed; dropped, its inputs are read again by their partitions' next owner", "kind", e.kind, "round", at, "error", cause)
+		return nil, false
+	}
+	if poisoned+suspects > 0 {
+		// Progress is certain: retry at once.
+		return batch, true
+	}
+	if final {
+		e.log.Warn("eventgen: the session's last round failed; dropped, its inputs are read again by their partitions' next owner", "kind", e.kind, "round", at, "error", cause)
+		return nil, false
+	}
+	e.log.Warn("eventgen: round failed; sending it again from memory", "kind", e.kind, "round", at, "try", try, "error", flattenProducerErrors(cause))
+	if sleepCtx(ctx, e.cfg.Retry.delay(try)) != nil {
+		return nil, false
+	}
+	return batch, true
+}
+
+// recoverTxn ends the failed transaction of an exactly-once round: fencing
+// by a newer instance and fatal errors stop the pipeline (false); an
+// abortable error is aborted; an epoch error or a transaction the
+// coordinator timed out re-initialises the producer (at most maxRecoveries
+// times in a row without a commit). It reports whether the round can be
+// sent again.
+func (e *engine) recoverTxn(r *round, at string, cause error) bool {
+	st := e.out.prod.TxnStatus()
+	// FENCED_INSTANCE_ID is the group's fencing (a newer static member):
+	// never our own timeout.
+	recoverable := epochError(cause) || (producerFenced(cause) && r.overdue())
+	if fenced(cause) && !recoverable {
+		e.fail(fmt.Errorf("%w: %s %s at %s: %w", ErrFenced, e.kind, e.cfg.TransactionalID, at, cause))
+		return false
+	}
+	if st&sarama.ProducerTxnFlagFatalError != 0 && !recoverable {
+		e.fail(fmt.Errorf("%w: %s %s at %s: %w", ErrProducerFatal, e.kind, e.cfg.TransactionalID, at, flattenProducerErrors(cause)))
+		return false
+	}
+	if st&sarama.ProducerTxnFlagFatalError == 0 && st&(sarama.ProducerTxnFlagInTransaction|sarama.ProducerTxnFlagAbortableError) != 0 {
+		if err := e.out.prod.AbortTxn(); err != nil {
+			switch {
+			case fenced(err) && !(producerFenced(err) && r.overdue()):
+				e.fail(fmt.Errorf("%w: %s %s: abort at %s failed (%w): %w", ErrFenced, e.kind, e.cfg.TransactionalID, at, cause, err))
+				return false
+			case epochError(err) || producerFenced(err):
+				recoverable = true
+			default:
+				e.fail(fmt.Errorf("%w: %s %s: abort at %s failed (%w): %w", ErrProducerFatal, e.kind, e.cfg.TransactionalID, at, cause, err))
+				return false
+			}
+		}
+	}
+	e.inTxn = false
+	if recoverable && (e.out.prod.TxnStatus()&(sarama.ProducerTxnFlagFatalError|sarama.ProducerTxnFlagInError) != 0 || producerFenced(cause)) {
+		return e.reinit(at, cause)
+	}
+	return true
+}
+
+// reinit replaces the transactional producer after an epoch error or a
+// transaction timeout: the old one is closed and a new one with the same
+// TransactionalID runs InitProducerID, which completes (aborts) whatever
+// the old one left open and gives a fresh epoch. It reports whether the
+// pipeline can go on.
+func (e *engine) reinit(at string, cause error) bool {
+	e.recoveries++
+	if e.recoveries > maxRecoveries {
+		e.fail(fmt.Errorf("%w: %s %s at %s: %d producer re-initialisations without a commit: %w", ErrProducerFatal, e.kind, e.cfg.TransactionalID, at, maxRecoveries, cause))
+		return false
+	}
+	e.log.Warn("eventgen: epoch error or transaction timeout; re-initialising the transactional producer", "transactional_id", e.cfg.TransactionalID, "round", at, "error", cause, "timeout", e.prodCfg.Producer.Transaction.Timeout)
+	_ = e.out.close()
+	out, err := newOutputs(e.cfg.Brokers, e.prodCfg)
+	if err != nil {
+		kind := ErrProducerFatal
+		if fenced(err) {
+			kind = ErrFenced
+		}
+		e.fail(fmt.Errorf("%w: %s %s: re-initialising the producer after %s failed (%w): %w", kind, e.kind, e.cfg.TransactionalID, at, cause, err))
+		return false
+	}
+	e.out = out
+	return true
+}
+
+// rebuild prepares a failed round to be sent again, learning from the
+// failures fs of its outputs. An input whose output the client or broker
+// rejected for good is dead-lettered instead (none of its outputs are
+// sent); when a broker's rejection covered several inputs' records, they
+// become suspects, sent alone on the next try so that the next rejection
+// names one. A rejected dead letter is trimmed (its value, then the
+// original headers), and an at-least-once round resends only what failed.
+// It returns how many inputs were dead-lettered and how many are suspects.
+func (e *engine) rebuild(batch []*input, fs []sendFailure) (poisoned, suspects int) {
+	rejected := map[*input]error{}
+	exact := true
+	for _, f := range fs {
+		if f.in == nil || !permanentOutputError(f.err) {
+			continue
+		}
+		var ce sarama.ConfigurationError
+		client := errors.As(f.err, &ce)
+		if client && f.msg.ByteSize(2) <= e.prodCfg.Producer.MaxMessageBytes {
+			// Not this record's fault: once a transaction is in error,
+			// sarama fails the records still queued with the first error.
+			continue
+		}
+		if _, seen := rejected[f.in]; !seen {
+			rejected[f.in] = fmt.Errorf("output to %s rejected for good: %w", f.msg.Topic, f.err)
+		}
+		exact = exact && client // the client's own, per record
+	}
+	if !e.eos {
+		for _, f := range fs {
+			if f.in != nil && rejected[f.in] == nil {
+				if ref, ok := f.msg.Metadata.(*input); ok && ref == f.in {
+					f.in.resend = append(f.in.resend, f.msg)
+				}
+			}
+		}
+	}
+	if len(rejected) > 1 && !exact {
+		for in := range rejected {
+			in.suspect = true
+		}
+		e.log.Warn("eventgen: outputs rejected for good, several inputs' records in one produce batch; sending each of those inputs alone to find the poison", "kind", e.kind, "inputs", len(rejected))
+		return 0, len(rejected)
+	}
+	for in, err := range rejected {
+		m := in.m
+		if in.status == deadLettered {
+			in.dlqTrim++
+			if in.dlqTrim > 2 {
+				e.fail(fmt.Errorf("%w: %s: the dead letter of %s/%d@%d is rejected even without value and headers: %w", ErrDeadLetter, e.kind, m.Topic, m.Partition, m.Offset, err))
+				return 0, 0
+			}
+			e.log.Error("eventgen: dead letter rejected for good; trimming it", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "trim", in.dlqTrim, "error", err)
+		} else {
+			e.log.Error("eventgen: pipeline output rejected for good; dead-lettering its input", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "error", err)
+			in.status, in.cause = deadLettered, err
+		}
+		in.outs = []*sarama.ProducerMessage{trimmedDeadLetter(e.cfg.GroupID, m, in.cause, in.attempts, in.dlqTrim, err)}
+		in.outEvents = nil
+		in.resend = in.outs
+		poisoned++
+	}
+	return poisoned, 0
+}
+
+// trimmedDeadLetter is the dead letter of m with trim parts dropped after
+// rejections: 0 the whole record, 1 without its value, 2 also without the
+// original headers (the eventgen_* headers stay, with why).
+func trimmedDeadLetter(group string, m *sarama.ConsumerMessage, cause error, attempts, trim int, rejected error) *sarama.ProducerMessage {
+	if trim == 0 {
+		return deadLetterMessage(group, m, cause, attempts)
+	}
+	c := *m
+	c.Value = nil
+	if trim > 1 {
+		c.Headers = nil
+	}
+	return deadLetterMessage(group, &c, fmt.Errorf("%w (dead letter trimmed: %v)", cause, rejected), attempts)
+}
+
+// count reports a committed round to the metrics.
+func (e *engine) count(batch []*input) {
+	var handledN, deadN, retriedN int64
+	skippedN := map[string]int64{}
+	emitted := map[string]int64{}
+	for _, in := range batch {
+		retriedN += int64(in.retried)
+		switch in.status {
+		case handled:
+			handledN++
+			for _, name := range in.outEvents {
+				emitted[name]++
+			}
+		case skipped:
+			skippedN[in.event]++
+		case deadLettered:
+			deadN++
+		}
+	}
+	e.met.Count(e.inName, Committed, int64(len(batch)))
+	if handledN > 0 {
+		e.met.Count(e.inName, Handled, handledN)
+	}
+	if deadN > 0 {
+		e.met.Count(e.inName, DeadLettered, deadN)
+	}
+	if retriedN > 0 {
+		e.met.Count(e.inName, Retried, retriedN)
+	}
+	for name, n := range skippedN {
+		e.met.Count(name, Skipped, n)
+	}
+	for name, n := range emitted {
+		e.met.Count(name, Acked, n)
+	}
+}

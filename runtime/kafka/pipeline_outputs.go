@@ -1,0 +1,168 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/IBM/sarama"
+)
+
+// outputs is a pipeline's producer: a sarama AsyncProducer (transactional
+// for exactly-once pipelines, idempotent for at-least-once ones) whose
+// results are drained by one goroutine into counts, so that a commit can
+// wait until every record sent in its round has an answer and learn which
+// records failed and why. Records are sent as they are emitted, while
+// handlers go on with the next inputs: the broker acknowledges a round's
+// outputs during the round, not at its end.
+type outputs struct {
+	prod sarama.AsyncProducer
+
+	// closeMu: sends hold it shared, close exclusively, so that nothing is
+	// sent to a closed producer (sarama would panic).
+	closeMu sync.RWMutex
+	closed  bool
+
+	mu      sync.Mutex
+	settled *sync.Cond // signalled on every answer
+	sent    int        // records sent since the last reset
+	done    int        // records answered since the last reset
+	failed  []sendFailure
+	drained chan struct{} // closed when the drain goroutine has seen both channels close
+}
+
+// sendFailure is one record the producer could not write.
+type sendFailure struct {
+	in  *input // the input that emitted the record (its Metadata)
+	msg *sarama.ProducerMessage
+	err error
+}
+
+// newOutputs starts the producer of a pipeline: for a transactional
+// configuration, InitProducerID runs here, aborting what a predecessor with
+// the same TransactionalID left open and fencing it.
+func newOutputs(brokers []string, sc *sarama.Config) (*outputs, error) {
+	prod, err := sarama.NewAsyncProducer(brokers, sc)
+	if err != nil {
+		return nil, err
+	}
+	o := &outputs{prod: prod, drained: make(chan struct{})}
+	o.settled = sync.NewCond(&o.mu)
+	go o.drain()
+	return o, nil
+}
+
+// drain reads every answer of the producer until Close closes its channels.
+func (o *outputs) drain() {
+	defer close(o.drained)
+	successes, errs := o.prod.Successes(), o.prod.Errors()
+	for successes != nil || errs != nil {
+		select {
+		case _, ok := <-successes:
+			if !ok {
+				successes = nil
+				continue
+			}
+			o.answer(nil)
+		case pe, ok := <-errs:
+			if !ok {
+				errs = nil
+				continue
+			}
+			o.answer(pe)
+		}
+	}
+	// Nothing answers any more: release whoever still waits.
+	o.mu.Lock()
+	o.done = o.sent
+	o.settled.Broadcast()
+	o.mu.Unlock()
+}
+
+func (o *outputs) answer(pe *sarama.ProducerError) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.done++
+	if pe != nil && pe.Msg != nil {
+		in, _ := pe.Msg.Metadata.(*input)
+		o.failed = append(o.failed, sendFailure{in: in, msg: pe.Msg, err: pe.Err})
+	}
+	o.settled.Broadcast()
+}
+
+// send hands a copy of each record to the producer, tagged with the input
+// that emitted it. sarama keeps per-send state in a ProducerMessage, so a
+// record that is sent again (a replay) goes as a new copy.
+func (o *outputs) send(in *input, msgs []*sarama.ProducerMessage) {
+	if len(msgs) == 0 {
+		return
+	}
+	o.closeMu.RLock()
+	defer o.closeMu.RUnlock()
+	if o.closed {
+		return
+	}
+	o.mu.Lock()
+	o.sent += len(msgs)
+	o.mu.Unlock()
+	for _, pm := range msgs {
+		o.prod.Input() <- &sarama.ProducerMessage{Topic: pm.Topic, Key: pm.Key, Value: pm.Value, Headers: pm.Headers, Metadata: in}
+	}
+}
+
+// wait blocks until every record sent so far has its answer, or ctx is done.
+// It returns the failures since the last reset.
+func (o *outputs) wait(ctx context.Context) ([]sendFailure, error) {
+	stop := context.AfterFunc(ctx, func() {
+		o.mu.Lock()
+		o.settled.Broadcast()
+		o.mu.Unlock()
+	})
+	defer stop()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for o.done < o.sent {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		o.settled.Wait()
+	}
+	return o.failed, nil
+}
+
+// reset starts a new round: the counts and failures of the last one are
+// forgotten. Call it only once every record sent has its answer.
+func (o *outputs) reset() {
+	o.mu.Lock()
+	o.sent, o.done, o.failed = 0, 0, nil
+	o.mu.Unlock()
+}
+
+// close closes the producer and waits for the drain goroutine. Closing
+// twice is a no-op.
+func (o *outputs) close() error {
+	o.closeMu.Lock()
+	defer o.closeMu.Unlock()
+	if o.closed {
+		return nil
+	}
+	o.closed = true
+	err := o.prod.Close()
+	<-o.drained
+	var pes sarama.ProducerErrors
+	if errors.As(err, &pes) && len(pes) == 0 {
+		return nil
+	}
+	return err
+}
+
+// failuresError makes one error of failed sends, as sarama's
+// ProducerErrors, so that the classifiers (fenced, epochError, ...) and
+// flattenProducerErrors see every cause.
+func failuresError(fs []sendFailure) error {
+	pes := make(sarama.ProducerErrors, 0, len(fs))
+	for _, f := range fs {
+		pes = append(pes, &sarama.ProducerError{Msg: f.msg, Err: f.err})
+	}
+	return pes
+}

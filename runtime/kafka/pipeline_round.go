@@ -1,0 +1,324 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// A pipeline member works in rounds. A round is everything consumed since
+// the last commit, across every partition the member holds: the inputs,
+// each with what its handler emitted (or its dead letter), in the order
+// each partition produced them. An exactly-once round is one Kafka
+// transaction: its outputs are sent while it is open, and its commit adds
+// the consumed offsets (with the group's generation, KIP-447) and ends it.
+// An at-least-once round's outputs go through the idempotent producer; its
+// commit waits for their acknowledgements, then commits the offsets.
+//
+// A round commits every CommitInterval and as soon as it holds BatchSize
+// inputs, whichever comes first. While a commit runs, inputs that finish
+// are kept for the next round (sent once it begins), so handlers never
+// wait for the broker unless BatchSize more inputs are ready.
+//
+// The inputs of a round stay in memory until it commits: that is the
+// replay buffer. A failed commit that the producer can go on from (an
+// abortable error, an epoch error, a transaction the coordinator timed
+// out) is aborted and the round is sent again from memory, without
+// re-reading, without running handlers again, and without leaving the
+// group: a rejoin would rebalance the whole group when the member leads
+// it. Only a failure that says the member's generation is over
+// (ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, REBALANCE_IN_PROGRESS) drops the
+// round and ends the session; the partitions' next owner, this member or
+// another, reads them again from the committed offsets.
+
+// input is one consumed record in a round.
+type input struct {
+	m      *sarama.ConsumerMessage
+	status inputStatus
+	// event names the record's event for metrics: the pipeline's input
+	// event, or the declared event of a skipped record.
+	event string
+	// outs are the handler's outputs, or the dead letter; none for a
+	// skipped record. outEvents names the event of each output.
+	outs      []*sarama.ProducerMessage
+	outEvents []string
+	attempts  int   // handler runs: the dead letter's eventgen_attempts
+	retried   int   // failed attempts that were retried
+	cause     error // why it was dead-lettered
+	// suspect: a rejection for good that could not be pinned to one input
+	// named this one among others; its outputs go alone on the next try.
+	suspect bool
+	// dlqTrim counts how much of the dead letter was dropped after the
+	// dead letter itself was rejected for good (see trimmedDeadLetter).
+	dlqTrim int
+	// resend holds, in an at-least-once round being retried, the outputs
+	// that failed (the acknowledged ones are not sent twice).
+	resend []*sarama.ProducerMessage
+}
+
+type inputStatus int
+
+const (
+	handled inputStatus = iota + 1
+	skipped
+	deadLettered
+)
+
+// round is a session's open round. The claims of the session add inputs to
+// it; one committer goroutine commits it; Cleanup commits the last one
+// before the partitions are released.
+type round struct {
+	e    *engine
+	sess sarama.ConsumerGroupSession
+	gm   *sarama.ConsumerGroupMetadata
+
+	mu      sync.Mutex
+	room    *sync.Cond // claims wait here while a commit runs and pending is full
+	open    []*input   // sent in the open round
+	pending []*input   // finished while a commit runs: sent when the next round begins
+	closing bool       // a commit runs: new inputs go to pending
+	sealed  bool       // Cleanup took the round: an abandoned claim's late input is refused
+	began   time.Time  // when the open round sent its first record (zero: nothing yet)
+	ended   bool       // the round was dropped: claims stop, the session ends
+
+	full chan struct{} // BatchSize reached
+	over chan struct{} // closed when ended
+	// stop ends the committer; stopCtx is cancelled with it, so that a
+	// commit retrying with backoff gives up.
+	stopCtx context.Context
+	stop    context.CancelFunc
+	done    chan struct{} // closed when the committer returned
+}
+
+func newRound(e *engine, sess sarama.ConsumerGroupSession) *round {
+	r := &round{e: e, sess: sess, full: make(chan struct{}, 1), over: make(chan struct{}), done: make(chan struct{})}
+	r.room = sync.NewCond(&r.mu)
+	r.stopCtx, r.stop = context.WithCancel(e.handlerCtx)
+	if e.eos {
+		r.gm = sarama.NewConsumerGroupMetadataFromSession(sess, e.cfg.GroupID, e.instance)
+	}
+	return r
+}
+
+// add puts a finished input into the round (or, while a commit runs, into
+// the next one) and sends its outputs. It reports false when the round was
+// dropped: the claim must stop, and the input is read again later.
+func (r *round) add(in *input) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	size := r.e.cfg.BatchSize
+	// The open round holds at most BatchSize inputs; the next one as many.
+	for !r.ended && (r.closing || len(r.open) >= size) && len(r.pending) >= size {
+		r.room.Wait()
+	}
+	if r.ended || r.sealed {
+		return false
+	}
+	if r.closing || len(r.open) >= size {
+		r.pending = append(r.pending, in)
+		return true
+	}
+	r.sendLocked(in, in.outs)
+	r.signalFullLocked()
+	return true
+}
+
+// sendLocked adds in to the open round and sends msgs. Sending under r.mu
+// keeps every send of a round before its commit starts.
+func (r *round) sendLocked(in *input, msgs []*sarama.ProducerMessage) {
+	r.open = append(r.open, in)
+	if r.began.IsZero() {
+		// No later than the coordinator's clock, which starts when the
+		// first record or offset reaches it (see overdue).
+		r.began = time.Now()
+	}
+	r.e.out.send(in, msgs)
+}
+
+// overdue reports whether the open round has outlived
+// Producer.Transaction.Timeout: the coordinator may have aborted it and
+// bumped the epoch, so a PRODUCER_FENCED now is most likely its own
+// timeout, not a newer instance. The clock starts before anything of the
+// round reached the coordinator, so a round that is not overdue here
+// cannot have been timed out there.
+func (r *round) overdue() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return !r.began.IsZero() && time.Since(r.began) >= r.e.prodCfg.Producer.Transaction.Timeout
+}
+
+// run commits the round every CommitInterval, and at once when it is full,
+// until stop or the round ends.
+func (r *round) run() {
+	defer close(r.done)
+	t := time.NewTicker(r.e.cfg.CommitInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stopCtx.Done():
+			return
+		case <-r.over:
+			return
+		case <-t.C:
+		case <-r.full:
+		}
+		r.commit(r.stopCtx, false)
+	}
+}
+
+// end drops what the round holds and ends the session: claims return, and
+// the partitions are read again from their committed offsets.
+func (r *round) end() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ended {
+		return
+	}
+	r.ended = true
+	r.open, r.pending = nil, nil
+	close(r.over)
+	r.room.Broadcast()
+}
+
+// commit commits the open round, recovering from what can be recovered
+// from. final is Cleanup's commit: the session is over, so a failure that
+// would be retried later drops the round instead (its partitions' next
+// owner reads it again).
+func (r *round) commit(ctx context.Context, final bool) {
+	r.mu.Lock()
+	if len(r.open) == 0 || r.ended {
+		r.mu.Unlock()
+		return
+	}
+	r.closing = true
+	batch := r.open
+	r.mu.Unlock()
+	for try := 1; ; try++ {
+		err := r.e.commitRound(ctx, r, batch)
+		if err == nil {
+			r.e.out.reset()
+			r.e.count(batch)
+			r.reopen()
+			return
+		}
+		next, ok := r.e.recover(ctx, r, batch, err, try, final)
+		if !ok {
+			r.end()
+			return
+		}
+		batch = next
+		r.e.out.reset()
+		if err := r.resend(ctx, batch); err != nil {
+			r.e.fail(err)
+			r.end()
+			return
+		}
+	}
+}
+
+// reopen starts the next round after a commit with the inputs that
+// finished meanwhile.
+func (r *round) reopen() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	pending := r.pending
+	r.open, r.pending, r.closing, r.began = nil, nil, false, time.Time{}
+	if err := r.e.begin(); err != nil {
+		r.e.fail(err)
+		r.ended = true
+		close(r.over)
+		r.room.Broadcast()
+		return
+	}
+	for _, in := range pending {
+		r.sendLocked(in, in.outs)
+	}
+	r.signalFullLocked()
+	r.room.Broadcast()
+}
+
+// signalFullLocked wakes the committer when the open round is full.
+func (r *round) signalFullLocked() {
+	if len(r.open) < r.e.cfg.BatchSize {
+		return
+	}
+	select {
+	case r.full <- struct{}{}:
+	default:
+	}
+}
+
+// resend begins the round again and sends its outputs from memory. An
+// input under suspicion (see input.suspect) is sent alone: what was sent
+// before it is acknowledged first, and its own answers are awaited, so that
+// a rejection names it alone; resend stops at the first failure (the
+// commit then fails and recover learns from it).
+func (r *round) resend(ctx context.Context, batch []*input) error {
+	if err := r.e.begin(); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.open, r.began = nil, time.Time{}
+	for _, in := range batch {
+		msgs := in.outs
+		if !r.e.eos {
+			msgs, in.resend = in.resend, nil // the acknowledged ones are durable
+		}
+		if !in.suspect {
+			r.sendLocked(in, msgs)
+			continue
+		}
+		in.suspect = false
+		if fs, err := r.e.out.wait(ctx); err != nil || len(fs) > 0 {
+			r.open = batch // the commit fails on what failed; recover learns from it
+			return nil
+		}
+		r.sendLocked(in, msgs)
+		if fs, err := r.e.out.wait(ctx); err != nil || len(fs) > 0 {
+			r.open = batch
+			return nil
+		}
+	}
+	r.open = batch
+	return nil
+}
+
+// offsets returns the next offset of every partition of batch.
+func offsetsOf(batch []*input) map[string]map[int32]int64 {
+	next := map[string]map[int32]int64{}
+	for _, in := range batch {
+		m := in.m
+		ps := next[m.Topic]
+		if ps == nil {
+			ps = map[int32]int64{}
+			next[m.Topic] = ps
+		}
+		if m.Offset+1 > ps[m.Partition] {
+			ps[m.Partition] = m.Offset + 1
+		}
+	}
+	return next
+}
+
+// membershipError reports whether err says that the member's generation is
+// over: its offsets can no longer be committed for this session.
+func membershipError(err error) bool {
+	return anyProducerError(err, func(err error) bool {
+		return errors.Is(err, sarama.ErrIllegalGeneration) || errors.Is(err, sarama.ErrUnknownMemberId) ||
+			errors.Is(err, sarama.ErrRebalanceInProgress)
+	})
+}
+
+// where locates a round in logs and errors: its inputs per partition.
+func where(batch []*input) string {
+	if len(batch) == 0 {
+		return "an empty round"
+	}
+	first, last := batch[0].m, batch[len(batch)-1].m
+	return fmt.Sprintf("%d inputs, %s/%d@%d … %s/%d@%d", len(batch), first.Topic, first.Partition, first.Offset, last.Topic, last.Partition, last.Offset)
+}
