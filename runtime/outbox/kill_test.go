@@ -42,10 +42,17 @@ type child struct {
 	log  string // the batch log (CHILD_LOG)
 }
 
+// startChild starts a relay child.
 func startChild(t testing.TB, env map[string]string) *child {
 	t.Helper()
+	return startChildMode(t, "relay", env)
+}
+
+// startChildMode starts a child running mode: relay, service or consumer.
+func startChildMode(t testing.TB, mode string, env map[string]string) *child {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestOutboxChild$", "-test.count=1", "-test.v=false")
-	cmd.Env = append(os.Environ(), childEnv+"=relay")
+	cmd.Env = append(os.Environ(), childEnv+"="+mode)
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
@@ -186,7 +193,18 @@ func TestOutboxChild(t *testing.T) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	fmt.Fprintln(os.Stderr, childReady)
-	if err := runChildRelay(ctx, t); err != nil {
+	var err error
+	switch mode := os.Getenv(childEnv); mode {
+	case "relay":
+		err = runChildRelay(ctx, t)
+	case "service":
+		err = runChildService(ctx, t)
+	case "consumer":
+		err = runChildConsumer(ctx, t)
+	default:
+		err = fmt.Errorf("unknown child mode %q", mode)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "child error:", err)
 		os.Exit(1)
 	}
