@@ -289,6 +289,37 @@ func TestHeadersJSONIsAnObjectOfStrings(t *testing.T) {
 	}
 }
 
+func TestParseHeadersAgreesWithEncodingJSON(t *testing.T) {
+	good := []string{
+		`{}`, ` { } `, `{"a": "b"}`, `{"ce_id": "x", "ce_type": "t.v1"}`,
+		`{"k\"q": "v\\w\u00e9\n", "é": ""}`, "{\"a\":\"b\" ,\n\"c\" : \"d\"}",
+	}
+	for _, in := range good {
+		hs, err := parseHeaders([]byte(in))
+		if err != nil {
+			t.Errorf("%s: %v", in, err)
+			continue
+		}
+		var want map[string]string
+		if err := json.Unmarshal([]byte(in), &want); err != nil {
+			t.Fatal(err)
+		}
+		if len(hs) != len(want) {
+			t.Errorf("%s: %d headers, want %d", in, len(hs), len(want))
+		}
+		for _, h := range hs {
+			if want[h.Key] != string(h.Value) {
+				t.Errorf("%s: %s = %q, want %q", in, h.Key, h.Value, want[h.Key])
+			}
+		}
+	}
+	for _, in := range []string{``, `[]`, `{"a": 1}`, `{"a": null}`, `{"a" "b"}`, `{"a": "b"`, `{"a": "b"} x`, `{"a": "b",}`, `{"a": "b}`} {
+		if _, err := parseHeaders([]byte(in)); err == nil {
+			t.Errorf("%s: no error", in)
+		}
+	}
+}
+
 func TestWavesKeepOneRecordPerKeyInFlight(t *testing.T) {
 	rows := []row{{key: "a"}, {key: "b"}, {key: "a"}, {key: "a"}, {key: "c"}, {key: "b"}}
 	got := waves(rows)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/eventgen/eventgen/runtime/event"
@@ -168,14 +167,101 @@ var errBadRow = errors.New("eventgen: malformed outbox row")
 
 // record returns the Kafka record of the row.
 func (rw *row) record() (kafka.RawRecord, error) {
-	var hm map[string]string
-	if err := json.Unmarshal(rw.headers, &hm); err != nil {
+	hs, err := parseHeaders(rw.headers)
+	if err != nil {
 		return kafka.RawRecord{}, fmt.Errorf("%w: headers: %w", errBadRow, err)
 	}
-	hs := make([]event.Header, 0, len(hm))
-	for k, v := range hm {
-		hs = append(hs, event.Header{Key: k, Value: []byte(v)})
-	}
-	slices.SortFunc(hs, func(a, b event.Header) int { return strings.Compare(a.Key, b.Key) })
 	return kafka.RawRecord{Topic: rw.topic, Key: []byte(rw.key), Headers: hs, Value: rw.payload}, nil
+}
+
+// parseHeaders decodes the headers column, a JSON object of strings, in
+// its order (jsonb's, which is stable). It is the relay's per-row hot
+// path, hence no reflection: values without escapes are slices of b.
+func parseHeaders(b []byte) ([]event.Header, error) {
+	p := jsonScanner{b: b}
+	if !p.consume('{') {
+		return nil, errors.New("not a JSON object")
+	}
+	hs := make([]event.Header, 0, 8)
+	if p.consume('}') {
+		return hs, p.end()
+	}
+	for {
+		k, err := p.str()
+		if err != nil {
+			return nil, err
+		}
+		if !p.consume(':') {
+			return nil, errors.New("missing ':' after a header name")
+		}
+		v, err := p.str()
+		if err != nil {
+			return nil, fmt.Errorf("header %q: %w", k, err)
+		}
+		hs = append(hs, event.Header{Key: string(k), Value: v})
+		if p.consume('}') {
+			return hs, p.end()
+		}
+		if !p.consume(',') {
+			return nil, errors.New("missing ',' between headers")
+		}
+	}
+}
+
+// jsonScanner reads the tokens parseHeaders needs.
+type jsonScanner struct {
+	b []byte
+	i int
+}
+
+func (p *jsonScanner) skipSpace() {
+	for p.i < len(p.b) && (p.b[p.i] == ' ' || p.b[p.i] == '\t' || p.b[p.i] == '\n' || p.b[p.i] == '\r') {
+		p.i++
+	}
+}
+
+// consume skips spaces and then c, reporting whether c was there.
+func (p *jsonScanner) consume(c byte) bool {
+	p.skipSpace()
+	if p.i < len(p.b) && p.b[p.i] == c {
+		p.i++
+		return true
+	}
+	return false
+}
+
+// end reports trailing bytes after the object.
+func (p *jsonScanner) end() error {
+	p.skipSpace()
+	if p.i != len(p.b) {
+		return errors.New("bytes after the JSON object")
+	}
+	return nil
+}
+
+// str reads a JSON string; one with escapes is decoded by encoding/json.
+func (p *jsonScanner) str() ([]byte, error) {
+	if !p.consume('"') {
+		return nil, errors.New("not a JSON string")
+	}
+	start, escaped := p.i, false
+	for ; p.i < len(p.b); p.i++ {
+		switch p.b[p.i] {
+		case '\\':
+			escaped = true
+			p.i++
+		case '"':
+			raw := p.b[start:p.i]
+			p.i++
+			if !escaped {
+				return raw, nil
+			}
+			var s string
+			if err := json.Unmarshal(p.b[start-1:p.i], &s); err != nil {
+				return nil, err
+			}
+			return []byte(s), nil
+		}
+	}
+	return nil, errors.New("unterminated JSON string")
 }
