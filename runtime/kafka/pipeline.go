@@ -275,15 +275,19 @@ func (e *engine) cleanup(sarama.ConsumerGroupSession) error {
 		return nil
 	}
 	e.cur = nil
-	r.stop()
-	<-r.done
 	r.mu.Lock()
-	r.sealed = true
 	n := len(r.open)
 	r.mu.Unlock()
 	if e.hooks != nil && e.hooks.atCleanup != nil {
 		e.hooks.atCleanup(n)
 	}
+	// A commit in flight completes; then nothing more is added.
+	r.stop()
+	<-r.done
+	r.mu.Lock()
+	r.sealed = true
+	n = len(r.open)
+	r.mu.Unlock()
 	if e.err() != nil {
 		e.abandon()
 		return nil
@@ -291,7 +295,7 @@ func (e *engine) cleanup(sarama.ConsumerGroupSession) error {
 	if n > 0 {
 		e.log.Info("eventgen: session ending; committing the open round before the partitions are released", "kind", e.kind, "inputs", n)
 	}
-	r.commit(e.handlerCtx, true)
+	r.commit(true)
 	return nil
 }
 

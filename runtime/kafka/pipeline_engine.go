@@ -46,8 +46,9 @@ type pipelineHooks struct {
 	// beforeCommit runs with every output of the round acknowledged (or
 	// failed) and, exactly-once, the offsets added, just before the commit.
 	beforeCommit func(batch []*sarama.ConsumerMessage)
-	// atCleanup runs when a session ends, before the last round commits,
-	// with the number of inputs the round holds.
+	// atCleanup runs when a session ends (every claim has returned), with
+	// the number of inputs the open round holds, before the committer is
+	// stopped and the last round committed.
 	atCleanup func(open int)
 }
 
@@ -164,8 +165,8 @@ func (e *engine) recover(ctx context.Context, r *round, batch []*input, cause er
 		return nil, false
 	}
 	e.log.Warn("eventgen: round failed; sending it again from memory", "kind", e.kind, "round", at, "try", try, "error", flattenProducerErrors(cause))
-	if sleepCtx(ctx, e.cfg.Retry.delay(try)) != nil {
-		return nil, false
+	if sleepCtx(r.stopCtx, e.cfg.Retry.delay(try)) != nil {
+		return nil, false // the session is ending: its next owner reads the round again
 	}
 	return batch, true
 }

@@ -87,8 +87,9 @@ type round struct {
 
 	full chan struct{} // BatchSize reached
 	over chan struct{} // closed when ended
-	// stop ends the committer; stopCtx is cancelled with it, so that a
-	// commit retrying with backoff gives up.
+	// stop ends the committer: it starts no new commit, and a commit
+	// waiting to retry gives up (the round is dropped). A commit in flight
+	// completes: Cleanup waits for it, then commits what is left.
 	stopCtx context.Context
 	stop    context.CancelFunc
 	done    chan struct{} // closed when the committer returned
@@ -166,7 +167,7 @@ func (r *round) run() {
 		case <-t.C:
 		case <-r.full:
 		}
-		r.commit(r.stopCtx, false)
+		r.commit(false)
 	}
 }
 
@@ -187,8 +188,10 @@ func (r *round) end() {
 // commit commits the open round, recovering from what can be recovered
 // from. final is Cleanup's commit: the session is over, so a failure that
 // would be retried later drops the round instead (its partitions' next
-// owner reads it again).
-func (r *round) commit(ctx context.Context, final bool) {
+// owner reads it again). Waits for the broker are bounded by sarama's own
+// timeouts, not by stop: a rebalance lets a commit in flight complete.
+func (r *round) commit(final bool) {
+	ctx := r.e.handlerCtx
 	r.mu.Lock()
 	if len(r.open) == 0 || r.ended {
 		r.mu.Unlock()

@@ -352,3 +352,70 @@ func TestPipelineDeadLetterTrimmed(t *testing.T) {
 	}
 	t.Logf("a 6,000-byte failing input under a 4,000-byte limit: dead-lettered without its value (%q); %d outputs exact", reason, n-1)
 }
+
+// TestPipelineRebalanceLetsCommitFinish: a rebalance ends member A's
+// session while A's committer waits for its round's acknowledgements (the
+// broker holds A's first Produce until the session has ended). The commit
+// in flight must complete, not be cancelled: before the fix, Cleanup
+// cancelled the wait, the round was aborted and dropped, and its inputs
+// were handled again by their next owner.
+func TestPipelineRebalanceLetsCommitFinish(t *testing.T) {
+	const parts, n = 4, 400
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: parts, InProcess: true})
+	in := testEventType("Input", "rbf-in", event.ExactlyOnce)
+	out := testEventType("Output", "rbf-out", event.ExactlyOnce)
+	cl.CreateTopic(t, in.Topic, parts)
+	cl.CreateTopic(t, out.Topic, parts)
+	produceInputs(t, cl.Brokers(), in, n, 32, nil)
+	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
+
+	release := make(chan struct{})
+	var held atomic.Int32
+	kf := cl.Kfake()
+	kf.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		kf.KeepControl()
+		if held.Add(1) == 1 {
+			kf.SleepControl(func() { <-release })
+		}
+		return nil, nil, false
+	})
+	var runs sync.Map
+	var releaseOnce sync.Once
+	sessionEnds := 0
+	var metA Counters
+	cfgA := PipelineConfig{
+		Config: Config{Brokers: cl.Brokers(), Metrics: &metA, Tune: kafkatest.FastTune}, GroupID: "rbf", TransactionalID: "rbf-a",
+		CommitInterval: time.Hour, BatchSize: n,
+		hooks: &pipelineHooks{atCleanup: func(int) {
+			sessionEnds++
+			releaseOnce.Do(func() { close(release) })
+		}},
+	}
+	stopA := runPipelineInProcess(t, cfgA, in, out, countingTransform(out, &runs))
+	handled := func() int {
+		k := 0
+		runs.Range(func(_, _ any) bool { k++; return true })
+		return k
+	}
+	kafkatest.WaitFor(t, 60*time.Second, "A to handle every input (its round full, the commit waiting on the held Produce)", func() bool { return handled() == n })
+	stopB := runPipelineInProcess(t, PipelineConfig{Config: Config{Brokers: cl.Brokers(), Tune: kafkatest.FastTune}, GroupID: "rbf", TransactionalID: "rbf-b"}, in, out, countingTransform(out, &runs))
+	kafkatest.WaitCommitted(t, client, "rbf", in.Topic, parts, 60*time.Second)
+	if err := stopB(); err != nil {
+		t.Fatal(err)
+	}
+	if err := stopA(); err != nil {
+		t.Fatal(err)
+	}
+	checkOutput(t, client, cl.Brokers(), out, parts, n, 0, nil).check(t)
+	again := 0
+	runs.Range(func(_, v any) bool {
+		if v.(*atomic.Int64).Load() != 1 {
+			again++
+		}
+		return true
+	})
+	if c := metA.Get("Input", Committed); c != n || again != 0 {
+		t.Errorf("A committed %d of %d inputs and %d were handled again: the commit in flight when the session ended must complete", c, n, again)
+	}
+	t.Logf("%d inputs: A's commit was waiting for its outputs when B joined; it completed (A committed %d, 0 handled twice)", n, metA.Get("Input", Committed))
+}
