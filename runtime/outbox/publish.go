@@ -70,7 +70,7 @@ func (r *Relay) publish(ctx context.Context, prod *kafka.AtLeastOnceProducer, ro
 		sent := 0
 		for _, i := range wave {
 			rw := &rows[i]
-			if blocked[rw.key] && (r.opts.hooks == nil || !r.opts.hooks.allInFlight) {
+			if rw.key != "" && blocked[rw.key] && (r.opts.hooks == nil || !r.opts.hooks.allInFlight) {
 				continue
 			}
 			rec, err := rw.record()
@@ -145,13 +145,17 @@ func (r *Relay) await(ctx context.Context, outcomes <-chan outcome, n int) ([]ou
 }
 
 // waves groups the batch's row indexes: wave k holds the k-th row of every
-// key, in id order.
+// key, in id order. Rows without a key (events whose schema names none)
+// have no order to keep: they all go in the first wave.
 func waves(rows []row) [][]int {
 	seen := make(map[string]int, len(rows))
 	var ws [][]int
 	for i := range rows {
-		k := seen[rows[i].key]
-		seen[rows[i].key] = k + 1
+		k := 0
+		if rows[i].key != "" {
+			k = seen[rows[i].key]
+			seen[rows[i].key] = k + 1
+		}
 		if k == len(ws) {
 			ws = append(ws, make([]int, 0, len(rows)/(k+1)))
 		}

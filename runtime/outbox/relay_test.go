@@ -535,3 +535,34 @@ func injectProduceFaults(ctx context.Context, t testing.TB, c *kafkatest.Cluster
 	}
 	return hits
 }
+
+// TestRowsWithoutKeyAreNotHeld: rows without a key have no order to keep,
+// so a quarantined one holds back no other.
+func TestRowsWithoutKeyAreNotHeld(t *testing.T) {
+	db := newTestDB(t)
+	db.migrate(t)
+	c := kafkatest.Start(t, kafkatest.Options{Partitions: 1})
+	ctx := context.Background()
+	headers := `{"ce_id": "id", "ce_type": "test.Keyless.v1"}`
+	insert := "INSERT INTO eventgen_outbox (topic, key, headers, payload) VALUES ('outbox.keyless', '', $1, $2)"
+	if _, err := db.pool.Exec(ctx, insert, headers, []byte(strings.Repeat("x", 32<<10))); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if _, err := db.pool.Exec(ctx, insert, headers, []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o := relayOptions(c.Brokers())
+	o.MaxAttempts = 1
+	o.Kafka.Tune = func(sc *sarama.Config) { kafkatest.FastTune(sc); sc.Producer.MaxMessageBytes = 16 << 10 }
+	_, stop := runRelay(t, db.pool, o)
+	waitTopic(t, c.Brokers(), "outbox.keyless", 1, 5, 30*time.Second)
+	kafkatest.WaitFor(t, 30*time.Second, "only the oversized row left, quarantined", func() bool {
+		return db.count(t, "SELECT count(*) FROM eventgen_outbox") == 1 &&
+			db.count(t, "SELECT count(*) FROM eventgen_outbox WHERE quarantined_at IS NOT NULL") == 1
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}

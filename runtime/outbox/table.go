@@ -93,7 +93,8 @@ type statements struct {
 	enqueue string
 	// fetch reads up to $2 publishable rows of shards $1 in id order: not
 	// published, not quarantined, not waiting for a next attempt, and with
-	// no earlier row of the same key that is quarantined or waiting.
+	// no earlier row of the same key that is quarantined or waiting (rows
+	// without a key have no order to keep).
 	fetch string
 	// published deletes (or marks, with a retention) the rows $1.
 	deletePublished, markPublished string
@@ -130,10 +131,10 @@ FROM {t} o
 WHERE o.published_at IS NULL AND o.quarantined_at IS NULL
   AND o.shard = ANY($1::int2[])
   AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= now())
-  AND NOT EXISTS (
+  AND (o.key = '' OR NOT EXISTS (
     SELECT 1 FROM {t} h
     WHERE h.key = o.key AND h.id < o.id AND h.published_at IS NULL
-      AND (h.quarantined_at IS NOT NULL OR h.next_attempt_at > now()))
+      AND (h.quarantined_at IS NOT NULL OR h.next_attempt_at > now())))
 ORDER BY o.id
 LIMIT $2`),
 		deletePublished: r.Replace(`DELETE FROM {t} WHERE id = ANY($1::int8[])`),
