@@ -102,6 +102,14 @@ func (w workload) enqueueOne(ctx context.Context, pool *pgxpool.Pool, t Table, r
 // advances its cursor past them. A row whose transaction commits after a
 // row with a later id was published is never read.
 func naiveIDCursorRelay(ctx context.Context, pool *pgxpool.Pool, prod *kafka.AtLeastOnceProducer) error {
+	err := naiveIDCursorLoop(ctx, pool, prod)
+	if ctx.Err() != nil {
+		return nil // stopped
+	}
+	return err
+}
+
+func naiveIDCursorLoop(ctx context.Context, pool *pgxpool.Pool, prod *kafka.AtLeastOnceProducer) error {
 	var cursor int64
 	for ctx.Err() == nil {
 		rows, err := pool.Query(ctx, "SELECT id, topic, key, headers, payload, attempts FROM eventgen_outbox WHERE id > $1 ORDER BY id LIMIT 100", cursor)
