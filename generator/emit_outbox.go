@@ -8,7 +8,7 @@ import (
 
 const (
 	outboxPkg = "github.com/eventgen/eventgen/runtime/outbox"
-	pgxPkg    = "github.com/jackc/pgx/v5"
+	pgxImportPath    = "github.com/jackc/pgx/v5"
 )
 
 // emitOutbox writes the outbox file: one Enqueue function per event with
@@ -18,7 +18,7 @@ const (
 func emitOutbox(s *Schema) []goPart {
 	return []goPart{func(f *jen.File) {
 		f.ImportName(outboxPkg, "outbox")
-		f.ImportName(pgxPkg, "pgx")
+		f.ImportName(pgxImportPath, "pgx")
 		for _, ev := range s.Outbox {
 			emitEnqueue(f, ev)
 		}
@@ -33,7 +33,7 @@ or eventgen relay) publishes it if and only if tx commits, with the
 CloudEvents id assigned now, which a republication keeps. Write the
 entity through tx first, then enqueue: a key's events are published in
 enqueue order (docs/outbox.md).`, ev.Enqueue)))
-	f.Func().Id(ev.Enqueue).Params(ctx.Clone(), jen.Id("tx").Qual(pgxPkg, "Tx"), jen.Id("e").Op("*").Id(ev.GoName)).Error().Block(
+	f.Func().Id(ev.Enqueue).Params(ctx.Clone(), jen.Id("tx").Qual(pgxImportPath, "Tx"), jen.Id("e").Op("*").Id(ev.GoName)).Error().Block(
 		jen.Return(jen.Qual(outboxPkg, "Enqueue").Call(jen.Id("ctx"), jen.Id("tx"), jen.Id("e"))),
 	)
 }
