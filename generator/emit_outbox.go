@@ -7,8 +7,8 @@ import (
 )
 
 const (
-	outboxPkg = "github.com/eventgen/eventgen/runtime/outbox"
-	pgxImportPath    = "github.com/jackc/pgx/v5"
+	outboxPkg     = "github.com/eventgen/eventgen/runtime/outbox"
+	pgxImportPath = "github.com/jackc/pgx/v5"
 )
 
 // emitOutbox writes the outbox file: one Enqueue function per event with
