@@ -28,7 +28,6 @@ var ErrInvalidIdentifier = errors.New("invalid SQL identifier")
 const (
 	maxTableName  = 63 - len("_published")
 	maxSchemaName = 63
-	maxChannel    = 63
 )
 
 // OutboxTable names an outbox table: an optional schema and a table name.
@@ -63,9 +62,6 @@ func (t OutboxTable) Validate() error {
 			errs = append(errs, fmt.Errorf("schema name: %w", err))
 		}
 	}
-	if len(errs) == 0 && len(t.Channel()) > maxChannel {
-		errs = append(errs, fmt.Errorf("%w: schema and table name %q are longer than %d bytes together, the limit of a LISTEN/NOTIFY channel", ErrInvalidIdentifier, t.Channel(), maxChannel))
-	}
 	return errors.Join(errs...)
 }
 
@@ -80,15 +76,12 @@ func (t OutboxTable) Qualified() string {
 	return quoteIdent(t.Schema) + "." + quoteIdent(t.Name)
 }
 
-// Channel returns the LISTEN/NOTIFY channel of the table: its unquoted,
-// schema-qualified name (Validate checks it fits PostgreSQL's 63 bytes).
-func (t OutboxTable) Channel() string {
-	t = t.WithDefaults()
-	if t.Schema == "" {
-		return t.Name
-	}
-	return t.Schema + "." + t.Name
-}
+// Channel returns the LISTEN/NOTIFY channel of the table: its name,
+// without the schema, so that an enqueue that finds the table through the
+// search_path and a relay that names its schema meet on one channel. (Relays
+// of same-named tables in other schemas then wake each other now and then,
+// for nothing.)
+func (t OutboxTable) Channel() string { return t.WithDefaults().Name }
 
 // checkIdent reports why s is not a plain identifier of at most max bytes.
 func checkIdent(s string, max int) error {

@@ -57,7 +57,7 @@ func TestInvalidTableNamesAreRejectedNotSpliced(t *testing.T) {
 		{Name: "1outbox"},
 		{Schema: "public; DROP", Name: "outbox"},
 		{Name: strings.Repeat("a", 60)},
-		{Schema: strings.Repeat("s", 40), Name: strings.Repeat("t", 40)}, // channel longer than 63
+		{Schema: strings.Repeat("s", 64), Name: "t"},
 	}
 	et := testevent.Type("t", event.AtLeastOnce)
 	for _, tb := range bad {

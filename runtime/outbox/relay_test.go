@@ -418,8 +418,11 @@ func TestNotifyWakesAnIdleRelay(t *testing.T) {
 	et := testEventType(t, "outbox.notify")
 	o := relayOptions(c.Brokers())
 	// Neither polling nor rebalancing wakes it during the test: only
-	// notifications can.
+	// notifications can. The relay names the schema, while Enqueue finds
+	// the table through the search_path, as generated code does: both
+	// use the same channel.
 	o.PollInterval, o.RebalanceInterval = time.Hour, time.Hour
+	o.Table = Table{Schema: db.schema}
 	r, stop := runRelay(t, db.pool, o)
 	kafkatest.WaitFor(t, 30*time.Second, "the relay to own every shard", func() bool { return r.Stats().Shards == Shards })
 	for i := range 5 {
