@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -132,7 +133,9 @@ func OutputPrefix(schemaPath string) string {
 type emitter struct {
 	// suffix follows the schema's output prefix, e.g. events.gen.go.
 	suffix string
-	emit   func(s *Schema, t target) ([]byte, error)
+	// emit renders the file; nil data (and no error) means the schema has
+	// no such file.
+	emit func(s *Schema, t target) ([]byte, error)
 }
 
 // target is what an emitter knows of the file it renders.
@@ -157,6 +160,7 @@ func (t target) headerLines() (header, source string, err error) {
 var emitters = []emitter{
 	{"events.gen.go", goEmitter(emitTypes)},
 	{"kafka.gen.go", goEmitter(emitKafka)},
+	{"outbox.gen.go", onlyWithOutbox(goEmitter(emitOutbox))},
 	{"events.gen.md", renderDocs},
 }
 
@@ -184,7 +188,7 @@ func emitSchema(s *Schema, opts Options) ([]File, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return files, nil
+	return slices.DeleteFunc(files, func(f File) bool { return f.Data == nil }), nil
 }
 
 func runEmitter(e emitter, s *Schema, t target) (data []byte, err error) {

@@ -35,6 +35,10 @@ type Schema struct {
 	Direct []*Group
 	// Tx is the exactly-once group, or nil: with it come Tx, Begin and InTx.
 	Tx *Group
+	// Outbox are the events with `outbox: true`, in schema order: each gets
+	// an Enqueue function in a file of its own (only with some, so that
+	// other schemas never link pgx).
+	Outbox []*Event
 }
 
 // PackageNames are the identifiers the generated code declares whatever
@@ -130,6 +134,10 @@ type Event struct {
 	Handler, Handle string
 	// Emit is the method of a pipeline's emitter that emits the event.
 	Emit string
+	// Enqueue is the function that writes the event to the transactional
+	// outbox (generated for outbox events only; the name is reserved for
+	// every event, so that turning the outbox on never makes a clash).
+	Enqueue string
 	// Group is the event's guarantee group; nil if the guarantee is unknown.
 	Group *Group
 	// DedupDoc is how the docs describe the event's dedup, e.g. "postgres, ttl 336h".

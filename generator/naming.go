@@ -77,6 +77,7 @@ func nameEvent(s *Schema, ev *Event) {
 	ev.Handler = ev.GoName + "Handler"
 	ev.Handle = "Handle" + ev.GoName
 	ev.Emit = "Emit" + ev.GoName
+	ev.Enqueue = "Enqueue" + ev.GoName
 	ev.Anchor = strings.ToLower(ev.Name)
 }
 
@@ -139,6 +140,11 @@ func groupEvents(s *Schema) {
 			s.Tx = g
 		} else {
 			s.Direct = append(s.Direct, g)
+		}
+	}
+	for _, ev := range s.Events {
+		if ev.Outbox {
+			s.Outbox = append(s.Outbox, ev)
 		}
 	}
 }

@@ -2,9 +2,12 @@
 // schemas/examples/shop/shop.yaml with each guarantee, runs the
 // NotifyCustomers at-least-once pipeline and the IssueReceipts exactly-once
 // pipeline, and prints what was sent, received, dropped and dead-lettered.
+// With a PostgreSQL database it also ships orders through the
+// transactional outbox (OrderShipped) and runs the relay.
 //
 //	go run ./examples/shop                       # on an embedded Kafka (kfake)
 //	go run ./examples/shop -brokers host:9092    # on a real cluster
+//	go run ./examples/shop -postgres postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 package main
 
 import (
@@ -39,6 +42,8 @@ func main() {
 
 type options struct {
 	brokers  string
+	postgres string
+	shipped  int
 	orders   int
 	payments int
 	views    int
@@ -50,6 +55,8 @@ func run(args []string, out io.Writer) error {
 	var o options
 	fl := flag.NewFlagSet("shop", flag.ContinueOnError)
 	fl.StringVar(&o.brokers, "brokers", "", "comma-separated Kafka brokers (default: start an embedded kfake broker)")
+	fl.StringVar(&o.postgres, "postgres", os.Getenv("EVENTGEN_POSTGRES_URL"), "PostgreSQL URL for the outbox part (default $EVENTGEN_POSTGRES_URL; without one that part is skipped)")
+	fl.IntVar(&o.shipped, "shipments", 50, "shipments written with their OrderShipped event through the outbox (every tenth rolls back)")
 	fl.IntVar(&o.orders, "orders", 200, "OrderPlaced events to send (at-least-once)")
 	fl.IntVar(&o.payments, "payments", 100, "PaymentCaptured events to send in transactions (exactly-once)")
 	fl.IntVar(&o.views, "views", 500, "PageViewed events to send (at-most-once)")
@@ -90,6 +97,7 @@ type demo struct {
 	notifiedUnique atomic.Int64
 	notifiedTotal  atomic.Int64
 	receipts       receiptReader
+	shipments      *shipments // nil without PostgreSQL
 	poisonOrder    event.UUID
 	abortedPayment event.UUID
 }
@@ -145,6 +153,15 @@ func (d *demo) run(ctx context.Context, out io.Writer) error {
 		}
 		return nil
 	})
+	if d.opts.postgres != "" {
+		s, err := newShipments(ctx, d.opts.postgres, d.opts.shipped)
+		if err != nil {
+			return fmt.Errorf("outbox: %w", err)
+		}
+		defer s.close()
+		d.shipments = s
+		consumer.HandleOrderShipped(s.handle)
+	}
 	consumer.HandleCustomerNotified(func(ctx context.Context, e *shop.CustomerNotified, rec kafka.AtLeastOnceRecord) error {
 		d.notifiedTotal.Add(1)
 		if _, dup := d.notified.LoadOrStore(e.OrderID, true); !dup {
@@ -159,7 +176,10 @@ func (d *demo) run(ctx context.Context, out io.Writer) error {
 		stopRunning()
 		return err
 	}
-	errs := make(chan error, 3)
+	errs := make(chan error, 4)
+	if d.shipments != nil {
+		wg.Go(func() { errs <- d.shipments.runRelay(runCtx, d.cfg) })
+	}
 	wg.Add(3)
 	go func() { defer wg.Done(); errs <- consumer.Run(runCtx) }()
 	go func() {
@@ -173,7 +193,11 @@ func (d *demo) run(ctx context.Context, out io.Writer) error {
 		}, d.issueReceipt)
 	}()
 
-	if err := d.produce(ctx, producer); err != nil {
+	err = d.produce(ctx, producer)
+	if err == nil && d.shipments != nil {
+		err = d.shipments.ship(ctx)
+	}
+	if err != nil {
 		stopRunning()
 		wg.Wait()
 		return err
@@ -193,6 +217,9 @@ func (d *demo) run(ctx context.Context, out io.Writer) error {
 	}
 	if n := d.receipts.duplicates.Load() + d.receipts.aborted.Load(); n > 0 {
 		return fmt.Errorf("exactly-once violated: %d duplicate or aborted receipts", n)
+	}
+	if d.shipments != nil && d.shipments.phantom.Load() > 0 {
+		return fmt.Errorf("outbox violated: %d events of rolled-back shipments", d.shipments.phantom.Load())
 	}
 	return nil
 }
@@ -268,13 +295,14 @@ func (d *demo) waitUntilDone(ctx context.Context) error {
 		orders := d.ordersReceived.Load()
 		deadLettered := d.metrics.Get("OrderPlaced", kafka.DeadLettered)
 		notified := d.notifiedUnique.Load()
-		if orders == int64(d.opts.orders-1) && deadLettered == 1 && notified == int64(d.opts.orders) && d.receipts.unique.Load() == int64(d.opts.payments) {
+		shipped := d.shipments == nil || d.shipments.done()
+		if orders == int64(d.opts.orders-1) && deadLettered == 1 && notified == int64(d.opts.orders) && d.receipts.unique.Load() == int64(d.opts.payments) && shipped {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("demo did not finish: %d/%d orders, %d dead-lettered, %d/%d notifications, %d/%d receipts: %w",
-				orders, d.opts.orders-1, deadLettered, notified, d.opts.orders, d.receipts.unique.Load(), d.opts.payments, ctx.Err())
+			return fmt.Errorf("demo did not finish: %d/%d orders, %d dead-lettered, %d/%d notifications, %d/%d receipts, shipments done %v: %w",
+				orders, d.opts.orders-1, deadLettered, notified, d.opts.orders, d.receipts.unique.Load(), d.opts.payments, shipped, ctx.Err())
 		case <-tick.C:
 		}
 	}
@@ -296,4 +324,9 @@ func (d *demo) report(out io.Writer) {
 	fmt.Fprintf(out, "pipeline IssueReceipts: %d committed payments → %d receipts, %d duplicates, %d from the aborted transaction\n",
 		d.opts.payments, receipts, d.receipts.duplicates.Load(), d.receipts.aborted.Load())
 	fmt.Fprintf(out, "order %s was dead-lettered to shop.orders.placed.dlq after 3 attempts\n", d.poisonOrder)
+	if d.shipments != nil {
+		d.shipments.report(out)
+	} else {
+		fmt.Fprintln(out, "outbox: skipped, no PostgreSQL (-postgres URL or EVENTGEN_POSTGRES_URL runs it, e.g. -postgres 'postgres://postgres@127.0.0.1:5432/test?sslmode=disable')")
+	}
 }

@@ -20,6 +20,7 @@ var topics = []string{
 	"shop.pages.viewed", "shop.orders.placed", "shop.orders.placed.dlq",
 	"shop.customers.notified", "shop.customers.notified.dlq",
 	"shop.payments.captured", "shop.payments.captured.dlq", "shop.receipts.issued",
+	"shop.orders.shipped", "shop.orders.shipped.dlq",
 }
 
 func createTopics(brokers []string, partitions int32) error {

@@ -29,6 +29,12 @@ type Sender interface {
 	// SendCustomerNotifiedAsync queues one CustomerNotified; see Producer.SendCustomerNotifiedAsync.
 	SendCustomerNotifiedAsync(ctx context.Context, e *CustomerNotified, done func(error)) error
 
+	// SendOrderShipped sends one OrderShipped; see Producer.SendOrderShipped.
+	SendOrderShipped(ctx context.Context, e *OrderShipped) error
+
+	// SendOrderShippedAsync queues one OrderShipped; see Producer.SendOrderShippedAsync.
+	SendOrderShippedAsync(ctx context.Context, e *OrderShipped, done func(error)) error
+
 	// Begin opens a transaction; see Producer.Begin.
 	Begin(ctx context.Context) (Tx, error)
 
@@ -137,6 +143,21 @@ func (p *Producer) SendCustomerNotifiedAsync(ctx context.Context, e *CustomerNot
 	return p.atLeastOnce.SendAsync(ctx, e, done)
 }
 
+// SendOrderShipped validates e and returns once Kafka has acknowledged it on all
+// in-sync replicas, or with an error the caller can act on (retry, fail the
+// request). Retries inside the producer are idempotent: they never duplicate.
+func (p *Producer) SendOrderShipped(ctx context.Context, e *OrderShipped) error {
+	return p.atLeastOnce.Send(ctx, e)
+}
+
+// SendOrderShippedAsync validates e and queues it without waiting: done is called
+// once with the outcome (nil once acknowledged) from a producer goroutine.
+// Back-to-back calls batch like a hand-written sarama pipeline. It returns
+// an error, and does not call done, if e is invalid or cannot be queued.
+func (p *Producer) SendOrderShippedAsync(ctx context.Context, e *OrderShipped, done func(error)) error {
+	return p.atLeastOnce.SendAsync(ctx, e, done)
+}
+
 // Begin opens a transaction. One transaction is open at a time per Producer;
 // end it with Commit or Abort.
 func (p *Producer) Begin(ctx context.Context) (Tx, error) {
@@ -178,7 +199,7 @@ func (t producerTx) Abort(ctx context.Context) error {
 
 // schemaEvents are the events of this schema: consumers and pipelines route records
 // by their ce_type among them.
-var schemaEvents = []*event.Type{&pageViewedMeta, &orderPlacedMeta, &customerNotifiedMeta, &paymentCapturedMeta, &receiptIssuedMeta}
+var schemaEvents = []*event.Type{&pageViewedMeta, &orderPlacedMeta, &customerNotifiedMeta, &orderShippedMeta, &paymentCapturedMeta, &receiptIssuedMeta}
 
 // Consumer reads the events of package shop and dispatches them to typed
 // handlers, committing offsets as each event's guarantee requires. Register
@@ -237,6 +258,17 @@ type CustomerNotifiedHandler func(ctx context.Context, e *CustomerNotified, rec 
 // HandleCustomerNotified registers the handler for CustomerNotified events (topic shop.customers.notified).
 func (c *Consumer) HandleCustomerNotified(h CustomerNotifiedHandler) {
 	kafka.HandleAtLeastOnce(c.c, &customerNotifiedMeta, event.DecodeEvent[CustomerNotified], h)
+}
+
+// OrderShippedHandler handles OrderShipped, an at-least-once event.
+// The offset is committed after the handler returns nil: a crash redelivers
+// the event, so the handler must tolerate duplicates. An error is retried
+// with backoff, then the record goes to the dead-letter topic.
+type OrderShippedHandler func(ctx context.Context, e *OrderShipped, rec kafka.AtLeastOnceRecord) error
+
+// HandleOrderShipped registers the handler for OrderShipped events (topic shop.orders.shipped).
+func (c *Consumer) HandleOrderShipped(h OrderShippedHandler) {
+	kafka.HandleAtLeastOnce(c.c, &orderShippedMeta, event.DecodeEvent[OrderShipped], h)
 }
 
 // NotifyCustomersEmitter sends the events pipeline NotifyCustomers produces. The consumed offset
