@@ -31,6 +31,7 @@ type listedPackage struct {
 	Name       string
 	Standard   bool
 	Deps       []string
+	Imports    []string
 }
 
 // listPackages runs `go list -deps -json` on the patterns: the packages and
@@ -73,14 +74,56 @@ func TestEventImportsOnlyTheStandardLibrary(t *testing.T) {
 	}
 }
 
-func TestGeneratorAndCLILinkNoClient(t *testing.T) {
-	pkgs := listPackages(t, "./generator", "./cmd/eventgen")
-	for _, p := range []string{module + "/generator", module + "/cmd/eventgen"} {
-		for _, dep := range pkgs[p].Deps {
-			for _, c := range clients {
-				if within(dep, c) {
-					t.Errorf("%s depends on %s; the generator and the CLI must link no Kafka, PostgreSQL or Redis client", p, dep)
-				}
+func TestTemplatesImportOnlyTheStandardLibrary(t *testing.T) {
+	pkgs := listPackages(t, "./templates")
+	for _, dep := range pkgs[module+"/templates"].Deps {
+		if !pkgs[dep].Standard {
+			t.Errorf("templates depends on %s; it may import only the standard library", dep)
+		}
+	}
+}
+
+// TestOutboxImports checks runtime/outbox's direct imports: pgx, the
+// idempotent producer of runtime/kafka, runtime/event, and templates (the
+// DDL it shares with the generator).
+func TestOutboxImports(t *testing.T) {
+	pkgs := listPackages(t, "./runtime/outbox")
+	for _, imp := range pkgs[module+"/runtime/outbox"].Imports {
+		switch {
+		case pkgs[imp].Standard, within(imp, "github.com/jackc/pgx/v5"),
+			imp == module+"/runtime/kafka", imp == module+"/runtime/event", imp == module+"/templates":
+		default:
+			t.Errorf("runtime/outbox imports %s; it may import pgx, runtime/kafka, runtime/event, templates and the standard library", imp)
+		}
+	}
+}
+
+func TestGeneratorLinksNoClient(t *testing.T) {
+	pkgs := listPackages(t, "./generator")
+	for _, dep := range pkgs[module+"/generator"].Deps {
+		for _, c := range clients {
+			if within(dep, c) {
+				t.Errorf("generator depends on %s; the generator must link no Kafka, PostgreSQL or Redis client", dep)
+			}
+		}
+	}
+}
+
+// TestCLILinksClientsOnlyForTheRelay: the CLI links pgx and sarama for
+// `eventgen relay` (runtime/outbox), nothing else: no Redis client, no
+// kfake, and the generator's packages stay client-free (above).
+func TestCLILinksClientsOnlyForTheRelay(t *testing.T) {
+	pkgs := listPackages(t, "./cmd/eventgen")
+	cli := pkgs[module+"/cmd/eventgen"]
+	for _, dep := range cli.Deps {
+		if within(dep, "github.com/redis/go-redis") || within(dep, "github.com/twmb/franz-go") {
+			t.Errorf("cmd/eventgen depends on %s; only the relay's clients (pgx, sarama) may be linked", dep)
+		}
+	}
+	for _, imp := range cli.Imports {
+		for _, c := range clients {
+			if within(imp, c) && imp != module+"/runtime/kafka" && !within(imp, "github.com/jackc/pgx/v5") {
+				t.Errorf("cmd/eventgen imports %s; clients come in through runtime/outbox for the relay command", imp)
 			}
 		}
 	}

@@ -31,13 +31,6 @@ import (
 
 const dedupTTL = 14 * 24 * time.Hour
 
-func postgresURL() string {
-	if u := os.Getenv("EVENTGEN_POSTGRES_URL"); u != "" {
-		return u
-	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-}
-
 func redisAddr() string {
 	if a := os.Getenv("EVENTGEN_REDIS_ADDR"); a != "" {
 		return a
@@ -51,16 +44,16 @@ func randomName(prefix string) string {
 	return prefix + hex.EncodeToString(b)
 }
 
-// benchDB is a fresh schema holding the business table (and, for
+// dedupDB is a fresh schema holding the business table (and, for
 // eventgen, the dedup tables), dropped by drop.
-type benchDB struct {
+type dedupDB struct {
 	pool   *pgxpool.Pool
 	schema string
 	drop   func()
 }
 
-func newBenchDB(ctx context.Context) (*benchDB, error) {
-	admin, err := pgdedup.Connect(ctx, postgresURL())
+func newDedupDB(ctx context.Context) (*dedupDB, error) {
+	admin, err := pgdedup.Connect(ctx, postgresURL)
 	if err != nil {
 		return nil, err
 	}
@@ -69,7 +62,7 @@ func newBenchDB(ctx context.Context) (*benchDB, error) {
 		admin.Close()
 		return nil, err
 	}
-	cfg, err := pgxpool.ParseConfig(postgresURL())
+	cfg, err := pgxpool.ParseConfig(postgresURL)
 	if err != nil {
 		admin.Close()
 		return nil, err
@@ -80,7 +73,7 @@ func newBenchDB(ctx context.Context) (*benchDB, error) {
 		admin.Close()
 		return nil, err
 	}
-	db := &benchDB{pool: pool, schema: schema, drop: func() {
+	db := &dedupDB{pool: pool, schema: schema, drop: func() {
 		pool.Close()
 		_, _ = admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
 		admin.Close()
@@ -139,7 +132,7 @@ func genPostgresDedup(ctx context.Context, brokers []string, n int) (time.Durati
 	if _, err := preloadOrders(ctx, brokers, n); err != nil {
 		return 0, err
 	}
-	db, err := newBenchDB(ctx)
+	db, err := newDedupDB(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -176,7 +169,7 @@ func rawPostgresPerMessage(ctx context.Context, brokers []string, n int) (time.D
 	if _, err := preloadOrders(ctx, brokers, n); err != nil {
 		return 0, err
 	}
-	db, err := newBenchDB(ctx)
+	db, err := newDedupDB(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -211,34 +204,34 @@ func rawPostgresPerMessage(ctx context.Context, brokers []string, n int) (time.D
 	return runRawGroup(ctx, brokers, "bench-pg-raw", "shop.orders.placed", n, &done, handle)
 }
 
-func preloadShipments(ctx context.Context, brokers []string, n int) (int, error) {
+func preloadDeliveries(ctx context.Context, brokers []string, n int) (int, error) {
 	return preloadDeduped(ctx, brokers, n, func(p *shop.Producer, i int, dup bool) error {
 		if dup {
 			i--
 		}
-		return p.SendOrderShipped(ctx, &shop.OrderShipped{
-			OrderID: benchUUID(i), Carrier: "carrier-with-a-long-name", ShippedAt: placedAt,
+		return p.SendOrderDelivered(ctx, &shop.OrderDelivered{
+			OrderID: benchUUID(i), Carrier: "carrier-with-a-long-name", DeliveredAt: placedAt,
 		})
 	})
 }
 
-// shipmentEffect is the handler's effect in the Redis scenario, the same on
+// deliveryEffect is the handler's effect in the Redis scenario, the same on
 // both sides: an in-memory count per carrier.
-type shipmentEffect struct {
+type deliveryEffect struct {
 	mu sync.Mutex
 	m  map[string]int
 }
 
-func (s *shipmentEffect) apply(carrier string) {
+func (s *deliveryEffect) apply(carrier string) {
 	s.mu.Lock()
 	s.m[carrier]++
 	s.mu.Unlock()
 }
 
-// genRedisDedup is eventgen's at-least-once consumer of OrderShipped with
+// genRedisDedup is eventgen's at-least-once consumer of OrderDelivered with
 // its Redis dedup store (leases and done markers pipelined per batch).
 func genRedisDedup(ctx context.Context, brokers []string, n int) (time.Duration, error) {
-	if _, err := preloadShipments(ctx, brokers, n); err != nil {
+	if _, err := preloadDeliveries(ctx, brokers, n); err != nil {
 		return 0, err
 	}
 	rc, err := redisdedup.Connect(ctx, redisAddr())
@@ -252,18 +245,18 @@ func genRedisDedup(ctx context.Context, brokers []string, n int) (time.Duration,
 	if err != nil {
 		return 0, err
 	}
-	effect := &shipmentEffect{m: map[string]int{}}
+	effect := &deliveryEffect{m: map[string]int{}}
 	metrics := &kafka.Counters{}
 	c, err := shop.NewConsumer(kafka.ConsumerConfig{Config: kafka.Config{Brokers: brokers, Metrics: metrics, Tune: consumerTune}, GroupID: "bench-redis"})
 	if err != nil {
 		return 0, err
 	}
-	c.HandleOrderShipped(store, func(ctx context.Context, e *shop.OrderShipped, rec kafka.AtLeastOnceRecord) error {
+	c.HandleOrderDelivered(store, func(ctx context.Context, e *shop.OrderDelivered, rec kafka.AtLeastOnceRecord) error {
 		effect.apply(e.Carrier)
 		return nil
 	})
 	return runUntil(ctx, c.Run, int64(n), func() int64 {
-		return metrics.Get("OrderShipped", kafka.Handled) + metrics.Get("OrderShipped", kafka.Duplicates)
+		return metrics.Get("OrderDelivered", kafka.Handled) + metrics.Get("OrderDelivered", kafka.Duplicates)
 	})
 }
 
@@ -273,14 +266,14 @@ func genRedisDedup(ctx context.Context, brokers []string, n int) (time.Duration,
 // three round trips per message; a hand-written sarama group consumer marks
 // the offset after it.
 func rawRedisMiddleware(ctx context.Context, brokers []string, n int) (time.Duration, error) {
-	if _, err := preloadShipments(ctx, brokers, n); err != nil {
+	if _, err := preloadDeliveries(ctx, brokers, n); err != nil {
 		return 0, err
 	}
 	rc := redis.NewClient(&redis.Options{Addr: redisAddr()})
 	defer rc.Close()
 	prefix := randomName("eventgen-bench:") + ":"
 	defer deleteKeys(rc, prefix)
-	effect := &shipmentEffect{m: map[string]int{}}
+	effect := &deliveryEffect{m: map[string]int{}}
 	var done atomic.Int64
 	handle := func(ctx context.Context, m *sarama.ConsumerMessage) error {
 		var s struct {
@@ -305,7 +298,7 @@ func rawRedisMiddleware(ctx context.Context, brokers []string, n int) (time.Dura
 		}
 		return nil
 	}
-	return runRawGroup(ctx, brokers, "bench-redis-raw", "shop.orders.shipped", n, &done, handle)
+	return runRawGroup(ctx, brokers, "bench-redis-raw", "shop.orders.delivered", n, &done, handle)
 }
 
 func deleteKeys(rc *redis.Client, prefix string) {

@@ -48,6 +48,9 @@ func run(args []string, out io.Writer) error {
 	latencyFor := fl.Duration("latency", 3*time.Second, "after eos-default, measure the pipeline's input-to-output latency at a tenth of its throughput for this long (0: skip)")
 	latencyRate := fl.Int("latency-rate", 0, "inputs per second for the latency measurement (default: a tenth of eos-default's median throughput, or 5000 without it)")
 	cpuProfile := fl.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	fl.StringVar(&postgresURL, "postgres", postgresURL, "PostgreSQL for the outbox scenarios (default $EVENTGEN_POSTGRES_URL, else the test database); each measurement uses a schema of its own")
+	outboxLatencyFor := fl.Duration("outbox-latency", 3*time.Second, "after the outbox scenarios, measure the relay's enqueue-to-publish latency with LISTEN/NOTIFY and with polling, for this long each (0: skip)")
+	outboxRate := fl.Int("outbox-rate", 100, "events per second (one per transaction) for the outbox latency measurement")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
@@ -100,6 +103,11 @@ func run(args []string, out io.Writer) error {
 		}
 		fmt.Fprintf(out, "| %s: %s | %.0f | %.0f | %.2f× (%.2f–%.2f) | %s |\n",
 			s.name, s.what, median(raw), median(gen), median(ratios), slices.Min(ratios), slices.Max(ratios), target)
+	}
+	if *outboxLatencyFor > 0 && strings.Contains("outbox-latency", *only) {
+		if err := printOutboxLatency(ctx, out, *outboxRate, *outboxLatencyFor); err != nil {
+			return err
+		}
 	}
 	if *latencyFor <= 0 || !strings.Contains("eos-default", *only) {
 		return nil

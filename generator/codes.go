@@ -48,6 +48,7 @@ const (
 	CodeIgnore              Code = "EG033"
 	CodeEventVersion        Code = "EG034"
 	CodeWireKey             Code = "EG035"
+	CodeExactlyOnceOutbox   Code = "EG036"
 )
 
 // codeSummaries says, for each code, the rule it enforces.
@@ -86,6 +87,7 @@ var codeSummaries = map[Code]string{
 	CodePipelineUnsupported: "A pipeline whose guarantee is not exactly-once: version 1 generates exactly-once pipelines only.",
 	CodeIgnore:              "An event's `ignore` entry names an unknown code or an error (errors cannot be silenced: the generated code would be wrong or unsafe), or gives no reason.",
 	CodeEventVersion:        "An event's `version` is not a positive integer.",
+	CodeExactlyOnceOutbox:   "`outbox: true` on an exactly-once event: the relay publishes at least once, outside Kafka transactions.",
 	CodeWireKey:             "A field's `json` key is empty or has a character that is not printable, or two fields of one event or type read the same JSON key (a `json` or a field name).",
 }
 

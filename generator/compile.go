@@ -812,6 +812,9 @@ func (c *compiler) guaranteeRules(ev *Event, set eventSettings) {
 			c.r.errorf(set.outbox.line, set.outbox.col, CodeAtMostOnceOutbox, "event %s is at-most-once but asks for the outbox: the outbox exists to never lose an event; use at-least-once or drop outbox", ev.Name)
 		}
 	case event.ExactlyOnce:
+		if ev.Outbox {
+			c.r.errorf(set.outbox.line, set.outbox.col, CodeExactlyOnceOutbox, "event %s is exactly-once but asks for the outbox: the relay publishes at least once (a relay that dies between publishing and deleting a row publishes it again), outside any Kafka transaction, and an exactly-once pipeline reading the event would transform the copy again; make the event at-least-once with a dedup store, or send it in the producer's transaction", ev.Name)
+		}
 		switch {
 		case set.noIdemKey() && set.idemKeySet.set:
 			c.r.errorf(set.idemKeySet.line, set.idemKeySet.col, CodeExactlyOnceIdemKey, "event %s is exactly-once but its idempotency_key is empty: name the fields that identify one logical event", ev.Name)

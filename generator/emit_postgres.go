@@ -23,8 +23,8 @@ func onlyWithPostgres(emit func(*Schema, target) ([]byte, error)) func(*Schema, 
 // emitPostgres writes the PostgreSQL file: the handler types that receive
 // the pgx transaction of their event's dedup store, and the Consumer
 // methods that register them with a dedup.Store[pgx.Tx] (at least once) or
-// a dedup.OffsetStore[pgx.Tx] (exactly once). It is the only generated
-// file that imports pgx.
+// a dedup.OffsetStore[pgx.Tx] (exactly once). It is a file of its own so
+// that schemas without such events never link pgx.
 func emitPostgres(s *Schema) []goPart {
 	return []goPart{func(f *jen.File) {
 		n := s.Names

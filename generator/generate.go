@@ -162,6 +162,7 @@ var emitters = []emitter{
 	{"kafka.gen.go", goEmitter(emitKafka)},
 	{"postgres.gen.go", onlyWithPostgres(goEmitter(emitPostgres))},
 	{"postgres.gen.sql", onlyWithPostgres(renderPostgresSQL)},
+	{"outbox.gen.go", onlyWithOutbox(goEmitter(emitOutbox))},
 	{"events.gen.md", renderDocs},
 }
 

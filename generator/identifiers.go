@@ -63,6 +63,7 @@ func eventIdentifiers(n PackageNames, ev *Event) []*goIdent {
 	}
 	derived(ev.Handler)
 	derived(ev.MetaVar)
+	derived(ev.Enqueue)
 	if ev.Group != nil && !ev.Group.Transactional {
 		derived(n.producerMethod(ev.Send))
 		if ev.SendAsync != "" {

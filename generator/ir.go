@@ -38,12 +38,16 @@ type Schema struct {
 	// Postgres are the events whose consumer handler receives the pgx
 	// transaction of their dedup store (Consume is ConsumePostgres or
 	// ConsumeExactlyOnce), in schema order. Their handler types and Handle
-	// methods go in <schema>_postgres.gen.go, the only file that imports
+	// methods go in <schema>_postgres.gen.go, a file of its own that imports
 	// pgx, with the tables' DDL in <schema>_postgres.gen.sql.
 	Postgres []*Event
 	// HasConsumer reports whether a Consumer is generated: some event is
 	// consumed by it (Direct groups, or Postgres events).
 	HasConsumer bool
+	// Outbox are the events with `outbox: true`, in schema order: each gets
+	// an Enqueue function in a file of its own (only with some, so that
+	// other schemas never link pgx).
+	Outbox []*Event
 }
 
 // Consume is how the generated Consumer registers an event's handler.
@@ -162,6 +166,10 @@ type Event struct {
 	Handler, Handle string
 	// Emit is the method of a pipeline's emitter that emits the event.
 	Emit string
+	// Enqueue is the function that writes the event to the transactional
+	// outbox (generated for outbox events only; the name is reserved for
+	// every event, so that turning the outbox on never makes a clash).
+	Enqueue string
 	// Group is the event's guarantee group; nil if the guarantee is unknown.
 	Group *Group
 	// DedupDoc is how the docs describe the event's dedup, e.g. "postgres, ttl 336h".

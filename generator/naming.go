@@ -77,6 +77,7 @@ func nameEvent(s *Schema, ev *Event) {
 	ev.Handler = ev.GoName + "Handler"
 	ev.Handle = "Handle" + ev.GoName
 	ev.Emit = "Emit" + ev.GoName
+	ev.Enqueue = "Enqueue" + ev.GoName
 	ev.Anchor = strings.ToLower(ev.Name)
 }
 
@@ -142,6 +143,9 @@ func groupEvents(s *Schema) {
 		}
 	}
 	for _, ev := range s.Events {
+		if ev.Outbox {
+			s.Outbox = append(s.Outbox, ev)
+		}
 		ev.Consume = consumeOf(ev)
 		if ev.Consume == ConsumePostgres || ev.Consume == ConsumeExactlyOnce {
 			s.Postgres = append(s.Postgres, ev)

@@ -10,6 +10,10 @@
 //	                                              exit 1 on changes that break consumers
 //	eventgen jsonschema                           print the JSON Schema of the schema language
 //	eventgen asyncapi [-out FILE] schema.yaml     print (or write to FILE) the AsyncAPI 3.0.0 document, as YAML
+//	eventgen relay --postgres URL --brokers HOST:PORT[,...]
+//	                                              publish the transactional outbox to Kafka
+//	eventgen relay retry|quarantined --postgres URL ...
+//	                                              release or list quarantined outbox rows
 //	eventgen version                              print the version
 //
 // The JSON Schema lets editors complete and check schemas as people type: a
@@ -24,6 +28,12 @@
 // Diagnostics go to stderr as `path:line:col: error: message [EGnnn]`. The
 // exit status is 0 on success, 1 on schema errors or stale output, 2 on
 // usage errors.
+//
+// relay runs the transactional outbox's relay (runtime/outbox) until it is
+// interrupted, with a progress line on a terminal; relay retry releases
+// rows quarantined after repeated failures, relay quarantined lists them.
+// The password of --postgres never appears in their output. docs/outbox.md
+// describes the outbox.
 //
 // breaking compares each schema with its old version at REF: a file, a
 // directory holding the old schemas at the same relative paths, or a git

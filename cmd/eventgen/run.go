@@ -2,15 +2,18 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime/debug"
 	"slices"
+	"syscall"
 
 	"github.com/eventgen/eventgen/generator"
 	"github.com/eventgen/eventgen/runtime/event"
@@ -30,6 +33,10 @@ const usage = `usage:
                                                 exit 1 on changes that break consumers; REF is a file, a directory or a git revision
   eventgen jsonschema                           print the JSON Schema of the schema language (for editors)
   eventgen asyncapi [-out FILE] schema.yaml     print (or write to FILE) the schema's AsyncAPI 3.0.0 document, as YAML
+  eventgen relay --postgres URL --brokers HOST:PORT[,...]
+                                                publish the transactional outbox to Kafka (see eventgen relay -h)
+  eventgen relay retry|quarantined --postgres URL ...
+                                                release or list quarantined outbox rows
   eventgen version                              print the version
 
 flags of generate, check, diff and breaking:
@@ -53,6 +60,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runJSONSchema(args, stdout, stderr)
 	case "asyncapi":
 		return runAsyncAPI(args, stdout, stderr)
+	case "relay":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return runRelay(ctx, args, stdout, stderr, isTerminal(stderr))
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "eventgen %s (generated code version %d)\n", version(), event.GenVersion)
 		return exitOK

@@ -2,14 +2,12 @@
 // schemas/examples/shop/shop.yaml with each guarantee, runs the
 // NotifyCustomers at-least-once pipeline and the IssueReceipts exactly-once
 // pipeline, and prints what was sent, received, dropped and dead-lettered.
+// With a PostgreSQL database it also ships orders through the
+// transactional outbox (OrderShipped) and runs the relay.
 //
-// Dedup stores are in memory unless a database is given: OrderPlaced and
-// PaymentCaptured then go through PostgreSQL (the tables are created with
-// pgdedup.Migrate), OrderShipped through Redis.
-//
-//	go run ./examples/shop                       # on an embedded Kafka (kfake), stores in memory
+//	go run ./examples/shop                       # on an embedded Kafka (kfake)
 //	go run ./examples/shop -brokers host:9092    # on a real cluster
-//	go run ./examples/shop -postgres postgres://user:pw@host/db -redis host:6379
+//	go run ./examples/shop -postgres postgres://postgres@127.0.0.1:5432/test?sslmode=disable -redis 127.0.0.1:6379
 package main
 
 import (
@@ -47,6 +45,7 @@ type options struct {
 	brokers  string
 	postgres string
 	redis    string
+	shipped  int
 	orders   int
 	payments int
 	views    int
@@ -58,8 +57,9 @@ func run(args []string, out io.Writer) error {
 	var o options
 	fl := flag.NewFlagSet("shop", flag.ContinueOnError)
 	fl.StringVar(&o.brokers, "brokers", "", "comma-separated Kafka brokers (default: start an embedded kfake broker)")
-	fl.StringVar(&o.postgres, "postgres", "", "PostgreSQL `URL` for the OrderPlaced and PaymentCaptured dedup stores (default: in memory)")
-	fl.StringVar(&o.redis, "redis", "", "Redis `ADDR` (host:port or redis:// URL) for the OrderShipped dedup store (default: in memory)")
+	fl.StringVar(&o.postgres, "postgres", os.Getenv("EVENTGEN_POSTGRES_URL"), "PostgreSQL `URL` for the outbox part and the OrderPlaced and PaymentCaptured dedup stores (default $EVENTGEN_POSTGRES_URL; without one the outbox part is skipped and those stores are in memory)")
+	fl.StringVar(&o.redis, "redis", "", "Redis `ADDR` (host:port or redis:// URL) for the OrderDelivered dedup store (default: in memory)")
+	fl.IntVar(&o.shipped, "shipments", 50, "shipments written with their OrderShipped event through the outbox (every tenth rolls back)")
 	fl.IntVar(&o.orders, "orders", 200, "OrderPlaced events to send (at-least-once)")
 	fl.IntVar(&o.payments, "payments", 100, "PaymentCaptured events to send in transactions (exactly-once)")
 	fl.IntVar(&o.views, "views", 500, "PageViewed events to send (at-most-once)")
@@ -84,13 +84,13 @@ func run(args []string, out io.Writer) error {
 		fmt.Fprintf(out, "embedded Kafka (kfake) on %s\n", strings.Join(brokers, ","))
 	}
 	d := newDemo(brokers, o)
-	st, err := openStores(ctx, o, out)
+	st, err := openStores(ctx, o)
 	if err != nil {
 		return err
 	}
 	defer st.close()
 	d.stores = st
-	d.ledger.pool, d.ledger.run = st.pool, d.group
+	d.ledger.pool, d.ledger.table = st.pool, st.ledgerTable
 	return d.run(ctx, out)
 }
 
@@ -101,19 +101,20 @@ type demo struct {
 	metrics *kafka.Counters
 
 	stores *stores
-	group  string // the consumer group, new each run: offsets stored in a database belong to one run's topics
+	group  string // the consumer group, new each run
 
 	viewsReceived  atomic.Int64
 	ordersHandled  sync.Map // order ID → times handled
 	ordersReceived atomic.Int64
-	shipped        sync.Map // order ID → times handled
-	shippedCount   atomic.Int64
-	pricesApplied  atomic.Int64
-	ledger         ledger
 	notified       sync.Map // order ID → notifications received
 	notifiedUnique atomic.Int64
 	notifiedTotal  atomic.Int64
+	delivered      sync.Map // order ID → times handled
+	deliveredCount atomic.Int64
+	pricesApplied  atomic.Int64
+	ledger         ledger
 	receipts       receiptReader
+	shipments      *shipments // nil without PostgreSQL
 	poisonOrder    event.UUID
 	abortedPayment event.UUID
 }
@@ -168,7 +169,7 @@ func (d *demo) run(ctx context.Context, out io.Writer) error {
 			return errors.New("warehouse rejects order: no such SKU")
 		}
 		if tx != nil {
-			if _, err := tx.Exec(ctx, `INSERT INTO shop_demo_orders (order_id, customer_id, cents) VALUES ($1, $2, $3)`, e.OrderID.String(), e.CustomerID, e.Total.Cents); err != nil {
+			if _, err := tx.Exec(ctx, `INSERT INTO `+d.stores.ordersTable+` (order_id, customer_id, cents) VALUES ($1, $2, $3)`, e.OrderID.String(), e.CustomerID, e.Total.Cents); err != nil {
 				return err
 			}
 		}
@@ -177,17 +178,10 @@ func (d *demo) run(ctx context.Context, out io.Writer) error {
 		}
 		return nil
 	})
-	consumer.HandleCustomerNotified(func(ctx context.Context, e *shop.CustomerNotified, rec kafka.AtLeastOnceRecord) error {
-		d.notifiedTotal.Add(1)
-		if _, dup := d.notified.LoadOrStore(e.OrderID, true); !dup {
-			d.notifiedUnique.Add(1)
-		}
-		return nil
-	})
-	// OrderShipped dedups in Redis (a lease per order while the handler runs).
-	consumer.HandleOrderShipped(d.stores.shipments, func(ctx context.Context, e *shop.OrderShipped, rec kafka.AtLeastOnceRecord) error {
-		if _, dup := d.shipped.LoadOrStore(e.OrderID, true); !dup {
-			d.shippedCount.Add(1)
+	// OrderDelivered dedups in Redis (a lease per order while the handler runs).
+	consumer.HandleOrderDelivered(d.stores.deliveries, func(ctx context.Context, e *shop.OrderDelivered, rec kafka.AtLeastOnceRecord) error {
+		if _, dup := d.delivered.LoadOrStore(e.OrderID, true); !dup {
+			d.deliveredCount.Add(1)
 		}
 		return nil
 	})
@@ -201,6 +195,22 @@ func (d *demo) run(ctx context.Context, out io.Writer) error {
 	consumer.HandlePaymentCaptured(d.stores.payments, func(ctx context.Context, e *shop.PaymentCaptured, tx pgx.Tx, rec kafka.ExactlyOnceRecord) error {
 		return d.ledger.credit(ctx, tx, e)
 	})
+	if d.opts.postgres != "" {
+		s, err := newShipments(ctx, d.opts.postgres, d.opts.shipped)
+		if err != nil {
+			return fmt.Errorf("outbox: %w", err)
+		}
+		defer s.close()
+		d.shipments = s
+		consumer.HandleOrderShipped(s.handle)
+	}
+	consumer.HandleCustomerNotified(func(ctx context.Context, e *shop.CustomerNotified, rec kafka.AtLeastOnceRecord) error {
+		d.notifiedTotal.Add(1)
+		if _, dup := d.notified.LoadOrStore(e.OrderID, true); !dup {
+			d.notifiedUnique.Add(1)
+		}
+		return nil
+	})
 
 	runCtx, stopRunning := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -208,7 +218,10 @@ func (d *demo) run(ctx context.Context, out io.Writer) error {
 		stopRunning()
 		return err
 	}
-	errs := make(chan error, 3)
+	errs := make(chan error, 4)
+	if d.shipments != nil {
+		wg.Go(func() { errs <- d.shipments.runRelay(runCtx, d.cfg) })
+	}
 	wg.Add(3)
 	go func() { defer wg.Done(); errs <- consumer.Run(runCtx) }()
 	go func() {
@@ -222,7 +235,11 @@ func (d *demo) run(ctx context.Context, out io.Writer) error {
 		}, d.issueReceipt)
 	}()
 
-	if err := d.produce(ctx, producer); err != nil {
+	err = d.produce(ctx, producer)
+	if err == nil && d.shipments != nil {
+		err = d.shipments.ship(ctx)
+	}
+	if err != nil {
 		stopRunning()
 		wg.Wait()
 		return err
@@ -242,6 +259,9 @@ func (d *demo) run(ctx context.Context, out io.Writer) error {
 	}
 	if n := d.receipts.duplicates.Load() + d.receipts.aborted.Load(); n > 0 {
 		return fmt.Errorf("exactly-once violated: %d duplicate or aborted receipts", n)
+	}
+	if d.shipments != nil && d.shipments.phantom.Load() > 0 {
+		return fmt.Errorf("outbox violated: %d events of rolled-back shipments", d.shipments.phantom.Load())
 	}
 	return nil
 }
@@ -285,9 +305,9 @@ func (d *demo) produce(ctx context.Context, p *shop.Producer) error {
 		}
 	}
 	for i := range d.opts.orders / 2 {
-		e := &shop.OrderShipped{OrderID: event.NewUUID(), Carrier: fmt.Sprintf("carrier-%d", i%3), ShippedAt: now}
-		if err := p.SendOrderShipped(ctx, e); err != nil {
-			return fmt.Errorf("send shipment: %w", err)
+		e := &shop.OrderDelivered{OrderID: event.NewUUID(), Carrier: fmt.Sprintf("carrier-%d", i%3), DeliveredAt: now}
+		if err := p.SendOrderDelivered(ctx, e); err != nil {
+			return fmt.Errorf("send delivery: %w", err)
 		}
 	}
 	for i := range d.opts.orders / 4 {
@@ -329,16 +349,16 @@ func (d *demo) waitUntilDone(ctx context.Context) error {
 		orders := d.ordersReceived.Load()
 		deadLettered := d.metrics.Get("OrderPlaced", kafka.DeadLettered)
 		notified := d.notifiedUnique.Load()
-		if orders == int64(d.opts.orders-1) && deadLettered == 1 && notified == int64(d.opts.orders) && d.receipts.unique.Load() == int64(d.opts.payments) &&
-			d.shippedCount.Load() == int64(d.opts.orders/2) && d.pricesApplied.Load() >= int64(d.opts.orders/4) &&
-			d.ledger.count() == int64(d.opts.payments) {
+		shipped := d.shipments == nil || d.shipments.done()
+		if orders == int64(d.opts.orders-1) && deadLettered == 1 && notified == int64(d.opts.orders) && d.receipts.unique.Load() == int64(d.opts.payments) && shipped &&
+			d.deliveredCount.Load() == int64(d.opts.orders/2) && d.pricesApplied.Load() >= int64(d.opts.orders/4) && d.ledger.count() == int64(d.opts.payments) {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("demo did not finish: %d/%d orders, %d dead-lettered, %d/%d notifications, %d/%d receipts, %d/%d shipments, %d/%d prices, %d/%d payments in the ledger: %w",
-				orders, d.opts.orders-1, deadLettered, notified, d.opts.orders, d.receipts.unique.Load(), d.opts.payments, d.shippedCount.Load(), d.opts.orders/2,
-				d.pricesApplied.Load(), d.opts.orders/4, d.ledger.count(), d.opts.payments, ctx.Err())
+			return fmt.Errorf("demo did not finish: %d/%d orders, %d dead-lettered, %d/%d notifications, %d/%d receipts, shipments done %v, %d/%d deliveries, %d/%d prices, %d/%d payments in the ledger: %w",
+				orders, d.opts.orders-1, deadLettered, notified, d.opts.orders, d.receipts.unique.Load(), d.opts.payments, shipped,
+				d.deliveredCount.Load(), d.opts.orders/2, d.pricesApplied.Load(), d.opts.orders/4, d.ledger.count(), d.opts.payments, ctx.Err())
 		case <-tick.C:
 		}
 	}
@@ -352,7 +372,7 @@ func (d *demo) report(out io.Writer) {
 	fmt.Fprintf(w, "PageViewed\tat-most-once\t%d\t-\t%d\t%d\t-\t\n", m.Get("PageViewed", kafka.Sent), d.viewsReceived.Load(), m.Get("PageViewed", kafka.Dropped))
 	fmt.Fprintf(w, "OrderPlaced\tat-least-once\t%d\t%d\t%d\t-\t%d\t\n", m.Get("OrderPlaced", kafka.Sent), m.Get("OrderPlaced", kafka.Acked), d.ordersReceived.Load(), m.Get("OrderPlaced", kafka.DeadLettered))
 	fmt.Fprintf(w, "CustomerNotified\tat-least-once\t-\t%d\t%d\t-\t-\t\n", m.Get("CustomerNotified", kafka.Acked), d.notifiedUnique.Load())
-	fmt.Fprintf(w, "OrderShipped\tat-least-once\t%d\t%d\t%d\t-\t%d\t\n", m.Get("OrderShipped", kafka.Sent), m.Get("OrderShipped", kafka.Acked), d.shippedCount.Load(), m.Get("OrderShipped", kafka.DeadLettered))
+	fmt.Fprintf(w, "OrderDelivered\tat-least-once\t%d\t%d\t%d\t-\t%d\t\n", m.Get("OrderDelivered", kafka.Sent), m.Get("OrderDelivered", kafka.Acked), d.deliveredCount.Load(), m.Get("OrderDelivered", kafka.DeadLettered))
 	fmt.Fprintf(w, "PriceChanged\tat-least-once\t%d\t%d\t%d\t-\t%d\t\n", m.Get("PriceChanged", kafka.Sent), m.Get("PriceChanged", kafka.Acked), d.pricesApplied.Load(), m.Get("PriceChanged", kafka.DeadLettered))
 	fmt.Fprintf(w, "PaymentCaptured\texactly-once\t%d\t%d\t%d\t-\t-\t\n", m.Get("PaymentCaptured", kafka.Sent), m.Get("PaymentCaptured", kafka.Acked), d.ledger.count())
 	fmt.Fprintf(w, "ReceiptIssued\texactly-once\t-\t-\t%d\t-\t-\t\n", receipts)
@@ -362,6 +382,11 @@ func (d *demo) report(out io.Writer) {
 	fmt.Fprintf(out, "pipeline IssueReceipts: %d committed payments → %d receipts, %d duplicates, %d from the aborted transaction\n",
 		d.opts.payments, receipts, d.receipts.duplicates.Load(), d.receipts.aborted.Load())
 	fmt.Fprintf(out, "order %s was dead-lettered to shop.orders.placed.dlq after 3 attempts\n", d.poisonOrder)
-	fmt.Fprintf(out, "dedup stores: OrderPlaced and PaymentCaptured in %s, OrderShipped in %s; ledger total %d cents over %d payments\n",
+	fmt.Fprintf(out, "dedup stores: OrderPlaced and PaymentCaptured in %s, OrderDelivered in %s; ledger total %d cents over %d payments\n",
 		d.stores.pgName, d.stores.redisName, d.ledger.total(), d.ledger.count())
+	if d.shipments != nil {
+		d.shipments.report(out)
+	} else {
+		fmt.Fprintln(out, "outbox: skipped, no PostgreSQL (-postgres URL or EVENTGEN_POSTGRES_URL runs it, e.g. -postgres 'postgres://postgres@127.0.0.1:5432/test?sslmode=disable')")
+	}
 }

@@ -18,9 +18,10 @@ import (
 // do not create topics on first use.
 var topics = []string{
 	"shop.pages.viewed", "shop.orders.placed", "shop.orders.placed.dlq",
-	"shop.orders.shipped", "shop.orders.shipped.dlq", "shop.prices.changed", "shop.prices.changed.dlq",
+	"shop.orders.delivered", "shop.orders.delivered.dlq", "shop.prices.changed", "shop.prices.changed.dlq",
 	"shop.customers.notified", "shop.customers.notified.dlq",
 	"shop.payments.captured", "shop.payments.captured.dlq", "shop.receipts.issued",
+	"shop.orders.shipped", "shop.orders.shipped.dlq",
 }
 
 func createTopics(brokers []string, partitions int32) error {

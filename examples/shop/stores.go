@@ -2,8 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
-	"io"
 	"sync"
 	"time"
 
@@ -18,45 +19,60 @@ import (
 )
 
 // stores are the demo's dedup stores: in memory, or PostgreSQL and Redis
-// when -postgres and -redis are given.
+// when -postgres and -redis are given. In PostgreSQL they live in a schema
+// of their own, dropped at the end, with the demo's tables.
 type stores struct {
-	orders    dedup.Store[pgx.Tx]
-	payments  dedup.OffsetStore[pgx.Tx]
-	shipments dedup.Store[dedup.NoTx]
+	orders     dedup.Store[pgx.Tx]
+	payments   dedup.OffsetStore[pgx.Tx]
+	deliveries dedup.Store[dedup.NoTx]
 
-	pgName, redisName string
-	pool              *pgxpool.Pool
-	redis             *redis.Client
-	stopCleanup       context.CancelFunc
-	cleanupDone       chan struct{}
+	pgName, redisName        string
+	ordersTable, ledgerTable string // quoted, schema-qualified
+	pool                     *pgxpool.Pool
+	dropSchema               func()
+	redis                    *redis.Client
+	stopCleanup              context.CancelFunc
+	cleanupDone              chan struct{}
 }
 
-func openStores(ctx context.Context, o options, out io.Writer) (*stores, error) {
-	st := &stores{pgName: "memory", redisName: "memory"}
+func openStores(ctx context.Context, o options) (st *stores, err error) {
+	st = &stores{pgName: "memory", redisName: "memory"}
+	defer func() {
+		if err != nil {
+			st.close()
+		}
+	}()
 	if o.postgres == "" {
 		mem := dedup.NewMemory[pgx.Tx](0)
 		st.orders, st.payments = mem, mem
 	} else {
 		pool, err := pgdedup.Connect(ctx, o.postgres) // its errors never show the password
 		if err != nil {
-			return nil, err
+			return st, err
 		}
 		st.pool = pool
-		// The tables of the generated shop_postgres.gen.sql, and the demo's own.
-		if err := pgdedup.Migrate(ctx, pool, pgdedup.Options{}); err != nil {
-			st.close()
-			return nil, err
+		b := make([]byte, 4)
+		_, _ = rand.Read(b)
+		schema := "shop_demo_dedup_" + hex.EncodeToString(b)
+		opts := pgdedup.Options{Schema: schema}
+		// The tables of the generated shop_postgres.gen.sql (and the schema).
+		if err := pgdedup.Migrate(ctx, pool, opts); err != nil {
+			return st, err
 		}
-		_, err = pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS shop_demo_orders (order_id text PRIMARY KEY, customer_id text NOT NULL, cents bigint NOT NULL);
-CREATE TABLE IF NOT EXISTS shop_demo_ledger (payment_id text PRIMARY KEY, run text NOT NULL, cents bigint NOT NULL)`)
-		if err != nil {
-			st.close()
-			return nil, fmt.Errorf("demo tables: %w", err)
+		st.dropSchema = func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_, _ = pool.Exec(ctx, `DROP SCHEMA "`+schema+`" CASCADE`)
 		}
-		s, err := pgdedup.New(pool, pgdedup.Options{})
+		st.ordersTable, st.ledgerTable = `"`+schema+`".orders`, `"`+schema+`".ledger`
+		_, err = pool.Exec(ctx, `CREATE TABLE `+st.ordersTable+` (order_id text PRIMARY KEY, customer_id text NOT NULL, cents bigint NOT NULL);
+CREATE TABLE `+st.ledgerTable+` (payment_id text PRIMARY KEY, cents bigint NOT NULL)`)
 		if err != nil {
-			st.close()
-			return nil, err
+			return st, fmt.Errorf("demo tables: %w", err)
+		}
+		s, err := pgdedup.New(pool, opts)
+		if err != nil {
+			return st, err
 		}
 		st.orders, st.payments, st.pgName = s, s, "PostgreSQL ("+pgdedup.Redact(o.postgres)+")"
 		cctx, cancel := context.WithCancel(context.Background())
@@ -67,20 +83,21 @@ CREATE TABLE IF NOT EXISTS shop_demo_ledger (payment_id text PRIMARY KEY, run te
 		}()
 	}
 	if o.redis == "" {
-		st.shipments = dedup.NewMemory[dedup.NoTx](0)
+		st.deliveries = dedup.NewMemory[dedup.NoTx](0)
 	} else {
 		c, err := redisdedup.Connect(ctx, o.redis)
 		if err != nil {
-			st.close()
-			return nil, err
+			return st, err
 		}
 		st.redis = c
-		s, err := redisdedup.New(c, redisdedup.Options{Prefix: "shop-demo:dedup:", Lease: 10 * time.Second})
+		b := make([]byte, 4)
+		_, _ = rand.Read(b)
+		// A prefix of the run's own: its keys expire with their TTL.
+		s, err := redisdedup.New(c, redisdedup.Options{Prefix: "shop-demo:" + hex.EncodeToString(b) + ":", Lease: 10 * time.Second})
 		if err != nil {
-			st.close()
-			return nil, err
+			return st, err
 		}
-		st.shipments, st.redisName = s, "Redis ("+redisdedup.Redact(o.redis)+")"
+		st.deliveries, st.redisName = s, "Redis ("+redisdedup.Redact(o.redis)+")"
 	}
 	return st, nil
 }
@@ -89,6 +106,9 @@ func (st *stores) close() {
 	if st.stopCleanup != nil {
 		st.stopCleanup()
 		<-st.cleanupDone
+	}
+	if st.dropSchema != nil {
+		st.dropSchema()
 	}
 	if st.pool != nil {
 		st.pool.Close()
@@ -101,8 +121,8 @@ func (st *stores) close() {
 // ledger is what PaymentCaptured credits: a table written in the store's
 // transaction (pool set), or, with the in-memory store (tx nil), a map.
 type ledger struct {
-	pool *pgxpool.Pool
-	run  string // the demo run's consumer group: the table outlives runs
+	pool  *pgxpool.Pool
+	table string // quoted, schema-qualified
 
 	mu  sync.Mutex
 	mem map[string]int64
@@ -110,7 +130,7 @@ type ledger struct {
 
 func (l *ledger) credit(ctx context.Context, tx pgx.Tx, e *shop.PaymentCaptured) error {
 	if tx != nil {
-		_, err := tx.Exec(ctx, `INSERT INTO shop_demo_ledger (payment_id, run, cents) VALUES ($1, $2, $3)`, e.PaymentID.String(), l.run, e.Amount.Cents)
+		_, err := tx.Exec(ctx, `INSERT INTO `+l.table+` (payment_id, cents) VALUES ($1, $2)`, e.PaymentID.String(), e.Amount.Cents)
 		return err
 	}
 	l.mu.Lock()
@@ -131,7 +151,7 @@ func (l *ledger) sums() (n, cents int64) {
 	if l.pool != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := l.pool.QueryRow(ctx, `SELECT count(*), coalesce(sum(cents), 0) FROM shop_demo_ledger WHERE run = $1`, l.run).Scan(&n, &cents); err != nil {
+		if err := l.pool.QueryRow(ctx, `SELECT count(*), coalesce(sum(cents), 0) FROM `+l.table).Scan(&n, &cents); err != nil {
 			return -1, -1
 		}
 		return n, cents

@@ -20,7 +20,7 @@ const (
 
 // SchemaFingerprint identifies the topics, guarantees and wire shapes of
 // every event in the schema: it changes when any of them does.
-const SchemaFingerprint = "sha256:9ab1e052ad698c59415b0674d6488847"
+const SchemaFingerprint = "sha256:6c4095176c5c284f0c30aa2b600e361d"
 
 // An amount in minor units of a currency.
 //
@@ -284,78 +284,78 @@ func (e *OrderPlaced) UnmarshalJSON(data []byte) error {
 	return obj.Err()
 }
 
-// The warehouse handed an order to the carrier.
+// The carrier delivered an order; the customer gets a message.
 //
-// OrderShipped is published to topic shop.orders.shipped with the at-least-once guarantee.
-type OrderShipped struct {
-	OrderID   event.UUID `json:"order_id"`
-	Carrier   string     `json:"carrier"`
-	ShippedAt time.Time  `json:"shipped_at"`
+// OrderDelivered is published to topic shop.orders.delivered with the at-least-once guarantee.
+type OrderDelivered struct {
+	OrderID     event.UUID `json:"order_id"`
+	Carrier     string     `json:"carrier"`
+	DeliveredAt time.Time  `json:"delivered_at"`
 }
 
-var _ event.Event = (*OrderShipped)(nil)
+var _ event.Event = (*OrderDelivered)(nil)
 
-var orderShippedMeta = event.Type{
-	Name:        "OrderShipped",
-	Topic:       "shop.orders.shipped",
+var orderDeliveredMeta = event.Type{
+	Name:        "OrderDelivered",
+	Topic:       "shop.orders.delivered",
 	Guarantee:   event.AtLeastOnce,
-	CEType:      "shop.OrderShipped.v1",
+	CEType:      "shop.OrderDelivered.v1",
 	Source:      "example.com/shop",
-	Fingerprint: "sha256:5a4ea8e544aec9c04e2d5d3695b30a6f",
+	Fingerprint: "sha256:b71a8cc57883231a2857bec87062741e",
 	Dedup:       event.DedupRedis,
 	DedupTTL:    168 * time.Hour,
 	Retention:   168 * time.Hour,
 }
 
-// EventType returns the metadata of OrderShipped: topic, guarantee, CloudEvents type.
-func (e *OrderShipped) EventType() *event.Type {
-	return &orderShippedMeta
+// EventType returns the metadata of OrderDelivered: topic, guarantee, CloudEvents type.
+func (e *OrderDelivered) EventType() *event.Type {
+	return &orderDeliveredMeta
 }
 
 // Key returns the partition key, field order_id: events with equal keys keep their order.
-func (e *OrderShipped) Key() string {
+func (e *OrderDelivered) Key() string {
 	return e.OrderID.String()
 }
 
 // IdempotencyKey identifies one logical event: field order_id.
-func (e *OrderShipped) IdempotencyKey() string {
+func (e *OrderDelivered) IdempotencyKey() string {
 	return e.OrderID.String()
 }
 
 // Validate reports every missing required value and invalid enum value.
-func (e *OrderShipped) Validate() error {
+func (e *OrderDelivered) Validate() error {
 	var chk event.Validator
 	chk.UUID("order_id", e.OrderID)
-	chk.Time("shipped_at", e.ShippedAt)
+	chk.Time("delivered_at", e.DeliveredAt)
 	return chk.Err()
 }
 
-// AppendJSON appends the wire form of OrderShipped to b (see docs/wire-format.md).
-func (e *OrderShipped) AppendJSON(b []byte) []byte {
+// AppendJSON appends the wire form of OrderDelivered to b (see docs/wire-format.md).
+func (e *OrderDelivered) AppendJSON(b []byte) []byte {
 	start := len(b)
 	b = append(b, ",\"order_id\":"...)
 	b = event.AppendUUID(b, e.OrderID)
 	b = append(b, ",\"carrier\":"...)
 	b = event.AppendString(b, e.Carrier)
-	b = append(b, ",\"shipped_at\":"...)
-	b = event.AppendTime(b, e.ShippedAt)
+	b = append(b, ",\"delivered_at\":"...)
+	b = event.AppendTime(b, e.DeliveredAt)
 	return event.CloseObject(b, start)
 }
 
 // MarshalJSON implements json.Marshaler with the wire form.
-func (e *OrderShipped) MarshalJSON() ([]byte, error) {
+func (e *OrderDelivered) MarshalJSON() ([]byte, error) {
 	return e.AppendJSON(nil), nil
 }
 
 // UnmarshalJSON decodes the wire form, reporting every missing required field.
-func (e *OrderShipped) UnmarshalJSON(data []byte) error {
+func (e *OrderDelivered) UnmarshalJSON(data []byte) error {
 	obj, err := event.DecodeObject(data)
 	if err != nil {
 		return err
 	}
 	e.OrderID = event.Field(obj, "order_id", event.DecodeUUID)
 	e.Carrier = event.Field(obj, "carrier", event.DecodeString)
-	e.ShippedAt = event.Field(obj, "shipped_at", event.DecodeTime)
+	e.DeliveredAt = event.Field(obj, "delivered_at", event.DecodeTime)
 	return obj.Err()
 }
 
@@ -505,6 +505,84 @@ func (e *CustomerNotified) UnmarshalJSON(data []byte) error {
 	e.OrderID = event.Field(obj, "order_id", event.DecodeUUID)
 	e.CustomerID = event.Field(obj, "customer_id", event.DecodeString)
 	e.Message = event.Field(obj, "message", event.DecodeString)
+	return obj.Err()
+}
+
+// The warehouse shipped an order. The event is written in the same
+// PostgreSQL transaction as the shipment (the transactional outbox) and
+// published by the relay: no shipment without its event, no event for a
+// shipment that rolled back.
+//
+// OrderShipped is published to topic shop.orders.shipped with the at-least-once guarantee.
+type OrderShipped struct {
+	OrderID   event.UUID `json:"order_id"`
+	Carrier   string     `json:"carrier"`
+	ShippedAt time.Time  `json:"shipped_at"`
+}
+
+var _ event.Event = (*OrderShipped)(nil)
+
+var orderShippedMeta = event.Type{
+	Name:        "OrderShipped",
+	Topic:       "shop.orders.shipped",
+	Guarantee:   event.AtLeastOnce,
+	CEType:      "shop.OrderShipped.v1",
+	Source:      "example.com/shop",
+	Fingerprint: "sha256:5a4ea8e544aec9c04e2d5d3695b30a6f",
+	Dedup:       event.DedupNone,
+	Retention:   168 * time.Hour,
+	Outbox:      true,
+}
+
+// EventType returns the metadata of OrderShipped: topic, guarantee, CloudEvents type.
+func (e *OrderShipped) EventType() *event.Type {
+	return &orderShippedMeta
+}
+
+// Key returns the partition key, field order_id: events with equal keys keep their order.
+func (e *OrderShipped) Key() string {
+	return e.OrderID.String()
+}
+
+// IdempotencyKey identifies one logical event: field order_id.
+func (e *OrderShipped) IdempotencyKey() string {
+	return e.OrderID.String()
+}
+
+// Validate reports every missing required value and invalid enum value.
+func (e *OrderShipped) Validate() error {
+	var chk event.Validator
+	chk.UUID("order_id", e.OrderID)
+	chk.Time("shipped_at", e.ShippedAt)
+	return chk.Err()
+}
+
+// AppendJSON appends the wire form of OrderShipped to b (see docs/wire-format.md).
+func (e *OrderShipped) AppendJSON(b []byte) []byte {
+	start := len(b)
+	b = append(b, ",\"order_id\":"...)
+	b = event.AppendUUID(b, e.OrderID)
+	b = append(b, ",\"carrier\":"...)
+	b = event.AppendString(b, e.Carrier)
+	b = append(b, ",\"shipped_at\":"...)
+	b = event.AppendTime(b, e.ShippedAt)
+	return event.CloseObject(b, start)
+}
+
+// MarshalJSON implements json.Marshaler with the wire form.
+func (e *OrderShipped) MarshalJSON() ([]byte, error) {
+	return e.AppendJSON(nil), nil
+}
+
+// UnmarshalJSON decodes the wire form, reporting every missing required field.
+func (e *OrderShipped) UnmarshalJSON(data []byte) error {
+	obj, err := event.DecodeObject(data)
+	if err != nil {
+		return err
+	}
+	e.OrderID = event.Field(obj, "order_id", event.DecodeUUID)
+	e.Carrier = event.Field(obj, "carrier", event.DecodeString)
+	e.ShippedAt = event.Field(obj, "shipped_at", event.DecodeTime)
 	return obj.Err()
 }
 

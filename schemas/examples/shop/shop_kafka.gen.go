@@ -24,11 +24,11 @@ type Sender interface {
 	// SendOrderPlacedAsync queues one OrderPlaced; see Producer.SendOrderPlacedAsync.
 	SendOrderPlacedAsync(ctx context.Context, e *OrderPlaced, done func(error)) error
 
-	// SendOrderShipped sends one OrderShipped; see Producer.SendOrderShipped.
-	SendOrderShipped(ctx context.Context, e *OrderShipped) error
+	// SendOrderDelivered sends one OrderDelivered; see Producer.SendOrderDelivered.
+	SendOrderDelivered(ctx context.Context, e *OrderDelivered) error
 
-	// SendOrderShippedAsync queues one OrderShipped; see Producer.SendOrderShippedAsync.
-	SendOrderShippedAsync(ctx context.Context, e *OrderShipped, done func(error)) error
+	// SendOrderDeliveredAsync queues one OrderDelivered; see Producer.SendOrderDeliveredAsync.
+	SendOrderDeliveredAsync(ctx context.Context, e *OrderDelivered, done func(error)) error
 
 	// SendPriceChanged sends one PriceChanged; see Producer.SendPriceChanged.
 	SendPriceChanged(ctx context.Context, e *PriceChanged) error
@@ -41,6 +41,12 @@ type Sender interface {
 
 	// SendCustomerNotifiedAsync queues one CustomerNotified; see Producer.SendCustomerNotifiedAsync.
 	SendCustomerNotifiedAsync(ctx context.Context, e *CustomerNotified, done func(error)) error
+
+	// SendOrderShipped sends one OrderShipped; see Producer.SendOrderShipped.
+	SendOrderShipped(ctx context.Context, e *OrderShipped) error
+
+	// SendOrderShippedAsync queues one OrderShipped; see Producer.SendOrderShippedAsync.
+	SendOrderShippedAsync(ctx context.Context, e *OrderShipped, done func(error)) error
 
 	// Begin opens a transaction; see Producer.Begin.
 	Begin(ctx context.Context) (Tx, error)
@@ -135,18 +141,18 @@ func (p *Producer) SendOrderPlacedAsync(ctx context.Context, e *OrderPlaced, don
 	return p.atLeastOnce.SendAsync(ctx, e, done)
 }
 
-// SendOrderShipped validates e and returns once Kafka has acknowledged it on all
+// SendOrderDelivered validates e and returns once Kafka has acknowledged it on all
 // in-sync replicas, or with an error the caller can act on (retry, fail the
 // request). Retries inside the producer are idempotent: they never duplicate.
-func (p *Producer) SendOrderShipped(ctx context.Context, e *OrderShipped) error {
+func (p *Producer) SendOrderDelivered(ctx context.Context, e *OrderDelivered) error {
 	return p.atLeastOnce.Send(ctx, e)
 }
 
-// SendOrderShippedAsync validates e and queues it without waiting: done is called
+// SendOrderDeliveredAsync validates e and queues it without waiting: done is called
 // once with the outcome (nil once acknowledged) from a producer goroutine.
 // Back-to-back calls batch like a hand-written sarama pipeline. It returns
 // an error, and does not call done, if e is invalid or cannot be queued.
-func (p *Producer) SendOrderShippedAsync(ctx context.Context, e *OrderShipped, done func(error)) error {
+func (p *Producer) SendOrderDeliveredAsync(ctx context.Context, e *OrderDelivered, done func(error)) error {
 	return p.atLeastOnce.SendAsync(ctx, e, done)
 }
 
@@ -177,6 +183,21 @@ func (p *Producer) SendCustomerNotified(ctx context.Context, e *CustomerNotified
 // Back-to-back calls batch like a hand-written sarama pipeline. It returns
 // an error, and does not call done, if e is invalid or cannot be queued.
 func (p *Producer) SendCustomerNotifiedAsync(ctx context.Context, e *CustomerNotified, done func(error)) error {
+	return p.atLeastOnce.SendAsync(ctx, e, done)
+}
+
+// SendOrderShipped validates e and returns once Kafka has acknowledged it on all
+// in-sync replicas, or with an error the caller can act on (retry, fail the
+// request). Retries inside the producer are idempotent: they never duplicate.
+func (p *Producer) SendOrderShipped(ctx context.Context, e *OrderShipped) error {
+	return p.atLeastOnce.Send(ctx, e)
+}
+
+// SendOrderShippedAsync validates e and queues it without waiting: done is called
+// once with the outcome (nil once acknowledged) from a producer goroutine.
+// Back-to-back calls batch like a hand-written sarama pipeline. It returns
+// an error, and does not call done, if e is invalid or cannot be queued.
+func (p *Producer) SendOrderShippedAsync(ctx context.Context, e *OrderShipped, done func(error)) error {
 	return p.atLeastOnce.SendAsync(ctx, e, done)
 }
 
@@ -221,7 +242,7 @@ func (t producerTx) Abort(ctx context.Context) error {
 
 // schemaEvents are the events of this schema: consumers and pipelines route records
 // by their ce_type among them.
-var schemaEvents = []*event.Type{&pageViewedMeta, &orderPlacedMeta, &orderShippedMeta, &priceChangedMeta, &customerNotifiedMeta, &paymentCapturedMeta, &receiptIssuedMeta}
+var schemaEvents = []*event.Type{&pageViewedMeta, &orderPlacedMeta, &orderDeliveredMeta, &priceChangedMeta, &customerNotifiedMeta, &orderShippedMeta, &paymentCapturedMeta, &receiptIssuedMeta}
 
 // Consumer reads the events of package shop and dispatches them to typed
 // handlers, committing offsets as each event's guarantee requires. Register
@@ -261,19 +282,19 @@ func (c *Consumer) HandlePageViewed(h PageViewedHandler) {
 	kafka.HandleAtMostOnce(c.c, &pageViewedMeta, event.DecodeEvent[PageViewed], h)
 }
 
-// OrderShippedHandler handles OrderShipped, an at-least-once event.
+// OrderDeliveredHandler handles OrderDelivered, an at-least-once event.
 // Redeliveries are absorbed by its Redis dedup store (ttl 168h): the
 // handler runs once per idempotency key, except in the crash windows
 // docs/dedup.md lists (an effect can repeat: it is not in a transaction with
 // the marker). An error is retried with backoff, then the record goes to the
 // dead-letter topic.
-type OrderShippedHandler func(ctx context.Context, e *OrderShipped, rec kafka.AtLeastOnceRecord) error
+type OrderDeliveredHandler func(ctx context.Context, e *OrderDelivered, rec kafka.AtLeastOnceRecord) error
 
-// HandleOrderShipped registers the handler for OrderShipped events (topic shop.orders.shipped).
+// HandleOrderDelivered registers the handler for OrderDelivered events (topic shop.orders.delivered).
 // store absorbs their redeliveries: a *redisdedup.Store (or a
 // dedup.Memory[dedup.NoTx] in tests).
-func (c *Consumer) HandleOrderShipped(store dedup.Store[dedup.NoTx], h OrderShippedHandler) {
-	kafka.HandleDeduped(c.c, &orderShippedMeta, event.DecodeEvent[OrderShipped], store, func(ctx context.Context, e *OrderShipped, _ dedup.NoTx, rec kafka.AtLeastOnceRecord) error {
+func (c *Consumer) HandleOrderDelivered(store dedup.Store[dedup.NoTx], h OrderDeliveredHandler) {
+	kafka.HandleDeduped(c.c, &orderDeliveredMeta, event.DecodeEvent[OrderDelivered], store, func(ctx context.Context, e *OrderDelivered, _ dedup.NoTx, rec kafka.AtLeastOnceRecord) error {
 		return h(ctx, e, rec)
 	})
 }
@@ -303,6 +324,19 @@ type CustomerNotifiedHandler func(ctx context.Context, e *CustomerNotified, rec 
 // HandleCustomerNotified registers the handler for CustomerNotified events (topic shop.customers.notified).
 func (c *Consumer) HandleCustomerNotified(h CustomerNotifiedHandler) {
 	kafka.HandleAtLeastOnce(c.c, &customerNotifiedMeta, event.DecodeEvent[CustomerNotified], h)
+}
+
+// OrderShippedHandler handles OrderShipped, an at-least-once event.
+// It has no dedup store (dedup: none): it runs for every delivery,
+// redeliveries included. The schema says why that is safe:
+// Shipments are upserted by order_id downstream.
+// An error is retried with backoff, then the record goes to the dead-letter
+// topic.
+type OrderShippedHandler func(ctx context.Context, e *OrderShipped, rec kafka.AtLeastOnceRecord) error
+
+// HandleOrderShipped registers the handler for OrderShipped events (topic shop.orders.shipped).
+func (c *Consumer) HandleOrderShipped(h OrderShippedHandler) {
+	kafka.HandleAtLeastOnce(c.c, &orderShippedMeta, event.DecodeEvent[OrderShipped], h)
 }
 
 // NotifyCustomersEmitter sends the events pipeline NotifyCustomers produces. The consumed offset

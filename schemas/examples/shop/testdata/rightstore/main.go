@@ -17,7 +17,7 @@ func main() {
 	c.HandleOrderPlaced(dedup.NewMemory[pgx.Tx](0), func(ctx context.Context, e *shop.OrderPlaced, tx pgx.Tx, rec kafka.AtLeastOnceRecord) error {
 		return nil
 	})
-	c.HandleOrderShipped(dedup.NewMemory[dedup.NoTx](0), func(ctx context.Context, e *shop.OrderShipped, rec kafka.AtLeastOnceRecord) error {
+	c.HandleOrderDelivered(dedup.NewMemory[dedup.NoTx](0), func(ctx context.Context, e *shop.OrderDelivered, rec kafka.AtLeastOnceRecord) error {
 		return nil
 	})
 }

@@ -1,6 +1,6 @@
 // This program must not compile: it registers OrderPlaced (dedup store
 // postgres, whose handler receives the pgx transaction) with a store
-// without transactions, and OrderShipped (dedup store redis) with a
+// without transactions, and OrderDelivered (dedup store redis) with a
 // PostgreSQL-typed store. wiring_test.go checks the errors.
 package main
 
@@ -19,7 +19,7 @@ func main() {
 	c.HandleOrderPlaced(dedup.NewMemory[dedup.NoTx](0), func(ctx context.Context, e *shop.OrderPlaced, tx pgx.Tx, rec kafka.AtLeastOnceRecord) error {
 		return nil
 	})
-	c.HandleOrderShipped(dedup.NewMemory[pgx.Tx](0), func(ctx context.Context, e *shop.OrderShipped, rec kafka.AtLeastOnceRecord) error {
+	c.HandleOrderDelivered(dedup.NewMemory[pgx.Tx](0), func(ctx context.Context, e *shop.OrderDelivered, rec kafka.AtLeastOnceRecord) error {
 		return nil
 	})
 }
