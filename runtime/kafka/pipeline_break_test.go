@@ -3,8 +3,13 @@ package kafka
 import (
 	"bytes"
 	"context"
+	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"runtime"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,6 +47,19 @@ func clientGoroutines() []string {
 		}
 	}
 	return out
+}
+
+// warmBase opens every connection the test's own client will use (metadata,
+// the group coordinator) and returns the number of client goroutines then:
+// what must remain once the pipeline returned.
+func warmBase(client sarama.Client, group, topic string, parts int) int {
+	_ = client.RefreshMetadata(topic)
+	_, _ = kafkatest.Committed(client, group, topic, parts)
+	_, _ = kafkatest.DescribeGroup(client, group)
+	for p := range int32(parts) {
+		_, _ = client.GetOffset(topic, p, sarama.OffsetNewest)
+	}
+	return len(clientGoroutines())
 }
 
 // waitNoLeak waits until at most base client goroutines run, and fails t
@@ -99,4 +117,279 @@ func TestBreakPipelineStartFailureLeaksClient(t *testing.T) {
 		}
 	}
 	waitNoLeak(t, base, "3 RunPipeline calls that failed to start their producer")
+}
+
+// outputSeqs is what readOutputs found in a read_committed read of an
+// output topic: how often each input seq was written, and how many outputs
+// broke the order of their input partition.
+type outputSeqs struct {
+	count     map[int64]int
+	orderErrs int
+	records   int
+}
+
+// readOutputs appends a sentinel to each partition of topic (every writer
+// must have stopped) and reads every committed record before it.
+func readOutputs(t *testing.T, client sarama.Client, brokers []string, topic string, parts int) outputSeqs {
+	t.Helper()
+	sc := sarama.NewConfig()
+	sc.Version = ProtocolVersion()
+	sc.Producer.Partitioner = sarama.NewManualPartitioner
+	sc.Producer.Return.Successes = true
+	sc.Producer.RequiredAcks = sarama.WaitForAll
+	prod, err := sarama.NewSyncProducer(brokers, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := range int32(parts) {
+		if _, _, err := prod.SendMessage(&sarama.ProducerMessage{Topic: topic, Partition: p, Value: sarama.StringEncoder("SENTINEL")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	prod.Close()
+	res := outputSeqs{count: map[int64]int{}}
+	for p := range int32(parts) {
+		msgs := kafkatest.ReadPartition(t, client, topic, p, kafkatest.ReadOptions{Until: func(m *sarama.ConsumerMessage) bool { return string(m.Value) == "SENTINEL" }})
+		last := map[string]int64{}
+		for _, m := range msgs[:len(msgs)-1] {
+			res.records++
+			e, err := decodeTestEvent(m.Value)
+			if err != nil {
+				t.Errorf("output %d/%d: %v", p, m.Offset, err)
+				continue
+			}
+			res.count[e.Seq]++
+			srcP, srcOff, _ := strings.Cut(e.Src, "/")
+			off, _ := strconv.ParseInt(srcOff, 10, 64)
+			if prev, ok := last[srcP]; ok && off <= prev {
+				res.orderErrs++
+			}
+			last[srcP] = off
+		}
+	}
+	return res
+}
+
+// exact compares the outputs with the inputs that must each have one
+// output (want) and the seqs that must have none (never).
+func (o outputSeqs) exact(want map[int64]bool, never map[int64]bool) (lost, dups, forbidden int) {
+	for seq := range want {
+		switch c := o.count[seq]; {
+		case c == 0:
+			lost++
+		case c > 1:
+			dups += c - 1
+		}
+	}
+	for seq, c := range o.count {
+		if never[seq] || !want[seq] {
+			forbidden += c
+		}
+	}
+	return lost, dups, forbidden
+}
+
+// foreignFeed writes inputs with kgo, not eventgen: a plain producer and a
+// transactional one that aborts every other transaction, interleaved on the
+// same partitions. It remembers which seqs were committed and which were
+// aborted, and the offset of the last committed record of each partition.
+type foreignFeed struct {
+	t         *testing.T
+	et        *event.Type
+	plain, tx *kgo.Client
+	keys      int
+	next      int64
+	committed map[int64]bool
+	aborted   map[int64]bool
+	lastData  map[int32]int64
+}
+
+func newForeignFeed(t *testing.T, brokers []string, et *event.Type, txID string, keys int) *foreignFeed {
+	mk := func(opts ...kgo.Opt) *kgo.Client {
+		cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(et.Topic), kgo.ProducerLinger(time.Millisecond)}, opts...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(cl.Close)
+		return cl
+	}
+	return &foreignFeed{t: t, et: et, plain: mk(), tx: mk(kgo.TransactionalID(txID)), keys: keys,
+		committed: map[int64]bool{}, aborted: map[int64]bool{}, lastData: map[int32]int64{}}
+}
+
+func (f *foreignFeed) record() *kgo.Record {
+	seq := f.next
+	f.next++
+	e := &testEvent{K: "k" + strconv.Itoa(int(seq)%f.keys), Seq: seq, et: f.et}
+	hs := CloudEventHeaders(event.WithTraceparent(context.Background(), testTraceparent), f.et, event.NewUUID().String(), time.Now())
+	r := &kgo.Record{Key: []byte(e.K), Value: e.AppendJSON(nil)}
+	for _, h := range hs {
+		r.Headers = append(r.Headers, kgo.RecordHeader{Key: string(h.Key), Value: h.Value})
+	}
+	return r
+}
+
+// step writes n plain records, then a transaction of n records that is
+// committed or aborted, then n more plain records while the transaction
+// of the next step may be open.
+func (f *foreignFeed) step(n int, commit bool) {
+	t := f.t
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), kafkatest.Timeout(30*time.Second))
+	defer cancel()
+	var plain, txn []*kgo.Record
+	for range n {
+		plain = append(plain, f.record())
+	}
+	if err := f.tx.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		txn = append(txn, f.record())
+	}
+	// The transaction's records and plain records interleave in the log.
+	var more []*kgo.Record
+	for range n {
+		more = append(more, f.record())
+	}
+	res := f.tx.ProduceSync(ctx, txn...)
+	if err := res.FirstErr(); err != nil {
+		t.Fatalf("foreign transactional producer: %v", err)
+	}
+	pres := f.plain.ProduceSync(ctx, append(plain, more...)...)
+	if err := pres.FirstErr(); err != nil {
+		t.Fatalf("foreign plain producer: %v", err)
+	}
+	end := kgo.TryAbort
+	if commit {
+		end = kgo.TryCommit
+	}
+	if err := f.tx.EndTransaction(ctx, end); err != nil {
+		t.Fatalf("foreign transaction end: %v", err)
+	}
+	for _, r := range res {
+		seq := mustSeq(t, r.Record.Value)
+		if commit {
+			f.committed[seq] = true
+			f.lastData[r.Record.Partition] = max(f.lastData[r.Record.Partition], r.Record.Offset)
+		} else {
+			f.aborted[seq] = true
+		}
+	}
+	for _, r := range pres {
+		f.committed[mustSeq(t, r.Record.Value)] = true
+		f.lastData[r.Record.Partition] = max(f.lastData[r.Record.Partition], r.Record.Offset)
+	}
+}
+
+func mustSeq(t *testing.T, v []byte) int64 {
+	e, err := decodeTestEvent(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e.Seq
+}
+
+// caughtUp reports whether group committed past the last committed data
+// record of every partition the feed wrote.
+func (f *foreignFeed) caughtUp(client sarama.Client, group string, parts int) bool {
+	c, err := kafkatest.Committed(client, group, f.et.Topic, parts)
+	if err != nil {
+		return false
+	}
+	for p, off := range f.lastData {
+		if c[p] < off+1 {
+			return false
+		}
+	}
+	return true
+}
+
+// foreignMember joins group with kgo (range, eager: the protocol eventgen's
+// pipeline members speak), holds what it is assigned without committing
+// anything, and leaves on Close.
+func foreignMember(t *testing.T, brokers []string, group, topic string) *kgo.Client {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
+		kgo.Balancers(kgo.RangeBalancer()), kgo.DisableAutoCommit(), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.SessionTimeout(6*time.Second), kgo.HeartbeatInterval(300*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
+// TestBreakPipelineForeignProducersAndMemberChurn: the input is written by
+// kgo (a plain producer and a transactional one that aborts every other
+// transaction, interleaved), and a kgo group member with its own client
+// joins the pipeline's group and leaves again six times while inputs flow
+// and rounds are open (the pipeline commits only when a session ends:
+// CommitInterval of an hour, BatchSize above the input). The member
+// commits nothing, so the pipeline must transform every committed input
+// exactly once, in order, never one of an aborted transaction; RunPipeline
+// returns nil and leaves no goroutine behind.
+func TestBreakPipelineForeignProducersAndMemberChurn(t *testing.T) {
+	const parts, churns, per = 8, 6, 40
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: parts, InProcess: true})
+	in := testEventType("Input", "churn-in", event.ExactlyOnce)
+	out := testEventType("Output", "churn-out", event.ExactlyOnce)
+	for _, tp := range []string{in.Topic, out.Topic, DeadLetterTopic(in.Topic)} {
+		cl.CreateTopic(t, tp, parts)
+	}
+	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
+	feed := newForeignFeed(t, cl.Brokers(), in, "churn-foreign-tx", 32)
+	base := warmBase(client, "churn", in.Topic, parts)
+	var met Counters
+	var ends, openAtEnd atomic.Int64
+	var runs sync.Map
+	stop := runPipelineInProcess(t, PipelineConfig{
+		Config:  Config{Brokers: cl.Brokers(), Metrics: &met, Tune: kafkatest.FastTune},
+		GroupID: "churn", TransactionalID: "churn-tx", CommitInterval: time.Hour, BatchSize: 1 << 20,
+		hooks: &pipelineHooks{atCleanup: func(open int) {
+			ends.Add(1)
+			if open > 0 {
+				openAtEnd.Add(1)
+			}
+		}},
+	}, in, out, countingTransform(out, &runs))
+	group := func(members int) func() bool {
+		return func() bool {
+			g, err := kafkatest.DescribeGroup(client, "churn")
+			return err == nil && g.State == "Stable" && g.Members == members
+		}
+	}
+	kafkatest.WaitFor(t, 30*time.Second, "the pipeline alone in a stable group", group(1))
+	for i := range churns {
+		feed.step(per, i%2 == 0)
+		m := foreignMember(t, cl.Brokers(), "churn", in.Topic)
+		feed.step(per, i%2 == 1)
+		kafkatest.WaitFor(t, 30*time.Second, "the foreign member in the group", group(2))
+		feed.step(per, i%2 == 0)
+		m.Close() // leaves the group
+		kafkatest.WaitFor(t, 30*time.Second, "the pipeline alone again", group(1))
+	}
+	kafkatest.WaitFor(t, 60*time.Second, "the pipeline to handle every committed input", func() bool {
+		seen := 0
+		runs.Range(func(k, _ any) bool {
+			if feed.committed[k.(int64)] {
+				seen++
+			}
+			return true
+		})
+		return seen == len(feed.committed)
+	})
+	if err := stop(); err != nil { // commits the last open round
+		t.Fatalf("RunPipeline after shutdown: %v", err)
+	}
+	if !feed.caughtUp(client, "churn", parts) {
+		t.Errorf("after shutdown, the group's offsets are not past every committed input")
+	}
+	got := readOutputs(t, client, cl.Brokers(), out.Topic, parts)
+	lost, dups, forbidden := got.exact(feed.committed, feed.aborted)
+	if lost+dups+forbidden+got.orderErrs > 0 {
+		t.Errorf("outputs: %d lost, %d duplicated, %d from aborted or unknown inputs, %d order violations (of %d committed inputs, %d aborted)",
+			lost, dups, forbidden, got.orderErrs, len(feed.committed), len(feed.aborted))
+	}
+	waitNoLeak(t, base, "RunPipeline after shutdown")
+	t.Logf("%d committed and %d aborted foreign inputs, %d member churns (%d session ends, %d with a round open): %d outputs, %d lost, %d duplicated, %d forbidden; pipeline committed %d",
+		len(feed.committed), len(feed.aborted), churns, ends.Load(), openAtEnd.Load(), got.records, lost, dups, forbidden, met.Get("Input", Committed))
 }
