@@ -393,3 +393,56 @@ func TestBreakPipelineForeignProducersAndMemberChurn(t *testing.T) {
 	t.Logf("%d committed and %d aborted foreign inputs, %d member churns (%d session ends, %d with a round open): %d outputs, %d lost, %d duplicated, %d forbidden; pipeline committed %d",
 		len(feed.committed), len(feed.aborted), churns, ends.Load(), openAtEnd.Load(), got.records, lost, dups, forbidden, met.Get("Input", Committed))
 }
+
+// TestBreakPipelineLeaderAndCoordinatorStorm: three brokers; each time the
+// pipeline commits a round, every partition leader moves (kfake
+// ShufflePartitionLeaders: inputs, outputs, dead letters) and every group and
+// transaction coordinator moves (RehashCoordinators), twenty times, while
+// 3,000 inputs flow through rounds of at most 25. The output must stay
+// exact and in order, RunPipeline must return nil and leave no goroutine
+// behind.
+func TestBreakPipelineLeaderAndCoordinatorStorm(t *testing.T) {
+	const parts, n, storms = 6, 3000, 20
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: parts, NumBrokers: 3, InProcess: true})
+	in := testEventType("Input", "storm-in", event.ExactlyOnce)
+	out := testEventType("Output", "storm-out", event.ExactlyOnce)
+	for _, tp := range []string{in.Topic, out.Topic, DeadLetterTopic(in.Topic)} {
+		cl.CreateTopic(t, tp, parts)
+	}
+	produceInputs(t, cl.Brokers(), in, n, 24, nil)
+	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
+	base := warmBase(client, "storm", in.Topic, parts)
+	var met Counters
+	var runs sync.Map
+	stop := runPipelineInProcess(t, PipelineConfig{
+		Config:  Config{Brokers: cl.Brokers(), Metrics: &met, Tune: kafkatest.FastTune},
+		GroupID: "storm", TransactionalID: "storm-tx", CommitInterval: 10 * time.Millisecond, BatchSize: 25,
+		Retry: RetryPolicy{Backoff: time.Millisecond},
+	}, in, out, countingTransform(out, &runs))
+	kf := cl.Kfake()
+	for i := range storms {
+		before := met.Get("Input", Committed)
+		if before >= n {
+			t.Logf("every input committed after %d storms", i)
+			break
+		}
+		kafkatest.WaitFor(t, 30*time.Second, "the pipeline to commit another round", func() bool { return met.Get("Input", Committed) > before })
+		kf.ShufflePartitionLeaders()
+		kf.RehashCoordinators()
+	}
+	kafkatest.WaitCommitted(t, client, "storm", in.Topic, parts, 60*time.Second)
+	if err := stop(); err != nil {
+		t.Fatalf("RunPipeline after shutdown: %v", err)
+	}
+	waitNoLeak(t, base, "RunPipeline after shutdown")
+	rep := checkOutput(t, client, cl.Brokers(), out, parts, n, 0, nil)
+	rep.check(t)
+	again := 0
+	runs.Range(func(_, v any) bool {
+		if v.(*atomic.Int64).Load() > 1 {
+			again++
+		}
+		return true
+	})
+	t.Logf("%d inputs, leaders and coordinators moved up to %d times: %s; %d inputs handled more than once (rounds re-read)", n, storms, rep, again)
+}
