@@ -446,3 +446,81 @@ func TestBreakPipelineLeaderAndCoordinatorStorm(t *testing.T) {
 	})
 	t.Logf("%d inputs, leaders and coordinators moved up to %d times: %s; %d inputs handled more than once (rounds re-read)", n, storms, rep, again)
 }
+
+// bigInputTopic creates topic with room for records of a few megabytes
+// (max.message.bytes 4 MiB), as a topic that carries large records is
+// configured.
+func bigInputTopic(t *testing.T, cl *kafkatest.Cluster, topic string, parts int32) {
+	t.Helper()
+	if err := cl.Kfake().CreateTopic(topic, parts, map[string]string{"max.message.bytes": strconv.Itoa(4 << 20)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBreakPipelineForeignTraceparentPoisonsHealthyInput: a foreign
+// producer writes a valid input whose traceparent header is a version-01
+// trace context followed by ~1 MB of extension data ("01-<trace>-<span>-01-
+// xxxx…", 1.1 MB). The handler succeeds and emits one small event. The runtime
+// copies the whole header into the output (validTraceparent accepts any
+// length after a dash for versions above 00), which makes the output larger
+// than Producer.MaxMessageBytes (sarama's default, 1 MiB): the output is
+// poison, and the healthy input is dead-lettered instead of transformed.
+//
+// FAILS today: 0 outputs and 1 dead letter for an input whose handler
+// succeeded. Where: Emitter.Emit (pipeline.go:40) → CloudEventHeaders
+// (headers.go:16) copies event.Traceparent(ctx) as is; Record.Context
+// (record.go) → event.WithTraceparent accepts it (event/cloudevents.go:67,
+// "Later versions may append fields after a dash"). Suggested fix: W3C
+// Trace Context says a participant propagates the version it supports:
+// keep the first 55 characters (version, trace-id, parent-id, flags) and
+// write them as version 00, or drop a traceparent longer than the spec's
+// known versions allow; never let a foreign header's size reach every
+// output.
+func TestBreakPipelineForeignTraceparentPoisonsHealthyInput(t *testing.T) {
+	if raceBuild {
+		t.Skip("sarama v1.61.1 races on the transactional error path (IBM/sarama#2913); run without -race")
+	}
+	const parts = 1
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: parts, InProcess: true})
+	in := testEventType("Input", "tp-in", event.ExactlyOnce)
+	out := testEventType("Output", "tp-out", event.ExactlyOnce)
+	bigInputTopic(t, cl, in.Topic, parts)
+	bigInputTopic(t, cl, DeadLetterTopic(in.Topic), parts)
+	cl.CreateTopic(t, out.Topic, parts)
+	prod := kgoClient(t, cl.Brokers(), kgo.ProducerBatchMaxBytes(8<<20))
+	tp := "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-" + strings.Repeat("x", 1_100_000)
+	if event.Traceparent(event.WithTraceparent(context.Background(), tp)) != tp {
+		t.Fatalf("the runtime does not accept this traceparent; the attack needs one it accepts")
+	}
+	var recs []*kgo.Record
+	for seq := range int64(3) {
+		hs := []string{event.HeaderType, in.CEType, event.HeaderID, "foreign-" + strconv.FormatInt(seq, 10)}
+		if seq == 1 {
+			hs = append(hs, event.HeaderTraceparent, tp)
+		}
+		recs = append(recs, rawRecord(in.Topic, (&testEvent{K: "k", Seq: seq}).AppendJSON(nil), hs...))
+	}
+	produceSync(t, prod, recs...)
+	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
+	var met Counters
+	var handled atomic.Int64
+	h := func(ctx context.Context, e testEvent, em *Emitter) error {
+		handled.Add(1)
+		return testTransform(out, 0)(ctx, e, em)
+	}
+	r := startPipeline(t, PipelineConfig{
+		Config:  Config{Brokers: cl.Brokers(), Metrics: &met, Tune: kafkatest.FastTune},
+		GroupID: "tp", TransactionalID: "tp-tx",
+	}, in, out, h)
+	r.waitCommitted(t, client, "tp", in.Topic, parts)
+	if err := r.shutdown(t); err != nil {
+		t.Fatalf("RunPipeline: %v", err)
+	}
+	got := readOutputs(t, client, cl.Brokers(), out.Topic, parts)
+	lost, dups, _ := got.exact(map[int64]bool{0: true, 1: true, 2: true}, nil)
+	dead := met.Get("Input", DeadLettered)
+	if lost != 0 || dead != 0 {
+		t.Errorf("3 valid inputs, every handler succeeded (%d runs): %d outputs lost and %d inputs dead-lettered; the input whose foreign traceparent carries 1.1 MB of extension data was dead-lettered because its output, which copies the header, exceeds Producer.MaxMessageBytes", handled.Load(), lost, dead)
+	}
+	t.Logf("%d outputs (%d duplicates), %d dead letters", got.records, dups, dead)
+}
