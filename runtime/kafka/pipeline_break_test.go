@@ -584,3 +584,61 @@ func TestBreakPipelineDeadLetterTrimKeepsHugeKey(t *testing.T) {
 		t.Errorf("dead-lettered %d, want 1", d)
 	}
 }
+
+// TestBreakPipelineConcurrentTransactionsStormOnEndTxn: the transaction
+// coordinator answers CONCURRENT_TRANSACTIONS to EndTxn longer than
+// sarama's own retries last (Producer.Transaction.Retry.Max = 50 tries,
+// 20 ms apart with FastTune: about 1 s; 5 s with sarama's defaults), as a
+// coordinator does while the previous transaction's markers cannot be
+// written. docs/consumers.md classifies CONCURRENT_TRANSACTIONS as
+// retriable ("retried inside sarama"), and an abortable failure of a round
+// is replayed from memory; the pipeline should ride out the storm.
+//
+// FAILS today: RunPipeline stops with ErrProducerFatal ("begin: transition
+// not allowed"). After sarama's endTxn gives up on a retriable error it
+// leaves the producer in EndTransaction|CommittingTransaction (no error
+// flag): recoverTxn (pipeline_engine.go:193) neither aborts (the status has
+// no InTransaction or AbortableError flag) nor re-initialises, sets inTxn
+// false, and round.resend → engine.begin calls BeginTxn, which sarama
+// refuses from that state; begin wraps it as ErrProducerFatal. Suggested
+// fix: when CommitTxn fails with a retriable error and the status still
+// says CommittingTransaction, call CommitTxn again (the coordinator did
+// not act on it) with the round's backoff, or re-initialise the producer
+// (InitProducerID aborts the open transaction) and replay.
+func TestBreakPipelineConcurrentTransactionsStormOnEndTxn(t *testing.T) {
+	if raceBuild {
+		t.Skip("sarama v1.61.1 races on the transactional error path (IBM/sarama#2913); run without -race")
+	}
+	const parts, n, storm = 2, 200, 60
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: parts, InProcess: true})
+	in := testEventType("Input", "ct-in", event.ExactlyOnce)
+	out := testEventType("Output", "ct-out", event.ExactlyOnce)
+	cl.CreateTopic(t, in.Topic, parts)
+	cl.CreateTopic(t, out.Topic, parts)
+	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
+	produceInputs(t, cl.Brokers(), in, n/2, 8, nil)
+	var met Counters
+	var logs logBuffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, l := range strings.Split(logs.String(), "\n") {
+				if strings.Contains(l, "WARN") || strings.Contains(l, "ERROR") {
+					t.Log(l)
+				}
+			}
+		}
+	})
+	r := startPipeline(t, PipelineConfig{
+		Config:  Config{Brokers: cl.Brokers(), Metrics: &met, Tune: kafkatest.FastTune, Logger: logs.logger()},
+		GroupID: "ct", TransactionalID: "ct-tx", Retry: RetryPolicy{Backoff: 10 * time.Millisecond},
+	}, in, out, testTransform(out, 0))
+	r.waitCommitted(t, client, "ct", in.Topic, parts)
+	f := cl.FailEndTxn(storm, kerr.ConcurrentTransactions)
+	produceRange(t, cl.Brokers(), in, n/2, n/2, 8, nil)
+	r.waitCommitted(t, client, "ct", in.Topic, parts)
+	if err := r.shutdown(t); err != nil {
+		t.Fatalf("RunPipeline: %v", err)
+	}
+	checkOutput(t, client, cl.Brokers(), out, parts, n, 0, nil).check(t)
+	t.Logf("EndTxn answered CONCURRENT_TRANSACTIONS %d times: the pipeline rode it out", f.Hits())
+}
