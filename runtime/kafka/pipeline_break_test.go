@@ -3,6 +3,7 @@ package kafka
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -717,4 +718,65 @@ func TestBreakPipelineManySmallOutputsDeadLettered(t *testing.T) {
 		t.Errorf("an input emitting %d outputs of ~100 bytes to a topic whose max.message.bytes is 6,000: %d outputs lost, %d duplicated, %d unexpected; %d inputs dead-lettered (want 0: no record is too large)",
 			fanout, lost, dups, forbidden, met.Get("Input", DeadLettered))
 	}
+}
+
+// TestBreakPipelineStopsCleanlyOnFencingAndFatalErrors: the two ways a
+// pipeline stops by itself, each started from outside: (1) a kgo
+// transactional producer with the pipeline's TransactionalID starts while
+// the pipeline's round is open (a second instance with the same identity):
+// ErrFenced; (2) INVALID_PRODUCER_EPOCH on every EndTxn: five producer
+// re-initialisations, then ErrProducerFatal. After each, RunPipeline must
+// have closed every client it started (its group client and each producer
+// it created, the replaced ones included).
+func TestBreakPipelineStopsCleanlyOnFencingAndFatalErrors(t *testing.T) {
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: 2, InProcess: true})
+	in := testEventType("Input", "stop-in", event.ExactlyOnce)
+	out := testEventType("Output", "stop-out", event.ExactlyOnce)
+	cl.CreateTopic(t, in.Topic, 2)
+	cl.CreateTopic(t, out.Topic, 2)
+	produceInputs(t, cl.Brokers(), in, 100, 6, nil)
+	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
+	base := warmBase(client, "stop-a", in.Topic, 2)
+
+	t.Run("fenced", func(t *testing.T) {
+		entered := make(chan struct{})
+		release := make(chan struct{})
+		var once sync.Once
+		h := func(ctx context.Context, e testEvent, em *Emitter) error {
+			if e.Seq == 50 {
+				once.Do(func() { close(entered); <-release })
+			}
+			return testTransform(out, 0)(ctx, e, em)
+		}
+		r := startPipeline(t, PipelineConfig{
+			Config:  Config{Brokers: cl.Brokers(), Tune: kafkatest.FastTune},
+			GroupID: "stop-a", TransactionalID: "stop-tx",
+		}, in, out, h)
+		<-entered
+		twin := kgoClient(t, cl.Brokers(), kgo.TransactionalID("stop-tx"))
+		if err := twin.BeginTransaction(); err != nil { // InitProducerID: fences the pipeline's producer
+			t.Fatal(err)
+		}
+		close(release)
+		kafkatest.WaitFor(t, 30*time.Second, "the fenced pipeline to stop", r.exited)
+		if !errors.Is(r.err, ErrFenced) {
+			t.Errorf("RunPipeline: %v, want ErrFenced", r.err)
+		}
+		t.Logf("RunPipeline returned %v", r.err)
+		twin.Close()
+		waitNoLeak(t, base, "RunPipeline stopped by fencing")
+	})
+	t.Run("fatal", func(t *testing.T) {
+		f := cl.FailEndTxn(-1, kerr.InvalidProducerEpoch)
+		defer f.Remove()
+		r := startPipeline(t, PipelineConfig{
+			Config:  Config{Brokers: cl.Brokers(), Tune: kafkatest.FastTune},
+			GroupID: "stop-b", TransactionalID: "stop-tx-b", Retry: RetryPolicy{Backoff: time.Millisecond},
+		}, in, out, testTransform(out, 0))
+		kafkatest.WaitFor(t, 30*time.Second, "the pipeline to give up", r.exited)
+		if !errors.Is(r.err, ErrProducerFatal) {
+			t.Errorf("RunPipeline: %v, want ErrProducerFatal", r.err)
+		}
+		waitNoLeak(t, base, "RunPipeline stopped by ErrProducerFatal after 5 producer re-initialisations")
+	})
 }
