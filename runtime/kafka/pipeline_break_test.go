@@ -780,3 +780,62 @@ func TestBreakPipelineStopsCleanlyOnFencingAndFatalErrors(t *testing.T) {
 		waitNoLeak(t, base, "RunPipeline stopped by ErrProducerFatal after 5 producer re-initialisations")
 	})
 }
+
+// TestBreakPipelineShutdownWithUnansweredEndTxn: the transaction
+// coordinator stops answering EndTxn (a broker that hangs: kfake holds the
+// requests). The caller cancels RunPipeline's context, with ShutdownGrace
+// 500 ms. The round cannot be committed; its transaction will be aborted
+// by the coordinator (or by the next instance's InitProducerID) and its
+// inputs read again, so nothing is lost by giving up, yet RunPipeline does
+// not return: Cleanup waits for the commit in flight, and sarama retries
+// EndTxn Producer.Transaction.Retry.Max (50) times, each waiting up to
+// Net.ReadTimeout (30 s): about 25 minutes.
+//
+// FAILS today: RunPipeline has not returned 10 s after the cancel. Where:
+// engine.cleanup (pipeline.go:272) waits <-r.done and then commits with no
+// deadline; round.commit uses e.handlerCtx, which the caller's cancel does
+// not reach (pipeline_round.go:194, "bounded by sarama's own timeouts").
+// Suggested fix: bound the session-end commit (for example by
+// Consumer.Group.Rebalance.Timeout, or a shutdown deadline after ShutdownGrace)
+// and, past it, close the producer without committing (the coordinator
+// aborts the transaction), so that shutdown has a bound like the
+// consumer's ("at most about 2 × ShutdownGrace after the cancel").
+func TestBreakPipelineShutdownWithUnansweredEndTxn(t *testing.T) {
+	const parts, n = 2, 100
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: parts, InProcess: true})
+	in := testEventType("Input", "hang-in", event.ExactlyOnce)
+	out := testEventType("Output", "hang-out", event.ExactlyOnce)
+	cl.CreateTopic(t, in.Topic, parts)
+	cl.CreateTopic(t, out.Topic, parts)
+	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
+	produceInputs(t, cl.Brokers(), in, n, 6, nil)
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
+	var held atomic.Int64
+	var hanging atomic.Bool
+	kf := cl.Kfake()
+	kf.ControlKey(int16(kmsg.EndTxn), func(kmsg.Request) (kmsg.Response, error, bool) {
+		kf.KeepControl()
+		if hanging.Load() {
+			held.Add(1)
+			kf.SleepControl(func() { <-release })
+		}
+		return nil, nil, false
+	})
+	r := startPipeline(t, PipelineConfig{
+		Config:  Config{Brokers: cl.Brokers(), Tune: kafkatest.FastTune},
+		GroupID: "hang", TransactionalID: "hang-tx", ShutdownGrace: 500 * time.Millisecond,
+	}, in, out, testTransform(out, 0))
+	r.waitCommitted(t, client, "hang", in.Topic, parts)
+	hanging.Store(true)
+	produceRange(t, cl.Brokers(), in, n, n, 6, nil)
+	kafkatest.WaitFor(t, 30*time.Second, "a commit to reach the hanging coordinator", func() bool { return held.Load() > 0 })
+	cancelled := time.Now()
+	r.stop()
+	limit := kafkatest.Timeout(10 * time.Second)
+	if !kafkatest.Eventually(limit, r.exited) {
+		t.Fatalf("RunPipeline has not returned %v after its context was cancelled (ShutdownGrace 500 ms) while the coordinator does not answer EndTxn (%d EndTxn held)", limit, held.Load())
+	}
+	t.Logf("RunPipeline returned %v after the cancel: %v", time.Since(cancelled).Round(time.Millisecond), r.err)
+}
