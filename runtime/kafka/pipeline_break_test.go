@@ -839,3 +839,84 @@ func TestBreakPipelineShutdownWithUnansweredEndTxn(t *testing.T) {
 	}
 	t.Logf("RunPipeline returned %v after the cancel: %v", time.Since(cancelled).Round(time.Millisecond), r.err)
 }
+
+// TestBreakPipelineManyPartitionsTinyRounds: 64 input partitions, rounds of
+// one input (BatchSize 1) committed every millisecond, two output topics
+// (an input emits 0 to 3 outputs across them), three members coming and
+// going (each stopped by its context while the others run). Every input's
+// outputs must be written once, in input order per partition, every
+// RunPipeline must return nil, and no goroutine may be left.
+func TestBreakPipelineManyPartitionsTinyRounds(t *testing.T) {
+	const parts, n = 64, 2000
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: parts, InProcess: true})
+	in := testEventType("Input", "tiny-in", event.ExactlyOnce)
+	outA := testEventType("OutA", "tiny-a", event.ExactlyOnce)
+	outB := testEventType("OutB", "tiny-b", event.ExactlyOnce)
+	const outParts = 4 // outputs of many input partitions share one output partition
+	cl.CreateTopic(t, in.Topic, parts)
+	cl.CreateTopic(t, outA.Topic, outParts)
+	cl.CreateTopic(t, outB.Topic, outParts)
+	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
+	base := warmBase(client, "tiny", in.Topic, parts)
+	h := func(ctx context.Context, e testEvent, em *Emitter) error {
+		r := em.Record()
+		src := fmt.Sprintf("%d/%d", r.Partition, r.Offset)
+		for j := range e.Seq % 4 {
+			et := outA
+			if j == 1 {
+				et = outB
+			}
+			if err := em.Emit(&testEvent{K: e.K, Seq: e.Seq*10 + j, Src: src, et: et}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var committed atomic.Int64
+	met := MetricsFunc(func(event string, c Counter, k int64) {
+		if event == "Input" && c == Committed {
+			committed.Add(k)
+		}
+	})
+	start := func(id string) func() error {
+		return runInBackground(t, "RunPipeline "+id, func(ctx context.Context) error {
+			return RunPipeline(ctx, PipelineConfig{
+				Config:  Config{Brokers: cl.Brokers(), Metrics: met, Tune: kafkatest.FastTune},
+				GroupID: "tiny", TransactionalID: "tiny-" + id, BatchSize: 1, CommitInterval: time.Millisecond,
+			}, in, []*event.Type{outA, outB}, decodeTestEvent, h)
+		})
+	}
+	stopA := start("a")
+	stopB := start("b")
+	produceInputs(t, cl.Brokers(), in, n, 2*parts, nil)
+	kafkatest.WaitFor(t, 60*time.Second, "a third of the inputs committed", func() bool { return committed.Load() >= n/3 })
+	if err := stopB(); err != nil {
+		t.Errorf("member b: %v", err)
+	}
+	stopC := start("c")
+	kafkatest.WaitFor(t, 60*time.Second, "two thirds of the inputs committed", func() bool { return committed.Load() >= 2*n/3 })
+	if err := stopA(); err != nil {
+		t.Errorf("member a: %v", err)
+	}
+	kafkatest.WaitCommitted(t, client, "tiny", in.Topic, parts, 60*time.Second)
+	if err := stopC(); err != nil {
+		t.Errorf("member c: %v", err)
+	}
+	waitNoLeak(t, base, "three RunPipeline calls after shutdown")
+	want := map[int64]bool{}
+	for seq := range int64(n) {
+		for j := range seq % 4 {
+			want[seq*10+j] = true
+		}
+	}
+	got := readOutputs(t, client, cl.Brokers(), outA.Topic, outParts)
+	gotB := readOutputs(t, client, cl.Brokers(), outB.Topic, outParts)
+	for seq, c := range gotB.count {
+		got.count[seq] += c
+	}
+	lost, dups, forbidden := got.exact(want, nil)
+	if lost+dups+forbidden+got.orderErrs+gotB.orderErrs > 0 {
+		t.Errorf("outputs: %d lost, %d duplicated, %d unexpected, %d order violations", lost, dups, forbidden, got.orderErrs+gotB.orderErrs)
+	}
+	t.Logf("%d inputs over %d partitions, rounds of 1, three members: %d outputs, %d lost, %d duplicated; %d inputs committed (re-reads included)", n, parts, got.records+gotB.records, lost, dups, committed.Load())
+}
