@@ -1026,3 +1026,99 @@ func TestBreakAtLeastOncePipelineBrokerPoisonLosesOutputs(t *testing.T) {
 	}
 	t.Logf("%s; dead-lettered %d", rep, met.Get("Input", DeadLettered))
 }
+
+// TestBreakPipelineInputTopicDeletedAndRecreated: the input topic is deleted
+// while the pipeline runs (after it committed all of the first 300 inputs,
+// 150 per partition), then created again with the same partitions; a
+// foreign producer writes 300 new inputs to it, then 20 more. The broker
+// dropped the group's offsets with the topic (Kafka does the same), so the
+// new topic's inputs must all be read from the start. The pipeline does not
+// notice the recreation (same name, same partition count, no rebalance):
+// its partition consumers go on fetching at offset 150, which the new topic
+// reaches again, so the first 150 records of each new partition are
+// skipped; the round of the last 20 commits offsets past them, and no
+// restart reads them again: they are lost.
+//
+// FAILS today: 300 of the 320 new inputs are never transformed, while the
+// group's committed offsets equal the high watermarks. Where: the claims
+// (pipeline.go, claimLoop) keep the sarama partition consumers of the old
+// topic; sarama ends a session on a change of partition count only
+// (Metadata.RefreshFrequency, 10 min), not on a new topic ID. Suggested fix
+// (an edge case; Kafka's Java client relies on topic IDs, KIP-516, for it):
+// end the session when the topic's ID in the metadata changes, or when a
+// claim's next offset is above the partition's log start and the committed
+// offset is gone; at least document that deleting a pipeline's input topic
+// requires restarting the pipeline.
+func TestBreakPipelineInputTopicDeletedAndRecreated(t *testing.T) {
+	const parts, n, more = 2, 300, 20
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: parts, InProcess: true})
+	in := testEventType("Input", "del-in", event.ExactlyOnce)
+	out := testEventType("Output", "del-out", event.ExactlyOnce)
+	cl.CreateTopic(t, in.Topic, parts)
+	cl.CreateTopic(t, out.Topic, parts)
+	feed := newForeignFeed(t, cl.Brokers(), in, "del-unused-tx", 6)
+	res := feed.plain.ProduceSync(context.Background(), recordsOf(feed, n)...)
+	if err := res.FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
+	base := warmBase(client, "del", in.Topic, parts)
+	var handled atomic.Int64
+	h := func(ctx context.Context, e testEvent, em *Emitter) error {
+		handled.Add(1)
+		return testTransform(out, 0)(ctx, e, em)
+	}
+	r := startPipeline(t, PipelineConfig{
+		Config:  Config{Brokers: cl.Brokers(), Tune: kafkatest.FastTune},
+		GroupID: "del", TransactionalID: "del-tx",
+	}, in, out, h)
+	r.waitCommitted(t, client, "del", in.Topic, parts)
+	before := kafkatest.HighWater(t, client, in.Topic, parts)
+	if err := cl.Kfake().DeleteTopic(in.Topic); err != nil {
+		t.Fatal(err)
+	}
+	kafkatest.WaitFor(t, 10*time.Second, "the topic gone", func() bool { return cl.Kfake().TopicInfo(in.Topic) == nil })
+	cl.CreateTopic(t, in.Topic, parts)
+	recreated := map[int64]bool{}
+	fresh := kgoClient(t, cl.Brokers(), kgo.DefaultProduceTopic(in.Topic), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil))) // the old client knows the old topic's ID
+	for _, batch := range [][]*kgo.Record{recordsOf(feed, n), recordsOf(feed, more)} {
+		res := fresh.ProduceSync(context.Background(), batch...)
+		if err := res.FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range res {
+			recreated[mustSeq(t, r.Record.Value)] = true
+		}
+	}
+	after := kafkatest.HighWater(t, client, in.Topic, parts)
+	for p := range int32(parts) {
+		if after[p] <= before[p] {
+			t.Fatalf("partition %d of the new topic holds %d records, not more than the %d of the old one: the attack needs the new topic to reach the old position", p, after[p], before[p])
+		}
+	}
+	r.waitCommitted(t, client, "del", in.Topic, parts)
+	if err := r.shutdown(t); err != nil {
+		t.Fatalf("RunPipeline: %v", err)
+	}
+	waitNoLeak(t, base, "RunPipeline after its input topic was deleted and recreated")
+	got := readOutputs(t, client, cl.Brokers(), out.Topic, parts)
+	missing := 0
+	for seq := range recreated {
+		if got.count[seq] == 0 {
+			missing++
+		}
+	}
+	if missing > 0 {
+		c, _ := kafkatest.Committed(client, "del", in.Topic, parts)
+		t.Errorf("the recreated topic's %d inputs: %d never transformed, yet the group committed %v (high watermarks %v): nothing will read them again", len(recreated), missing, c, after)
+	}
+}
+
+// recordsOf returns the feed's next k plain records.
+func recordsOf(f *foreignFeed, k int) []*kgo.Record {
+	rs := make([]*kgo.Record, k)
+	for i := range rs {
+		rs[i] = f.record()
+	}
+	return rs
+}
