@@ -468,13 +468,13 @@ func bigInputTopic(t *testing.T, cl *kafkatest.Cluster, topic string, parts int3
 // than Producer.MaxMessageBytes (sarama's default, 1 MiB): the output is
 // poison, and the healthy input is dead-lettered instead of transformed.
 //
-// FAILS today: 0 outputs and 1 dead letter for an input whose handler
-// succeeded. Where: Emitter.Emit (pipeline.go:40) → CloudEventHeaders
+// FAILS today: 1 output lost and 1 dead letter for an input whose handler
+// succeeded (the two other inputs are transformed). Where: Emitter.Emit (pipeline.go:40) → CloudEventHeaders
 // (headers.go:16) copies event.Traceparent(ctx) as is; Record.Context
 // (record.go:148) → event.WithTraceparent accepts it (event/cloudevents.go:67,
-// "Later versions may append fields after a dash"). Suggested fix: W3C
-// Trace Context says a participant propagates the version it supports:
-// keep the first 55 characters (version, trace-id, parent-id, flags) and
+// "Later versions may append fields after a dash"). Suggested fix: a
+// participant that parses a higher W3C Trace Context version can only
+// vouch for the fields it knows: keep the first 55 characters (version, trace-id, parent-id, flags) and
 // write them as version 00, or drop a traceparent longer than the spec's
 // known versions allow; never let a foreign header's size reach every
 // output.
