@@ -46,10 +46,17 @@ type traceparentKey struct{}
 // WithTraceparent returns a context carrying a W3C traceparent
 // ("00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>"). Producers copy it
 // into the traceparent header of records sent with the context. A malformed
-// value is ignored: ctx is returned unchanged.
+// value is ignored: ctx is returned unchanged. A later version's value is
+// kept as version 00 of its first four fields, as the W3C recommendation
+// asks of a vendor that propagates a version it does not know: its extra
+// fields (of any length, from any producer) are not copied into every
+// record sent.
 func WithTraceparent(ctx context.Context, traceparent string) context.Context {
 	if !validTraceparent(traceparent) {
 		return ctx
+	}
+	if traceparent[:2] != "00" {
+		traceparent = "00" + traceparent[2:55]
 	}
 	return context.WithValue(ctx, traceparentKey{}, traceparent)
 }

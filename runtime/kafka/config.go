@@ -198,7 +198,10 @@ type PipelineConfig struct {
 	// the pipeline moves on (RunPipeline returns, the rebalance completes),
 	// while its goroutine runs until it returns, since Go cannot stop it.
 	// Default 10 s (DefaultShutdownGrace); must not be negative; a tiny
-	// value such as time.Nanosecond cancels at once.
+	// value such as time.Nanosecond cancels at once. The commit of the open
+	// round when the session ends gets ShutdownGrace too: a broker that
+	// does not answer it by then stops the pipeline with ErrProducerFatal
+	// (the coordinator settles the transaction; see docs/consumers.md).
 	// RunPipeline rejects 2×ShutdownGrace ≥ Consumer.Group.Rebalance.Timeout
 	// (after Tune; sarama's default 60 s), matching ErrConflictingConfig, as
 	// Run does for consumers. It also checks, after Tune, the transactional

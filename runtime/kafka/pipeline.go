@@ -236,7 +236,13 @@ func (p *pipeline[In]) run(ctx context.Context) error {
 		return fmt.Errorf("eventgen: %s %s: producer: %w", p.kind, p.cfg.GroupID, err)
 	}
 	p.out, p.prodCfg = out, pc
-	defer func() { _ = p.out.close() }() // the last producer: reinit may have replaced it
+	defer func() {
+		// The last producer (reinit may have replaced it), unless an
+		// abandoned commit still uses it: its committer closes it.
+		if !p.abandoned.Load() {
+			_ = p.out.close()
+		}
+	}()
 	return runGroup(ctx, groupRun{
 		kind:          p.kind,
 		brokers:       p.cfg.Brokers,
@@ -266,9 +272,11 @@ func (e *engine) setup(sess sarama.ConsumerGroupSession) error {
 }
 
 // cleanup runs when every claim of the session has returned, before the
-// partitions are released: it stops the committer and commits the open
+// partitions are released: it seals the round (nothing more is added),
+// and the committer finishes its commit in flight, then commits the open
 // round (or aborts it, when the generation changed or the pipeline
-// failed).
+// failed). A commit the broker does not answer within ShutdownGrace is
+// abandoned (see abandonCommit).
 func (e *engine) cleanup(sarama.ConsumerGroupSession) error {
 	r := e.cur
 	if r == nil {
@@ -277,31 +285,43 @@ func (e *engine) cleanup(sarama.ConsumerGroupSession) error {
 	e.cur = nil
 	r.mu.Lock()
 	n := len(r.open)
+	r.sealed = true
 	r.mu.Unlock()
 	if e.hooks != nil && e.hooks.atCleanup != nil {
 		e.hooks.atCleanup(n)
 	}
-	// A commit in flight completes; then nothing more is added.
 	r.stop()
-	<-r.done
-	r.mu.Lock()
-	r.sealed = true
-	n = len(r.open)
-	r.mu.Unlock()
-	if e.err() != nil {
-		e.abandon()
-		return nil
+	t := time.NewTimer(e.cfg.ShutdownGrace)
+	defer t.Stop()
+	select {
+	case <-r.done:
+	case <-t.C:
+		e.abandonCommit(r)
 	}
-	if n > 0 {
-		e.log.Info("eventgen: session ending; committing the open round before the partitions are released", "kind", e.kind, "inputs", n)
-	}
-	r.commit(true)
 	return nil
 }
 
-// abandon aborts an open transaction of a pipeline that stopped, best
+// abandonCommit gives up on a session-end commit that the broker has not
+// answered within ShutdownGrace (sarama would keep asking for up to its
+// retries × Net.ReadTimeout). The pipeline stops with ErrProducerFatal
+// rather than hold the rebalance or the shutdown: the transaction's
+// outcome is settled by the coordinator (it aborts a transaction at its
+// timeout) or by the next instance with this TransactionalID, and the
+// partitions' next owner waits for it (RequireStable), so nothing is lost
+// or written twice. The committer's goroutine leaves the producer alone
+// and closes it once sarama returns.
+func (e *engine) abandonCommit(r *round) {
+	e.abandoned.Store(true)
+	e.fail(fmt.Errorf("%w: %s %s: the commit at the session's end got no answer within ShutdownGrace (%v); the coordinator or the next instance with this TransactionalID settles it", ErrProducerFatal, e.kind, e.cfg.TransactionalID, e.cfg.ShutdownGrace))
+	go func() {
+		<-r.done
+		_ = e.out.close()
+	}()
+}
+
+// abandonTxn aborts an open transaction of a pipeline that stopped, best
 // effort: the next owner of the TransactionalID aborts it anyway.
-func (e *engine) abandon() {
+func (e *engine) abandonTxn() {
 	if !e.eos || !e.inTxn {
 		return
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"github.com/IBM/sarama"
 )
@@ -38,6 +39,10 @@ type engine struct {
 	// sessions counts the group sessions the member went through (a test
 	// reads it to tell that an abort did not rejoin the group).
 	sessions atomic.Int64
+	// abandoned: Cleanup gave up waiting for a commit that the broker
+	// does not answer; the committer leaves the producer alone from then
+	// on and closes it when sarama returns (see cleanup).
+	abandoned atomic.Bool
 }
 
 // pipelineHooks lets tests stop a pipeline at chosen points. Nil fields are
@@ -101,11 +106,28 @@ func (e *engine) commitRound(ctx context.Context, r *round, batch []*input) erro
 		e.hooks.beforeCommit(messagesOf(batch))
 	}
 	err = e.out.prod.CommitTxn()
+	for try := 1; err != nil && stuckCommitting(e.out.prod.TxnStatus()) && !e.abandoned.Load(); try++ {
+		// sarama gave up on EndTxn without an answer that settles it
+		// (CONCURRENT_TRANSACTIONS or coordinator errors past its retries,
+		// no response). The transaction may already be committing: it
+		// must not be aborted and replayed, only asked again (EndTxn is
+		// idempotent for its epoch). A coordinator that never answers
+		// times the transaction out, and the next try says so.
+		e.log.Warn("eventgen: transaction commit not settled; asking again", "transactional_id", e.cfg.TransactionalID, "try", try, "error", err)
+		time.Sleep(e.cfg.Retry.delay(try))
+		err = e.out.prod.CommitTxn()
+	}
 	if err == nil {
 		e.inTxn = false
 		e.recoveries = 0
 	}
 	return err
+}
+
+// stuckCommitting reports whether a transactional producer is left in the
+// middle of a commit: EndTxn sent, no answer that settles it.
+func stuckCommitting(st sarama.ProducerTxnStatusFlag) bool {
+	return st&sarama.ProducerTxnFlagCommittingTransaction != 0 && st&sarama.ProducerTxnFlagInError == 0
 }
 
 func messagesOf(batch []*input) []*sarama.ConsumerMessage {
@@ -131,6 +153,9 @@ const maxFinalTries = 8
 // commit cannot complete, the pipeline stopped (fencing, a fatal error:
 // e.fail was called), or ctx ended while waiting to retry.
 func (e *engine) recover(ctx context.Context, r *round, batch []*input, cause error, try int, final bool) ([]*input, bool) {
+	if e.err() != nil {
+		return nil, false // the pipeline stopped (an abandoned commit, another failure): touch nothing
+	}
 	at := where(batch)
 	fs, _ := e.out.wait(ctx)
 	if e.eos && !e.recoverTxn(r, at, cause) {
@@ -238,23 +263,28 @@ func (e *engine) reinit(at string, cause error) bool {
 }
 
 // rebuild prepares a failed round to be sent again, learning from the
-// failures fs of its outputs. An input whose output the client or broker
-// rejected for good is dead-lettered instead (none of its outputs are
-// sent); when a broker's rejection covered several inputs' records, they
-// become suspects, sent alone on the next try so that the next rejection
-// names one. A rejected dead letter is trimmed (its value, then the
-// original headers), and an at-least-once round resends only what failed.
-// It returns how many inputs were dead-lettered and how many are suspects.
+// failures fs of its outputs. An input is dead-lettered instead (none of
+// its outputs sent) only once a rejection for good is pinned on one of its
+// records: the client's own size check names its record; a broker's
+// rejection names a whole produce request (Kafka checks max.message.bytes
+// against the batch), so when it covers several inputs they are sent alone
+// on the next try (suspect 1), and when it covers several records of one
+// input, those are sent one at a time (suspect 2); each try pins a record
+// or clears a suspect, so this ends. A rejected dead letter is trimmed
+// (value, original headers, key). An at-least-once round resends only what
+// failed. It returns how many inputs were dead-lettered and how many are
+// suspects.
 func (e *engine) rebuild(batch []*input, fs []sendFailure) (poisoned, suspects int) {
 	rejected := map[*input]error{}
-	exact := true
+	records := map[*input]int{} // records of each input rejected for good
+	client := true
 	for _, f := range fs {
 		if f.in == nil || !permanentOutputError(f.err) {
 			continue
 		}
 		var ce sarama.ConfigurationError
-		client := errors.As(f.err, &ce)
-		if client && f.msg.ByteSize(2) <= e.prodCfg.Producer.MaxMessageBytes {
+		own := errors.As(f.err, &ce)
+		if own && f.msg.ByteSize(2) <= e.prodCfg.Producer.MaxMessageBytes {
 			// Not this record's fault: once a transaction is in error,
 			// sarama fails the records still queued with the first error.
 			continue
@@ -262,31 +292,51 @@ func (e *engine) rebuild(batch []*input, fs []sendFailure) (poisoned, suspects i
 		if _, seen := rejected[f.in]; !seen {
 			rejected[f.in] = fmt.Errorf("output to %s rejected for good: %w", f.msg.Topic, f.err)
 		}
-		exact = exact && client // the client's own, per record
+		records[f.in]++
+		client = client && own
+	}
+	var poison []*input
+	switch {
+	case len(rejected) == 0:
+	case client:
+		for in := range rejected {
+			poison = append(poison, in)
+		}
+	case len(rejected) > 1:
+		for in := range rejected {
+			in.suspect = max(in.suspect, 1)
+			suspects++
+		}
+		e.log.Warn("eventgen: outputs rejected for good, several inputs' records in one produce request; sending each of those inputs alone to find the poison", "kind", e.kind, "inputs", len(rejected))
+	default:
+		for in := range rejected {
+			if records[in] == 1 || len(in.outs) == 1 {
+				poison = append(poison, in)
+				continue
+			}
+			in.suspect = 2
+			suspects++
+			e.log.Warn("eventgen: records of one input rejected for good together; sending them one at a time to find the poison", "kind", e.kind, "topic", in.m.Topic, "partition", in.m.Partition, "offset", in.m.Offset, "records", records[in])
+		}
 	}
 	if !e.eos {
+		dead := map[*input]bool{}
+		for _, in := range poison {
+			dead[in] = true
+		}
 		for _, f := range fs {
-			if f.in != nil && rejected[f.in] == nil {
-				if ref, ok := f.msg.Metadata.(*input); ok && ref == f.in {
-					f.in.resend = append(f.in.resend, f.msg)
-				}
+			if f.in != nil && !dead[f.in] {
+				f.in.resend = append(f.in.resend, f.msg)
 			}
 		}
 	}
-	if len(rejected) > 1 && !exact {
-		for in := range rejected {
-			in.suspect = true
-		}
-		e.log.Warn("eventgen: outputs rejected for good, several inputs' records in one produce batch; sending each of those inputs alone to find the poison", "kind", e.kind, "inputs", len(rejected))
-		return 0, len(rejected)
-	}
-	for in, err := range rejected {
-		m := in.m
+	for _, in := range poison {
+		err, m := rejected[in], in.m
 		if in.status == deadLettered {
 			in.dlqTrim++
-			if in.dlqTrim > 2 {
-				e.fail(fmt.Errorf("%w: %s: the dead letter of %s/%d@%d is rejected even without value and headers: %w", ErrDeadLetter, e.kind, m.Topic, m.Partition, m.Offset, err))
-				return 0, 0
+			if in.dlqTrim > maxDeadLetterTrim {
+				e.fail(fmt.Errorf("%w: %s: the dead letter of %s/%d@%d is rejected even without value, headers and key: %w", ErrDeadLetter, e.kind, m.Topic, m.Partition, m.Offset, err))
+				return poisoned, suspects
 			}
 			e.log.Error("eventgen: dead letter rejected for good; trimming it", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "trim", in.dlqTrim, "error", err)
 		} else {
@@ -296,14 +346,20 @@ func (e *engine) rebuild(batch []*input, fs []sendFailure) (poisoned, suspects i
 		in.outs = []*sarama.ProducerMessage{trimmedDeadLetter(e.cfg.GroupID, m, in.cause, in.attempts, in.dlqTrim, err)}
 		in.outEvents = nil
 		in.resend = in.outs
+		in.suspect = 0
 		poisoned++
 	}
-	return poisoned, 0
+	return poisoned, suspects
 }
 
-// trimmedDeadLetter is the dead letter of m with trim parts dropped after
-// rejections: 0 the whole record, 1 without its value, 2 also without the
-// original headers (the eventgen_* headers stay, with why).
+// maxDeadLetterTrim is the last trim level of a rejected dead letter (see
+// trimmedDeadLetter).
+const maxDeadLetterTrim = 3
+
+// trimmedDeadLetter is the dead letter of m with parts dropped after
+// rejections: trim 0 the whole record, 1 without its value, 2 also without
+// the original headers, 3 also without its key (the eventgen_* headers
+// stay, and eventgen_error says why).
 func trimmedDeadLetter(group string, m *sarama.ConsumerMessage, cause error, attempts, trim int, rejected error) *sarama.ProducerMessage {
 	if trim == 0 {
 		return deadLetterMessage(group, m, cause, attempts)
@@ -312,6 +368,9 @@ func trimmedDeadLetter(group string, m *sarama.ConsumerMessage, cause error, att
 	c.Value = nil
 	if trim > 1 {
 		c.Headers = nil
+	}
+	if trim > 2 {
+		c.Key = nil
 	}
 	return deadLetterMessage(group, &c, fmt.Errorf("%w (dead letter trimmed: %v)", cause, rejected), attempts)
 }

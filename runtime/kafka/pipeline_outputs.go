@@ -16,7 +16,8 @@ import (
 // handlers go on with the next inputs: the broker acknowledges a round's
 // outputs during the round, not at its end.
 type outputs struct {
-	prod sarama.AsyncProducer
+	prod   sarama.AsyncProducer
+	client sarama.Client // closed after prod (see startProducer)
 
 	// closeMu: sends hold it shared, close exclusively, so that nothing is
 	// sent to a closed producer (sarama would panic).
@@ -42,11 +43,11 @@ type sendFailure struct {
 // configuration, InitProducerID runs here, aborting what a predecessor with
 // the same TransactionalID left open and fencing it.
 func newOutputs(brokers []string, sc *sarama.Config) (*outputs, error) {
-	prod, err := sarama.NewAsyncProducer(brokers, sc)
+	prod, client, err := startProducer(brokers, sc)
 	if err != nil {
 		return nil, err
 	}
-	o := &outputs{prod: prod, drained: make(chan struct{})}
+	o := &outputs{prod: prod, client: client, drained: make(chan struct{})}
 	o.settled = sync.NewCond(&o.mu)
 	go o.drain()
 	return o, nil
@@ -149,6 +150,7 @@ func (o *outputs) close() error {
 	o.closed = true
 	err := o.prod.Close()
 	<-o.drained
+	_ = o.client.Close()
 	var pes sarama.ProducerErrors
 	if errors.As(err, &pes) && len(pes) == 0 {
 		return nil

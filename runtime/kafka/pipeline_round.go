@@ -49,9 +49,10 @@ type input struct {
 	attempts  int   // handler runs: the dead letter's eventgen_attempts
 	retried   int   // failed attempts that were retried
 	cause     error // why it was dead-lettered
-	// suspect: a rejection for good that could not be pinned to one input
-	// named this one among others; its outputs go alone on the next try.
-	suspect bool
+	// suspect: a rejection for good that could not be pinned to one record
+	// named this input's records; on the next try they go alone (1), or
+	// one at a time (2). See engine.rebuild.
+	suspect int
 	// dlqTrim counts how much of the dead letter was dropped after the
 	// dead letter itself was rejected for good (see trimmedDeadLetter).
 	dlqTrim int
@@ -132,6 +133,11 @@ func (r *round) add(in *input) bool {
 // keeps every send of a round before its commit starts.
 func (r *round) sendLocked(in *input, msgs []*sarama.ProducerMessage) {
 	r.open = append(r.open, in)
+	r.sendOnlyLocked(in, msgs)
+}
+
+// sendOnlyLocked sends msgs of in, which is already in the round.
+func (r *round) sendOnlyLocked(in *input, msgs []*sarama.ProducerMessage) {
 	if r.began.IsZero() {
 		// No later than the coordinator's clock, which starts when the
 		// first record or offset reaches it (see overdue).
@@ -161,6 +167,7 @@ func (r *round) run() {
 	for {
 		select {
 		case <-r.stopCtx.Done():
+			r.last()
 			return
 		case <-r.over:
 			return
@@ -169,6 +176,23 @@ func (r *round) run() {
 		}
 		r.commit(false)
 	}
+}
+
+// last is the session's last commit, when Cleanup stops the committer
+// (the round is sealed by then): the open round is committed before the
+// partitions are released, or aborted if the pipeline failed.
+func (r *round) last() {
+	if r.e.err() != nil {
+		r.e.abandonTxn()
+		return
+	}
+	r.mu.Lock()
+	n := len(r.open)
+	r.mu.Unlock()
+	if n > 0 {
+		r.e.log.Info("eventgen: session ending; committing the open round before the partitions are released", "kind", r.e.kind, "inputs", n)
+	}
+	r.commit(true)
 }
 
 // end drops what the round holds and ends the session: claims return, and
@@ -255,39 +279,58 @@ func (r *round) signalFullLocked() {
 	}
 }
 
-// resend begins the round again and sends its outputs from memory. An
-// input under suspicion (see input.suspect) is sent alone: what was sent
-// before it is acknowledged first, and its own answers are awaited, so that
-// a rejection names it alone; resend stops at the first failure (the
-// commit then fails and recover learns from it).
+// resend begins the round again and sends its outputs from memory. A
+// suspect input (see input.suspect) is sent alone, what was sent before it
+// acknowledged first and its own answers awaited, so that a rejection
+// names it alone; at suspect level 2 each of its records goes alone.
+// resend stops at the first failure: the commit then fails, and recover
+// learns from it.
 func (r *round) resend(ctx context.Context, batch []*input) error {
 	if err := r.e.begin(); err != nil {
 		return err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.open, r.began = nil, time.Time{}
+	r.open, r.began = batch, time.Time{}
+	// clean waits until everything sent so far is answered, and reports
+	// whether none of it failed.
+	clean := func() bool {
+		fs, err := r.e.out.wait(ctx)
+		return err == nil && len(fs) == 0
+	}
 	for _, in := range batch {
 		msgs := in.outs
 		if !r.e.eos {
 			msgs, in.resend = in.resend, nil // the acknowledged ones are durable
 		}
-		if !in.suspect {
-			r.sendLocked(in, msgs)
-			continue
-		}
-		in.suspect = false
-		if fs, err := r.e.out.wait(ctx); err != nil || len(fs) > 0 {
-			r.open = batch // the commit fails on what failed; recover learns from it
-			return nil
-		}
-		r.sendLocked(in, msgs)
-		if fs, err := r.e.out.wait(ctx); err != nil || len(fs) > 0 {
-			r.open = batch
-			return nil
+		level := in.suspect
+		in.suspect = 0
+		switch {
+		case level == 0:
+			r.sendOnlyLocked(in, msgs)
+		case level == 1 || len(msgs) < 2:
+			if !clean() {
+				in.resend, in.suspect = msgs, level
+				return nil
+			}
+			r.sendOnlyLocked(in, msgs)
+			if !clean() {
+				return nil
+			}
+		default:
+			for i, pm := range msgs {
+				if !clean() {
+					in.resend, in.suspect = msgs[i:], level
+					return nil
+				}
+				r.sendOnlyLocked(in, []*sarama.ProducerMessage{pm})
+				if !clean() {
+					in.resend = msgs[i+1:]
+					return nil
+				}
+			}
 		}
 	}
-	r.open = batch
 	return nil
 }
 

@@ -83,3 +83,53 @@ func checkGuarantee(g event.Guarantee, e event.Event) error {
 	}
 	return nil
 }
+
+// startProducer connects a client and starts an async producer on it.
+// sarama.NewAsyncProducer leaves the client it creates open when the
+// producer cannot start (InitProducerID refused, the coordinator
+// unreachable): a process retrying its start would leak a client, its
+// metadata goroutine and its connections, per try. Here the client is
+// closed on that path; otherwise the caller closes it once the producer has
+// shut down (after Close, or once its result channels are closed).
+func startProducer(brokers []string, sc *sarama.Config) (sarama.AsyncProducer, sarama.Client, error) {
+	client, err := sarama.NewClient(brokers, sc)
+	if err != nil {
+		return nil, nil, err
+	}
+	ap, err := sarama.NewAsyncProducerFromClient(client)
+	if err != nil {
+		_ = client.Close()
+		return nil, nil, err
+	}
+	return ap, client, nil
+}
+
+// syncProducer is a sarama.SyncProducer that closes its client when it is
+// closed (see startProducer).
+type syncProducer struct {
+	sarama.SyncProducer
+	client sarama.Client
+}
+
+// startSyncProducer is startProducer for a sarama.SyncProducer.
+func startSyncProducer(brokers []string, sc *sarama.Config) (sarama.SyncProducer, error) {
+	client, err := sarama.NewClient(brokers, sc)
+	if err != nil {
+		return nil, err
+	}
+	sp, err := sarama.NewSyncProducerFromClient(client)
+	if err != nil {
+		_ = client.Close()
+		return nil, err
+	}
+	return &syncProducer{SyncProducer: sp, client: client}, nil
+}
+
+// Close closes the producer, then its client.
+func (p *syncProducer) Close() error {
+	err := p.SyncProducer.Close()
+	if cerr := p.client.Close(); cerr != nil && !errors.Is(cerr, sarama.ErrClosedClient) {
+		err = errors.Join(err, cerr)
+	}
+	return err
+}

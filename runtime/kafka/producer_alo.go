@@ -49,7 +49,7 @@ func NewAtLeastOnceProducer(cfg Config) (*AtLeastOnceProducer, error) {
 	if err != nil {
 		return nil, err
 	}
-	ap, err := sarama.NewAsyncProducer(cfg.Brokers, sc)
+	ap, client, err := startProducer(cfg.Brokers, sc)
 	if err != nil {
 		return nil, wrapf(err, "eventgen: at-least-once producer")
 	}
@@ -60,6 +60,7 @@ func NewAtLeastOnceProducer(cfg Config) (*AtLeastOnceProducer, error) {
 	p.drained.Add(2)
 	go p.successes()
 	go p.errors()
+	go func() { p.drained.Wait(); _ = client.Close() }() // both channels closed: sarama has shut down
 	return p, nil
 }
 

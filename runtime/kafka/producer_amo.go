@@ -50,7 +50,7 @@ func NewAtMostOnceProducer(cfg Config) (*AtMostOnceProducer, error) {
 	if err != nil {
 		return nil, err
 	}
-	ap, err := sarama.NewAsyncProducer(cfg.Brokers, sc)
+	ap, client, err := startProducer(cfg.Brokers, sc)
 	if err != nil {
 		return nil, wrapf(err, "eventgen: at-most-once producer")
 	}
@@ -67,6 +67,7 @@ func NewAtMostOnceProducer(cfg Config) (*AtMostOnceProducer, error) {
 	}
 	go p.pump()
 	go p.errors()
+	go func() { <-p.drained; _ = client.Close() }() // Errors closed: sarama has shut down
 	return p, nil
 }
 

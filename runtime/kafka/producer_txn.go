@@ -53,7 +53,7 @@ func NewTransactionalProducer(cfg ProducerConfig) (*TransactionalProducer, error
 	if err != nil {
 		return nil, err
 	}
-	sp, err := sarama.NewSyncProducer(cfg.Brokers, sc)
+	sp, err := startSyncProducer(cfg.Brokers, sc)
 	if err != nil {
 		err = flattenProducerErrors(err)
 		if fenced(err) {

@@ -92,6 +92,10 @@ func newRecord(m *sarama.ConsumerMessage) Record {
 	all := b.String()
 	r.Headers = make([]event.Header, 0, len(spans))
 	i := 0
+	// A header that appears twice is read from its first occurrence, as
+	// Header reads it.
+	var seen struct{ id, typ, source, time, traceparent bool }
+	first := func(b *bool) bool { ok := !*b; *b = true; return ok }
 	for _, h := range m.Headers {
 		if h == nil {
 			continue
@@ -103,17 +107,27 @@ func newRecord(m *sarama.ConsumerMessage) Record {
 		v := all[sp.value[0]:sp.value[1]]
 		switch key {
 		case event.HeaderID:
-			r.ID = v
+			if first(&seen.id) {
+				r.ID = v
+			}
 		case event.HeaderType:
-			r.Type = v
+			if first(&seen.typ) {
+				r.Type = v
+			}
 		case event.HeaderSource:
-			r.Source = v
+			if first(&seen.source) {
+				r.Source = v
+			}
 		case event.HeaderTime:
-			if t, err := time.Parse(time.RFC3339Nano, string(h.Value)); err == nil {
-				r.Time = t.UTC()
+			if first(&seen.time) {
+				if t, err := time.Parse(time.RFC3339Nano, string(h.Value)); err == nil {
+					r.Time = t.UTC()
+				}
 			}
 		case event.HeaderTraceparent:
-			r.Traceparent = v
+			if first(&seen.traceparent) {
+				r.Traceparent = v
+			}
 		}
 	}
 	return r

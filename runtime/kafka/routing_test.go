@@ -585,3 +585,23 @@ func TestReadRecordStructuredMode(t *testing.T) {
 		t.Errorf("binary mode taken for structured: %+v %v", in.rec, in.err)
 	}
 }
+
+// TestRecordDuplicateHeadersFirstWins: a record from a foreign producer
+// that carries ce_type (and ce_id) twice is routed by the first value,
+// the one Record.Header returns too; routing used the last one.
+func TestRecordDuplicateHeadersFirstWins(t *testing.T) {
+	m := &sarama.ConsumerMessage{Topic: "t", Value: []byte("{}"), Headers: []*sarama.RecordHeader{
+		{Key: []byte(event.HeaderType), Value: []byte("a.First.v1")},
+		{Key: []byte(event.HeaderID), Value: []byte("id-1")},
+		{Key: []byte(event.HeaderType), Value: []byte("a.Second.v1")},
+		{Key: []byte(event.HeaderID), Value: []byte("id-2")},
+	}}
+	r := newRecord(m)
+	h, _ := r.Header(event.HeaderType)
+	if r.Type != "a.First.v1" || h != r.Type || r.ID != "id-1" {
+		t.Errorf("Type %q, Header(ce_type) %q, ID %q; want the first occurrences", r.Type, h, r.ID)
+	}
+	if len(r.Headers) != 4 {
+		t.Errorf("%d headers kept, want all 4", len(r.Headers))
+	}
+}
