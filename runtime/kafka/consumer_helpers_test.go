@@ -358,6 +358,8 @@ func TestEventgenChild(t *testing.T) {
 	switch mode {
 	case "consumer":
 		err = runChildConsumer(ctx)
+	case "consumer-proof":
+		err = runChildConsumerProof(ctx)
 	case "pipeline":
 		err = runChildPipeline(ctx)
 	case "dedup":
