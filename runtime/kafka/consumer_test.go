@@ -146,6 +146,9 @@ func TestConsumerAtMostOnceCommitsBeforeHandling(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
+	if checks.Load() != n/20 {
+		t.Errorf("%d handlers checked the committed offset, want %d", checks.Load(), n/20)
+	}
 	if met.Get("Click", Dropped) != 6 || met.Get("Click", Committed) != n {
 		t.Errorf("dropped %d (want 6), committed %d (want %d)", met.Get("Click", Dropped), met.Get("Click", Committed), n)
 	}

@@ -315,6 +315,9 @@ func TestAtLeastOnceKilledConnectionDuringLeaderElection(t *testing.T) {
 	election := c.FailRequests(kmsg.Metadata, kerr.LeaderNotAvailable, 8)
 	err = p.Send(t.Context(), testevent.New(et, "target", "c", 1))
 	t.Logf("killed connections %d, leaderless metadata answers %d: Send error %v", kill.Hits(), election.Hits(), err)
+	if kill.Hits() != 1 || election.Hits() != 8 {
+		t.Errorf("faults fired: %d killed connections (want 1), %d leaderless answers (want all 8): the lookup was not exercised", kill.Hits(), election.Hits())
+	}
 	if err != nil {
 		t.Errorf("Send failed with retries left: %v", err)
 	}
