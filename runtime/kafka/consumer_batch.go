@@ -236,7 +236,9 @@ func (h *groupHandler) consumeAtLeastOnce(sess sarama.ConsumerGroupSession, clai
 	buf := make([]*sarama.ConsumerMessage, 0, h.c.cfg.MaxBatch)
 	for {
 		var ok bool
-		if buf, ok = nextBatch(sess, claim, buf, h.c.cfg.MaxBatch); !ok {
+		// No more than MaxBatch records of the partition are handled
+		// between two commits: the most a crash redelivers.
+		if buf, ok = nextBatch(sess, claim, buf, max(1, h.c.cfg.MaxBatch-uncommitted)); !ok {
 			return nil
 		}
 		ws := make([]*work, 0, len(buf))

@@ -35,12 +35,10 @@ const (
 
 // redeliveryBound is the most records of one partition an at-least-once
 // consumer can have handled without committing them when it dies, which
-// is what a crash makes the partition redeliver. consumeAtLeastOnce
-// commits after a batch once MaxBatch records are uncommitted, so fewer
-// than MaxBatch are uncommitted when a batch begins and the batch adds at
-// most MaxBatch. (docs/consumers.md promises MaxBatch;
-// TestConsumerCommitGapsWithinMaxBatch shows the gap.)
-func redeliveryBound(maxBatch int) int { return 2*maxBatch - 1 }
+// is what a crash makes the partition redeliver: MaxBatch, since a batch
+// takes no more records than MaxBatch minus those still uncommitted
+// (TestConsumerCommitGapsWithinMaxBatch checks the gaps).
+func redeliveryBound(maxBatch int) int { return maxBatch }
 
 // runChildConsumerProof is the "consumer-proof" child: a consumer of
 // CHILD_TOPIC that appends "h run partition offset seq" to CHILD_LOG for
@@ -464,11 +462,13 @@ func TestConsumerLossCheckerDetectsCommitBeforeHandling(t *testing.T) {
 // partition redeliver"), by reading the offset of every OffsetCommit the
 // consumer sends for one busy partition: two consecutive commits may be at
 // most MaxBatch records apart. At the defaults (MaxBatch 500, sarama's
-// ChannelBufferSize 256), a batch holds what is buffered (≤ 257 records)
-// and the partition commits after a batch only once MaxBatch records are
-// uncommitted, so commits land 514 records apart while records keep
-// arriving. CommitInterval is an hour so that only MaxBatch and idle
-// moments trigger commits.
+// ChannelBufferSize 256), a batch held what was buffered (≤ 257 records)
+// whatever was already uncommitted, and the partition committed after a
+// batch only once MaxBatch records were uncommitted, so commits landed 514
+// records apart while records kept arriving (the defect this test found; a
+// batch now takes at most MaxBatch minus the uncommitted records).
+// CommitInterval is an hour so that only MaxBatch and idle moments trigger
+// commits.
 func TestConsumerCommitGapsWithinMaxBatch(t *testing.T) {
 	const n = 10000
 	cl := kafkatest.Start(t, kafkatest.Options{Partitions: 1, InProcess: true})
