@@ -2,11 +2,8 @@ package generator
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/dave/jennifer/jen"
-
-	"github.com/eventgen/eventgen/templates"
 )
 
 // onlyWithPostgres skips an emitter's file for a schema without events
@@ -51,29 +48,4 @@ func emitPostgres(s *Schema) []goPart {
 			)
 		}
 	}}
-}
-
-// renderPostgresSQL writes the DDL of the dedup and offsets tables, with
-// their default names, from the same template pgdedup.Migrate runs.
-func renderPostgresSQL(s *Schema, t target) ([]byte, error) {
-	header, source, err := t.headerLines()
-	if err != nil {
-		return nil, err
-	}
-	ddl, err := templates.RenderSQL(templates.SQLTables{})
-	if err != nil {
-		return nil, err
-	}
-	var names []string
-	for _, ev := range s.Postgres {
-		names = append(names, ev.Name)
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s\n%s\n", header, source)
-	fmt.Fprintf(&b, "--\n-- The tables of eventgen's PostgreSQL dedup store, for %s.\n", strings.Join(names, ", "))
-	b.WriteString("-- Apply with psql, a migration tool, or pgdedup.Migrate (which runs the\n")
-	b.WriteString("-- same SQL). Idempotent. Expired dedup records are deleted by\n")
-	b.WriteString("-- (*pgdedup.Store).RunCleanup, in small batches.\n\n")
-	b.WriteString(ddl)
-	return []byte(b.String()), nil
 }

@@ -161,7 +161,7 @@ var emitters = []emitter{
 	{"events.gen.go", goEmitter(emitTypes)},
 	{"kafka.gen.go", goEmitter(emitKafka)},
 	{"postgres.gen.go", onlyWithPostgres(goEmitter(emitPostgres))},
-	{"postgres.gen.sql", onlyWithPostgres(renderPostgresSQL)},
+	{"postgres.gen.sql", onlyWithSQL(renderSQL)},
 	{"outbox.gen.go", onlyWithOutbox(goEmitter(emitOutbox))},
 	{"events.gen.md", renderDocs},
 }

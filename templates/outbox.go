@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"strings"
 	"text/template"
 )
 
@@ -19,23 +18,14 @@ const OutboxShards = 64
 // configured.
 const DefaultOutboxTable = "eventgen_outbox"
 
-// ErrInvalidIdentifier is matched by the error for a table or schema name
-// that is not a plain SQL identifier (see OutboxTable).
-var ErrInvalidIdentifier = errors.New("invalid SQL identifier")
-
-// maxTableName leaves room for the longest index suffix within
-// PostgreSQL's 63-byte identifiers.
-const (
-	maxTableName  = 63 - len("_published")
-	maxSchemaName = 63
-)
+// maxOutboxTable leaves room for the longest index suffix ("_published")
+// within PostgreSQL's identifiers.
+const maxOutboxTable = MaxIdent - len("_published")
 
 // OutboxTable names an outbox table: an optional schema and a table name.
-// Both must be plain identifiers, lower-case ASCII letters, digits and
-// underscores, not starting with a digit (so that they mean the same
-// quoted and unquoted); they are always quoted in the SQL. An empty Schema
-// leaves the table to the connection's search_path; an empty Name is
-// DefaultOutboxTable.
+// Both must be plain identifiers (CheckName); they are always quoted in
+// the SQL. An empty Schema leaves the table to the connection's
+// search_path; an empty Name is DefaultOutboxTable.
 type OutboxTable struct {
 	Schema string
 	Name   string
@@ -49,19 +39,17 @@ func (t OutboxTable) WithDefaults() OutboxTable {
 	return t
 }
 
-// Validate reports, naming each, the fields of t (after WithDefaults) that
-// are not plain identifiers; the errors match ErrInvalidIdentifier.
-func (t OutboxTable) Validate() error {
+// Validate reports every name of t (after WithDefaults) that is not a
+// plain identifier (CheckName), in one error matching ErrInvalidName;
+// field says where t was configured, e.g. "outbox.Options.Table", and the
+// messages name field.Schema and field.Name.
+func (t OutboxTable) Validate(field string) error {
 	t = t.WithDefaults()
 	var errs []error
-	if err := checkIdent(t.Name, maxTableName); err != nil {
-		errs = append(errs, fmt.Errorf("table name: %w", err))
-	}
 	if t.Schema != "" {
-		if err := checkIdent(t.Schema, maxSchemaName); err != nil {
-			errs = append(errs, fmt.Errorf("schema name: %w", err))
-		}
+		errs = append(errs, CheckName(field+".Schema", t.Schema, MaxIdent))
 	}
+	errs = append(errs, CheckName(field+".Name", t.Name, maxOutboxTable))
 	return errors.Join(errs...)
 }
 
@@ -70,10 +58,7 @@ func (t OutboxTable) Validate() error {
 // on a validated table.
 func (t OutboxTable) Qualified() string {
 	t = t.WithDefaults()
-	if t.Schema == "" {
-		return quoteIdent(t.Name)
-	}
-	return quoteIdent(t.Schema) + "." + quoteIdent(t.Name)
+	return QualifiedName(t.Schema, t.Name)
 }
 
 // Channel returns the LISTEN/NOTIFY channel of the table: its name,
@@ -83,36 +68,13 @@ func (t OutboxTable) Qualified() string {
 // for nothing.)
 func (t OutboxTable) Channel() string { return t.WithDefaults().Name }
 
-// checkIdent reports why s is not a plain identifier of at most max bytes.
-func checkIdent(s string, max int) error {
-	switch {
-	case s == "":
-		return fmt.Errorf("%w: empty", ErrInvalidIdentifier)
-	case len(s) > max:
-		return fmt.Errorf("%w: %q is longer than %d bytes", ErrInvalidIdentifier, s, max)
-	case s[0] >= '0' && s[0] <= '9':
-		return fmt.Errorf("%w: %q starts with a digit", ErrInvalidIdentifier, s)
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
-			return fmt.Errorf("%w: %q contains %q; use lower-case letters, digits and underscores", ErrInvalidIdentifier, s, rune(c))
-		}
-	}
-	return nil
-}
-
-// quoteIdent quotes a validated identifier. Doubling quotes keeps it safe
-// even if validation were bypassed.
-func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
-
 var outboxTemplate = template.Must(Parse("outbox.sql.tmpl", nil))
 
 // OutboxDDL returns the SQL that creates the outbox table t and its
 // indexes, if they do not exist yet. The generated SQL file and the
 // runtime's outbox.Migrate both use it, so that they cannot differ.
 func OutboxDDL(t OutboxTable) (string, error) {
-	if err := t.Validate(); err != nil {
+	if err := t.Validate("OutboxTable"); err != nil {
 		return "", err
 	}
 	t = t.WithDefaults()
@@ -122,9 +84,9 @@ func OutboxDDL(t OutboxTable) (string, error) {
 		Shards, ShardMask                              int
 	}{
 		Table:          t.Qualified(),
-		PendingIndex:   quoteIdent(t.Name + "_pending"),
-		HeldIndex:      quoteIdent(t.Name + "_held"),
-		PublishedIndex: quoteIdent(t.Name + "_published"),
+		PendingIndex:   QuoteIdent(t.Name + "_pending"),
+		HeldIndex:      QuoteIdent(t.Name + "_held"),
+		PublishedIndex: QuoteIdent(t.Name + "_published"),
 		Shards:         OutboxShards,
 		ShardMask:      OutboxShards - 1,
 	})

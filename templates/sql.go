@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"regexp"
-	"strings"
 )
 
 // Default table names of the SQL eventgen generates (see SQLTables).
@@ -16,9 +14,9 @@ const (
 
 // SQLTables names the tables of eventgen's PostgreSQL DDL: the dedup
 // records and the consumer offsets. A zero field takes its default. Names
-// are validated (letters, digits and underscores, not starting with a
-// digit, short enough for PostgreSQL's 63-byte identifiers with the index
-// suffix) and always quoted in SQL, never spliced raw.
+// must be plain identifiers (CheckName), short enough for PostgreSQL's
+// 63-byte identifiers with the index suffix, and are always quoted in SQL,
+// never spliced raw.
 type SQLTables struct {
 	// Schema is the PostgreSQL schema of the tables. Default "": the
 	// connection's search_path (usually public).
@@ -29,14 +27,8 @@ type SQLTables struct {
 	Offsets string
 }
 
-// ErrInvalidName is matched by the error of a table or schema name that is
-// not a plain SQL identifier.
-var ErrInvalidName = errors.New("invalid SQL name")
-
 // dedupIndexSuffix names the dedup table's expiry index.
 const dedupIndexSuffix = "_expires_at_idx"
-
-var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // WithDefaults returns t with its zero fields set to their defaults.
 func (t SQLTables) WithDefaults() SQLTables {
@@ -50,32 +42,38 @@ func (t SQLTables) WithDefaults() SQLTables {
 }
 
 // Validate reports every invalid name of t (after defaults) in one error
-// matching ErrInvalidName; field names the struct in the messages, e.g.
-// "pgdedup.Options".
-func (t SQLTables) Validate(field string) error {
+// matching ErrInvalidName. fields says where each name was configured, for
+// the messages: pgdedup passes its Options' field names
+// ({"pgdedup.Options.Schema", "pgdedup.Options.Table", ...}); an empty
+// field is called SQLTables.Schema, SQLTables.Dedup or SQLTables.Offsets.
+func (t SQLTables) Validate(fields SQLTables) error {
 	t = t.WithDefaults()
+	fields = fields.labels()
 	var errs []error
-	check := func(name, v string, max int) {
-		switch {
-		case !identRE.MatchString(v):
-			errs = append(errs, fmt.Errorf("%w: %s.%s %q: use letters, digits and underscores, not starting with a digit", ErrInvalidName, field, name, v))
-		case len(v) > max:
-			errs = append(errs, fmt.Errorf("%w: %s.%s %q is %d bytes, more than %d", ErrInvalidName, field, name, v, len(v), max))
-		}
-	}
 	if t.Schema != "" {
-		check("Schema", t.Schema, 63)
+		errs = append(errs, CheckName(fields.Schema, t.Schema, MaxIdent))
 	}
-	check("Dedup", t.Dedup, 63-len(dedupIndexSuffix))
-	check("Offsets", t.Offsets, 63)
+	errs = append(errs,
+		CheckName(fields.Dedup, t.Dedup, MaxIdent-len(dedupIndexSuffix)),
+		CheckName(fields.Offsets, t.Offsets, MaxIdent))
 	if t.Dedup == t.Offsets {
-		errs = append(errs, fmt.Errorf("%w: %s.Dedup and %s.Offsets are both %q", ErrInvalidName, field, field, t.Dedup))
+		errs = append(errs, fmt.Errorf("%w: %s and %s are both %q", ErrInvalidName, fields.Dedup, fields.Offsets, t.Dedup))
 	}
 	return errors.Join(errs...)
 }
 
-// QuoteIdent quotes a PostgreSQL identifier.
-func QuoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+// labels fills the empty fields of field labels with SQLTables' own names.
+func (fields SQLTables) labels() SQLTables {
+	def := func(v *string, d string) {
+		if *v == "" {
+			*v = d
+		}
+	}
+	def(&fields.Schema, "SQLTables.Schema")
+	def(&fields.Dedup, "SQLTables.Dedup")
+	def(&fields.Offsets, "SQLTables.Offsets")
+	return fields
+}
 
 // QuotedSQLTables are the quoted, schema-qualified names of SQLTables,
 // ready for SQL text.
@@ -86,19 +84,18 @@ type QuotedSQLTables struct {
 	Offsets    string
 }
 
-// Quoted validates t and returns its names quoted (with defaults).
-func (t SQLTables) Quoted(field string) (QuotedSQLTables, error) {
-	if err := t.Validate(field); err != nil {
+// Quoted validates t (see Validate for fields) and returns its names
+// quoted, with defaults.
+func (t SQLTables) Quoted(fields SQLTables) (QuotedSQLTables, error) {
+	if err := t.Validate(fields); err != nil {
 		return QuotedSQLTables{}, err
 	}
 	t = t.WithDefaults()
-	q := func(name string) string {
-		if t.Schema == "" {
-			return QuoteIdent(name)
-		}
-		return QuoteIdent(t.Schema) + "." + QuoteIdent(name)
+	out := QuotedSQLTables{
+		Dedup:      QualifiedName(t.Schema, t.Dedup),
+		DedupIndex: QuoteIdent(t.Dedup + dedupIndexSuffix),
+		Offsets:    QualifiedName(t.Schema, t.Offsets),
 	}
-	out := QuotedSQLTables{Dedup: q(t.Dedup), DedupIndex: QuoteIdent(t.Dedup + dedupIndexSuffix), Offsets: q(t.Offsets)}
 	if t.Schema != "" {
 		out.Schema = QuoteIdent(t.Schema)
 	}
@@ -110,7 +107,7 @@ func (t SQLTables) Quoted(field string) (QuotedSQLTables, error) {
 // EXISTS). The generator writes it into <schema>_postgres.gen.sql and
 // pgdedup.Migrate executes it, so the two cannot differ.
 func RenderSQL(t SQLTables) (string, error) {
-	q, err := t.Quoted("SQLTables")
+	q, err := t.Quoted(SQLTables{})
 	if err != nil {
 		return "", err
 	}

@@ -12,7 +12,8 @@ var (
 
 	// ErrInvalidTable is matched when a Table's schema or name is not a
 	// plain SQL identifier (lower-case letters, digits, underscores), by
-	// Enqueue, Migrate, Retry and NewRelay.
+	// Enqueue, Migrate, Retry and NewRelay; the error matches
+	// templates.ErrInvalidName too, as the dedup store's does.
 	ErrInvalidTable = errors.New("eventgen: invalid outbox table name")
 
 	// ErrNoTable is returned by Relay.Run, Stats and Retry when the outbox

@@ -130,8 +130,8 @@ func notNegative[T int | time.Duration](ps *problems, field string, v T) {
 // validate reports every invalid field of o.
 func (o Options) validate() error {
 	var ps problems
-	if err := o.Table.validate(); err != nil {
-		ps.add("Options.Table", "is invalid: %v", err)
+	if err := o.Table.validateAs("Options.Table"); err != nil {
+		ps = append(ps, fmt.Errorf("%w: %w", ErrInvalidOptions, err))
 	}
 	if len(o.Kafka.Brokers) == 0 {
 		ps.add("Options.Kafka.Brokers", "is empty: at least one host:port is required")

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/eventgen/eventgen/runtime/kafka"
+	"github.com/eventgen/eventgen/templates"
 )
 
 // Relay publishes the rows of an outbox table to Kafka and then deletes
@@ -148,7 +149,7 @@ func (r *Relay) session(ctx context.Context, prod *kafka.AtLeastOnceProducer) (p
 		return false, err
 	}
 	if !r.opts.DisableNotify {
-		if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{r.stmts.channel}.Sanitize()); err != nil {
+		if _, err := conn.Exec(ctx, "LISTEN "+templates.QuoteIdent(r.stmts.channel)); err != nil {
 			return false, fmt.Errorf("eventgen: outbox relay: LISTEN: %w", err)
 		}
 	}

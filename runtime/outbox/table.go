@@ -19,8 +19,8 @@ const Shards = templates.OutboxShards
 
 // Table names an outbox table. Schema and Name must be plain SQL
 // identifiers (lower-case ASCII letters, digits and underscores, not
-// starting with a digit); they are always quoted in SQL, never spliced
-// raw. The zero value is the default table, "eventgen_outbox", found
+// starting with a digit: templates.CheckName, the rule of the dedup
+// store's tables too); they are always quoted in SQL, never spliced raw. The zero value is the default table, "eventgen_outbox", found
 // through the connection's search_path.
 type Table struct {
 	// Schema qualifies the table. Default "": the search_path decides.
@@ -42,8 +42,13 @@ func (t Table) withDefaults() Table {
 }
 
 // validate reports a schema or name that is not a plain identifier.
-func (t Table) validate() error {
-	if err := t.tt().Validate(); err != nil {
+func (t Table) validate() error { return t.validateAs("outbox.Table") }
+
+// validateAs is validate with the messages naming field, where t was
+// configured. The rule and the quoting are templates' (CheckName,
+// QuoteIdent), shared with the dedup store's tables and the generator.
+func (t Table) validateAs(field string) error {
+	if err := t.tt().Validate(field); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidTable, err)
 	}
 	return nil

@@ -30,6 +30,10 @@ import (
 const DefaultTTL = 7 * 24 * time.Hour
 
 // Options configure a Store and Migrate. A zero field takes its default.
+// Schema, Table and OffsetsTable must be plain identifiers (lower-case
+// letters, digits and underscores, not starting with a digit:
+// templates.CheckName, the rule of the outbox's table too); they are
+// always quoted in SQL.
 type Options struct {
 	// Schema is the PostgreSQL schema of the tables. Default "": the
 	// connection's search_path.
@@ -53,9 +57,12 @@ func (o Options) tables() templates.SQLTables {
 	return templates.SQLTables{Schema: o.Schema, Dedup: o.Table, Offsets: o.OffsetsTable}
 }
 
+// optionFields names Options' fields in the errors of templates' validation.
+var optionFields = templates.SQLTables{Schema: "pgdedup.Options.Schema", Dedup: "pgdedup.Options.Table", Offsets: "pgdedup.Options.OffsetsTable"}
+
 func (o Options) quoted() (templates.QuotedSQLTables, error) {
 	var errs []error
-	q, err := o.tables().Quoted("pgdedup.Options")
+	q, err := o.tables().Quoted(optionFields)
 	if err != nil {
 		errs = append(errs, err)
 	}

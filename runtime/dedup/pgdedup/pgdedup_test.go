@@ -15,6 +15,7 @@ import (
 	"github.com/eventgen/eventgen/runtime/dedup"
 	"github.com/eventgen/eventgen/runtime/dedup/deduptest"
 	"github.com/eventgen/eventgen/runtime/internal/svctest"
+	"github.com/eventgen/eventgen/templates"
 )
 
 // newStore migrates a fresh schema and returns a Store on it.
@@ -206,17 +207,23 @@ func TestOverlappingBatchesDoNotDeadlock(t *testing.T) {
 
 func TestOptionsValidatedAndQuoted(t *testing.T) {
 	_, err := New(nil, Options{Schema: "bad schema", Table: `x"; DROP TABLE y; --`, OffsetsTable: "1abc", TTL: -1})
-	if !errors.Is(err, ErrInvalidOptions) {
-		t.Fatalf("err = %v, want ErrInvalidOptions", err)
+	if !errors.Is(err, ErrInvalidOptions) || !errors.Is(err, templates.ErrInvalidName) {
+		t.Fatalf("err = %v, want ErrInvalidOptions and templates.ErrInvalidName", err)
 	}
-	for _, want := range []string{"pgdedup.Options.Schema", "pgdedup.Options.Dedup", "pgdedup.Options.Offsets", "pgdedup.Options.TTL"} {
+	for _, want := range []string{"pgdedup.Options.Schema", "pgdedup.Options.Table", "pgdedup.Options.OffsetsTable", "pgdedup.Options.TTL"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %s:\n%v", want, err)
 		}
 	}
-	// Mixed case and a schema of its own: quoted, so kept as written.
+	// Upper case would make the quoted name differ from the unquoted one
+	// an operator types: refused, like the outbox's table names.
+	if _, err := New(nil, Options{Table: "Processed_Events"}); !errors.Is(err, templates.ErrInvalidName) || !strings.Contains(err.Error(), "pgdedup.Options.Table") {
+		t.Fatalf("New with an upper-case table = %v, want templates.ErrInvalidName naming pgdedup.Options.Table", err)
+	}
+	// A schema of its own and names of one's own: quoted, and found by
+	// unquoted SQL too.
 	pool, schema := svctest.Postgres(t, 2)
-	opts := Options{Schema: schema + "_Own", Table: "Processed_Events", OffsetsTable: "Consumer_Offsets"}
+	opts := Options{Schema: schema + "_own", Table: "processed_events", OffsetsTable: "consumer_offsets"}
 	t.Cleanup(func() { _, _ = pool.Exec(context.Background(), `DROP SCHEMA "`+opts.Schema+`" CASCADE`) })
 	for range 2 { // Migrate is idempotent
 		if err := Migrate(t.Context(), pool, opts); err != nil {
@@ -232,8 +239,8 @@ func TestOptionsValidatedAndQuoted(t *testing.T) {
 		t.Fatalf("Process on quoted tables: %v %s", err, b[0].Outcome)
 	}
 	var n int
-	if err := pool.QueryRow(t.Context(), `SELECT count(*) FROM "`+opts.Schema+`"."Processed_Events"`).Scan(&n); err != nil || n != 1 {
-		t.Fatalf("rows in the quoted table: %d, %v", n, err)
+	if err := pool.QueryRow(t.Context(), `SELECT count(*) FROM `+opts.Schema+`.processed_events`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("rows in the table: %d, %v", n, err)
 	}
 }
 
