@@ -717,3 +717,46 @@ func TestDecodeFastPathsMatchEncodingJSON(t *testing.T) {
 		check("DecodeBool", gb, err, b, bErr)
 	}
 }
+
+// decodeObjectLikeEncodingJSON checks that DecodeObject accepts exactly the
+// documents encoding/json decodes into a map[string]json.RawMessage, and
+// finds the same members with the same raw values (the last of a repeated
+// name, as encoding/json keeps it).
+func decodeObjectLikeEncodingJSON(t *testing.T, data []byte) {
+	t.Helper()
+	var want map[string]json.RawMessage
+	werr := json.Unmarshal(data, &want)
+	obj, err := event.DecodeObject(data)
+	if (werr != nil || want == nil) != (err != nil) {
+		t.Fatalf("DecodeObject(%q): error %v, encoding/json: %v (map %v)", data, err, werr, want)
+	}
+	if err != nil {
+		return
+	}
+	for name, raw := range want {
+		got := event.Field(obj, name, func(b []byte) ([]byte, error) { return b, nil })
+		if string(got) != string(raw) && !(string(raw) == "null" && got == nil) {
+			t.Errorf("DecodeObject(%q): member %q = %q, encoding/json %q", data, name, got, raw)
+		}
+	}
+}
+
+func TestDecodeObjectMatchesEncodingJSON(t *testing.T) {
+	for _, doc := range []string{
+		`{}`, ` { } `, "\t{\n\"a\" : 1 ,\r\n\"b\":[1, {\"c\":\"}\"}], \"d\": {\"e\":\"]\\\"{\"}}\n",
+		`{"a":1,"a":2}`, `{"a\u0062":"x","\u00e9t\u00e9":true,"q\"uote":null}`,
+		`{"s":"back\\slash","n":-1.5e+10,"t":true,"f":false,"z":null}`,
+		`{"nested":{"deep":[[[{"x":"[{"}]]],"y":"}"}}`,
+		`null`, `[]`, `"x"`, `1`, `{`, ``, `{"a":1}x`, `{"a":}`, `{"a" 1}`, `{a:1}`, `{"a":1,}`,
+		`{"a":"\x"}`, "{\"a\":\"\x01\"}", `{"a":01}`, `{"a":[1,]}`, `  `,
+	} {
+		decodeObjectLikeEncodingJSON(t, []byte(doc))
+	}
+}
+
+func FuzzDecodeObject(f *testing.F) {
+	for _, doc := range []string{`{"a":1,"b":"x","c":[1,{"d":null}]}`, `{"a":1,"a":2}`, `{"\u00e9":"\""}`, `null`, `[1]`, `{"a":`} {
+		f.Add([]byte(doc))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) { decodeObjectLikeEncodingJSON(t, data) })
+}

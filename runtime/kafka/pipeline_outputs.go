@@ -88,7 +88,11 @@ func (o *outputs) answer(pe *sarama.ProducerError) {
 		in, _ := pe.Msg.Metadata.(*input)
 		o.failed = append(o.failed, sendFailure{in: in, msg: pe.Msg, err: pe.Err})
 	}
-	o.settled.Broadcast()
+	// Waiters wait for every record to be answered: waking them for each
+	// answer would cost a context switch per record.
+	if o.done >= o.sent {
+		o.settled.Broadcast()
+	}
 }
 
 // send hands a copy of each record to the producer, tagged with the input
