@@ -107,10 +107,15 @@
 //
 // RunPipeline consumes exactly-once events, runs a handler on each and
 // writes what it emits together with the consumed offsets in one
-// transaction per batch: a read_committed reader of the outputs sees each
-// input's outputs exactly once, in input order per partition. It stops
-// with ErrFenced or ErrProducerFatal; restarting it with the same
-// TransactionalID is safe.
+// transaction per round (everything the member consumed across its
+// partitions since the last commit, committed every
+// PipelineConfig.CommitInterval or at BatchSize inputs): a read_committed
+// reader of the outputs sees each input's outputs exactly once, in input
+// order per partition. A failed transaction is aborted and the round sent
+// again from memory, without leaving the group. It stops with ErrFenced or
+// ErrProducerFatal; restarting it with the same TransactionalID is safe.
+// RunAtLeastOncePipeline runs the same rounds through the idempotent
+// producer and commits the offsets once the outputs are acknowledged.
 //
 //	err := kafka.RunPipeline(ctx,
 //		kafka.PipelineConfig{Config: cfg, GroupID: "receipts", TransactionalID: "receipts-1"},
@@ -126,7 +131,8 @@
 // ".dlq") with its key, value and headers unchanged, plus HeaderDLQError,
 // HeaderDLQAttempts, HeaderDLQGroup and the HeaderDLQSource* headers
 // locating the original,
-// and then committed. A pipeline writes it inside the batch's transaction.
+// and then committed. An exactly-once pipeline writes it inside the
+// round's transaction.
 // With ConsumerConfig.DisableDeadLetter, Run stops with ErrDeadLetter and
 // leaves the record uncommitted instead. docs/consumers.md describes
 // commits, retries, rebalances and the pipeline's failure handling.
