@@ -25,7 +25,7 @@ type outputs struct {
 	closed  bool
 
 	mu      sync.Mutex
-	settled *sync.Cond // signalled on every answer
+	settled *sync.Cond // signalled once every record sent has its answer
 	sent    int        // records sent since the last reset
 	done    int        // records answered since the last reset
 	failed  []sendFailure

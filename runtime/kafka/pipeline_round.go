@@ -82,9 +82,12 @@ type round struct {
 	open    []*input   // sent in the open round
 	pending []*input   // finished while a commit runs: sent when the next round begins
 	closing bool       // a commit runs: new inputs go to pending
-	sealed  bool       // Cleanup took the round: an abandoned claim's late input is refused
-	began   time.Time  // when the open round sent its first record (zero: nothing yet)
-	ended   bool       // the round was dropped: claims stop, the session ends
+	// sentUpTo: the outputs of open[:sentUpTo] were sent; unsent counts
+	// those of the rest.
+	sentUpTo, unsent int
+	sealed           bool      // Cleanup took the round: an abandoned claim's late input is refused
+	began            time.Time // when the open round sent its first record (zero: nothing yet)
+	ended            bool      // the round was dropped: claims stop, the session ends
 
 	full chan struct{} // BatchSize reached
 	over chan struct{} // closed when ended
@@ -107,8 +110,8 @@ func newRound(e *engine, sess sarama.ConsumerGroupSession) *round {
 }
 
 // add puts a finished input into the round (or, while a commit runs, into
-// the next one) and sends its outputs. It reports false when the round was
-// dropped: the claim must stop, and the input is read again later.
+// the next one). It reports false when the round was dropped: the claim
+// must stop, and the input is read again later.
 func (r *round) add(in *input) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -129,11 +132,29 @@ func (r *round) add(in *input) bool {
 	return true
 }
 
-// sendLocked adds in to the open round and sends msgs. Sending under r.mu
-// keeps every send of a round before its commit starts.
+// sendLocked adds in to the open round; its outputs go to the producer
+// with the next chunk (flushLocked). Sending under r.mu keeps every send of
+// a round before its commit starts.
 func (r *round) sendLocked(in *input, msgs []*sarama.ProducerMessage) {
 	r.open = append(r.open, in)
-	r.sendOnlyLocked(in, msgs)
+	if r.unsent += len(msgs); r.unsent >= sendChunk {
+		r.flushLocked()
+	}
+}
+
+// sendChunk is how many outputs a round hands to the producer at once (a
+// commit sends the rest). Outputs handed over one by one as handlers emit
+// them leave in many small produce requests (one in flight per broker for
+// an idempotent producer), each costing the broker and the client nearly
+// as much as a full one.
+const sendChunk = 100
+
+// flushLocked sends the outputs of the open round's inputs not sent yet.
+func (r *round) flushLocked() {
+	for _, in := range r.open[r.sentUpTo:] {
+		r.sendOnlyLocked(in, in.outs)
+	}
+	r.sentUpTo, r.unsent = len(r.open), 0
 }
 
 // sendOnlyLocked sends msgs of in, which is already in the round.
@@ -217,11 +238,12 @@ func (r *round) end() {
 func (r *round) commit(final bool) {
 	ctx := r.e.handlerCtx
 	r.mu.Lock()
-	if len(r.open) == 0 || r.ended {
+	if len(r.open) == 0 || r.ended || r.closing {
 		r.mu.Unlock()
 		return
 	}
 	r.closing = true
+	r.flushLocked()
 	batch := r.open
 	r.mu.Unlock()
 	for try := 1; ; try++ {
@@ -254,6 +276,7 @@ func (r *round) reopen() {
 	defer r.mu.Unlock()
 	pending := r.pending
 	r.open, r.pending, r.closing, r.began = nil, nil, false, time.Time{}
+	r.sentUpTo, r.unsent = 0, 0
 	if err := r.e.begin(); err != nil {
 		r.e.fail(err)
 		r.ended = true
@@ -292,6 +315,7 @@ func (r *round) resend(ctx context.Context, batch []*input) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.open, r.began = batch, time.Time{}
+	r.sentUpTo, r.unsent = len(batch), 0 // sent below, from memory
 	// clean waits until everything sent so far is answered, and reports
 	// whether none of it failed.
 	clean := func() bool {
