@@ -85,6 +85,12 @@ var (
 	// ErrNotProduced is returned by Emitter.Emit for an event type that is
 	// not among the pipeline's produces.
 	ErrNotProduced = errors.New("eventgen: event type is not produced by this pipeline")
+
+	// ErrDroppedAtClose is matched by the error AtMostOnceProducer.Close
+	// returns when Config.CloseTimeout ended before every record was
+	// written: records still queued are counted as Dropped at once, records
+	// the client still holds when it gives up on them.
+	ErrDroppedAtClose = errors.New("eventgen: at-most-once producer closed with records not sent")
 )
 
 // errStopped reports that processing of a record or batch was interrupted

@@ -133,7 +133,7 @@ func (p *AtMostOnceProducer) Send(ctx context.Context, e event.Event) error {
 
 // Close sends queued records, waiting at most Config.CloseTimeout; records
 // still queued or in flight then are dropped and counted, and Close returns
-// an error saying so. Close is safe to call more than once.
+// an error matching ErrDroppedAtClose. Close is safe to call more than once.
 func (p *AtMostOnceProducer) Close() error {
 	p.mu.Lock()
 	if p.closed {
@@ -151,7 +151,7 @@ func (p *AtMostOnceProducer) Close() error {
 		close(p.stop)
 		<-p.pumped
 		p.ap.AsyncClose()
-		return fmt.Errorf("eventgen: at-most-once producer closed after %v with records unsent (counted as dropped)", p.closeTimeout)
+		return fmt.Errorf("%w after %v: the queued ones are counted as dropped", ErrDroppedAtClose, p.closeTimeout)
 	}
 	p.ap.AsyncClose()
 	select {
@@ -160,6 +160,6 @@ func (p *AtMostOnceProducer) Close() error {
 	case <-deadline.C:
 		// sarama keeps trying in the background until its own timeouts; the
 		// records it fails are still counted as dropped.
-		return fmt.Errorf("eventgen: at-most-once producer closed after %v with records in flight", p.closeTimeout)
+		return fmt.Errorf("%w after %v: records still in flight are counted as dropped if the client fails them", ErrDroppedAtClose, p.closeTimeout)
 	}
 }
