@@ -80,22 +80,18 @@ func waitNoLeak(t *testing.T, base int, what string) {
 		what, len(gs), base, strings.Join(first, "\n\n"))
 }
 
-// TestBreakPipelineStartFailureLeaksClient: the coordinator refuses the
+// TestBreakPipelineStartFailureClosesClient: the coordinator refuses the
 // pipeline's InitProducerID for good (TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
 // what a broker with ACLs answers a principal that may not use the ID).
-// RunPipeline returns the error, but the sarama client that
-// sarama.NewAsyncProducer created for the producer is never closed: its
-// metadata updater and broker connections keep running after RunPipeline
-// returned. The same happens in engine.reinit when the re-initialised
-// producer cannot start.
+// RunPipeline returns the error and must leave no sarama client running
+// (metadata updater, broker connections); the same holds when a
+// re-initialised producer cannot start.
 //
-// Failed before the fix: newOutputs (pipeline_outputs.go:45) calls
-// sarama.NewAsyncProducer, which leaks the client it creates when
-// InitProducerID fails (sarama's newAsyncProducer returns without closing
-// it). Fix: create the client with sarama.NewClient, build the producer with
-// sarama.NewAsyncProducerFromClient, close the client on error, and close it
-// after the producer in outputs.close.
-func TestBreakPipelineStartFailureLeaksClient(t *testing.T) {
+// Failed before the fix: sarama.NewAsyncProducer does not close the client
+// it creates when InitProducerID fails. The producer is now built on a
+// client of its own (startProducer), closed on error and after the
+// producer.
+func TestBreakPipelineStartFailureClosesClient(t *testing.T) {
 	cl := kafkatest.Start(t, kafkatest.Options{Partitions: 2, InProcess: true})
 	in := testEventType("Input", "leak-in", event.ExactlyOnce)
 	out := testEventType("Output", "leak-out", event.ExactlyOnce)
@@ -459,26 +455,20 @@ func bigInputTopic(t *testing.T, cl *kafkatest.Cluster, topic string, parts int3
 	}
 }
 
-// TestBreakPipelineForeignTraceparentPoisonsHealthyInput: a foreign
-// producer writes a valid input whose traceparent header is a version-01
-// trace context followed by ~1 MB of extension data ("01-<trace>-<span>-01-
-// xxxx…", 1.1 MB). The handler succeeds and emits one small event. The runtime
-// copies the whole header into the output (validTraceparent accepts any
-// length after a dash for versions above 00), which makes the output larger
-// than Producer.MaxMessageBytes (sarama's default, 1 MiB): the output is
-// poison, and the healthy input is dead-lettered instead of transformed.
+// TestBreakPipelineForeignTraceparentKeptShort: a foreign producer writes a
+// valid input whose traceparent header is a version-01 trace context
+// followed by ~1 MB of extension data ("01-<trace>-<span>-01-xxxx…",
+// 1.1 MB). The handler succeeds and emits one small event, which carries
+// the input's trace context: the input must be transformed, not
+// dead-lettered.
 //
-// Failed before the fix: 1 output lost and 1 dead letter for an input whose handler
-// succeeded (the two other inputs are transformed). Where: Emitter.Emit (pipeline.go:40) → CloudEventHeaders
-// (headers.go:16) copies event.Traceparent(ctx) as is; Record.Context
-// (record.go:148) → event.WithTraceparent accepts it (event/cloudevents.go:67,
-// "Later versions may append fields after a dash"). Suggested fix: a
-// participant that parses a higher W3C Trace Context version can only
-// vouch for the fields it knows: keep the first 55 characters (version, trace-id, parent-id, flags) and
-// write them as version 00, or drop a traceparent longer than the spec's
-// known versions allow; never let a foreign header's size reach every
-// output.
-func TestBreakPipelineForeignTraceparentPoisonsHealthyInput(t *testing.T) {
+// Failed before the fix: the whole header was copied into the output,
+// which became larger than Producer.MaxMessageBytes (poison), and the
+// healthy input was dead-lettered (1 output lost, 1 dead letter). Now
+// event.WithTraceparent keeps only the fields a version-00 participant can
+// vouch for (version, trace-id, parent-id, flags) and writes them as
+// version 00.
+func TestBreakPipelineForeignTraceparentKeptShort(t *testing.T) {
 	if raceBuild {
 		t.Skip("sarama v1.61.1 races on the transactional error path (IBM/sarama#2913); run without -race")
 	}
@@ -527,24 +517,17 @@ func TestBreakPipelineForeignTraceparentPoisonsHealthyInput(t *testing.T) {
 	t.Logf("%d outputs (%d duplicates), %d dead letters", got.records, dups, dead)
 }
 
-// TestBreakPipelineDeadLetterTrimKeepsHugeKey: a foreign producer writes an
+// TestBreakPipelineDeadLetterTrimDropsHugeKey: a foreign producer writes an
 // undecodable record with a 1.1 MB key to the input topic (which allows 4
 // MiB records). Its dead letter is larger than Producer.MaxMessageBytes
-// (1 MiB); it is trimmed of its value, then of its original headers, but
-// the key stays, so the last trim is rejected too and RunPipeline stops
-// with ErrDeadLetter. The record is still uncommitted, so every restart
-// stops on it again: one foreign record stops the pipeline for good, and
-// the records behind it on every partition the member holds wait.
+// (1 MiB) even without its value and original headers: the last trim must
+// drop the key too (the eventgen_source_* headers locate the record), so
+// that the record is dead-lettered and the pipeline goes on.
 //
-// failed before the fix (documented: "if even that is rejected, ErrDeadLetter stops
-// the pipeline rather than skip the input", docs/consumers.md, How it
-// fails): the trim could go one step further. Where: trimmedDeadLetter
-// (pipeline_engine.go:307) keeps m.Key at every trim level (dlq.go:68).
-// Suggested fix: a third trim drops the key as well (the eventgen_source_*
-// headers already locate the record), or the dead letter never carries a
-// key larger than a bound; only a dead letter of bare eventgen_* headers
-// being rejected should stop the pipeline.
-func TestBreakPipelineDeadLetterTrimKeepsHugeKey(t *testing.T) {
+// Failed before the fix: the key stayed at every trim level, the last trim
+// was rejected too and RunPipeline stopped with ErrDeadLetter on every
+// restart: one foreign record stopped the pipeline for good.
+func TestBreakPipelineDeadLetterTrimDropsHugeKey(t *testing.T) {
 	if raceBuild {
 		t.Skip("sarama v1.61.1 races on the transactional error path (IBM/sarama#2913); run without -race")
 	}
@@ -596,17 +579,12 @@ func TestBreakPipelineDeadLetterTrimKeepsHugeKey(t *testing.T) {
 // retriable ("retried inside sarama"), and an abortable failure of a round
 // is replayed from memory; the pipeline should ride out the storm.
 //
-// Failed before the fix: RunPipeline stops with ErrProducerFatal ("begin: transaction
-// manager: invalid transition attempted"). After sarama's endTxn gives up on a retriable error it
-// leaves the producer in EndTransaction|CommittingTransaction (no error
-// flag): recoverTxn (pipeline_engine.go:193) neither aborts (the status has
-// no InTransaction or AbortableError flag) nor re-initialises, sets inTxn
-// false (:207), and round.resend → engine.begin (:60) calls BeginTxn, which sarama
-// refuses from that state; begin wraps it as ErrProducerFatal. Suggested
-// fix: when CommitTxn fails with a retriable error and the status still
-// says CommittingTransaction, call CommitTxn again (the coordinator did
-// not act on it) with the round's backoff, or re-initialise the producer
-// (InitProducerID aborts the open transaction) and replay.
+// Failed before the fix: RunPipeline stopped with ErrProducerFatal
+// ("begin: transaction manager: invalid transition attempted"): after
+// sarama's endTxn gives up on a retriable error the producer stays in
+// EndTransaction|CommittingTransaction, and the round was replayed with a
+// BeginTxn sarama refuses from that state. Now a commit that is not
+// settled is asked again (CommitTxn, with the Retry backoff) until it is.
 func TestBreakPipelineConcurrentTransactionsStormOnEndTxn(t *testing.T) {
 	if raceBuild {
 		t.Skip("sarama v1.61.1 races on the transactional error path (IBM/sarama#2913); run without -race")
@@ -645,7 +623,7 @@ func TestBreakPipelineConcurrentTransactionsStormOnEndTxn(t *testing.T) {
 	t.Logf("EndTxn answered CONCURRENT_TRANSACTIONS %d times: the pipeline rode it out", f.Hits())
 }
 
-// TestBreakPipelineManySmallOutputsDeadLettered: the output topic's
+// TestBreakPipelineManySmallOutputsNotDeadLettered: the output topic's
 // max.message.bytes is 6,000 (smaller than the producer's batch, like the
 // topic of TestPipelinePoisonOutputBroker). One input emits 300 small
 // outputs (about 100 bytes each); Kafka's limit applies to a record batch,
@@ -653,23 +631,17 @@ func TestBreakPipelineConcurrentTransactionsStormOnEndTxn(t *testing.T) {
 // broker rejects with MESSAGE_TOO_LARGE. No output is too large by itself.
 // The Java producer splits a batch rejected that way; the pipeline instead
 // isolates inputs ("sent alone on the next try"): alone, the input's 300
-// outputs are batched again, rejected again, and the healthy input is
-// dead-lettered as poison.
+// outputs must not be batched again and the healthy input taken for poison:
+// every output is written, nothing dead-lettered (exactly-once and
+// at-least-once).
 //
-// Failed before the fix: 0 of the 300 outputs written, the input dead-lettered with
-// "MESSAGE_TOO_LARGE". Where: engine.rebuild (pipeline_engine.go:276-300, the
-// len(rejected) == 1 case) takes a broker rejection of an input sent alone
-// for proof that one of its records is poison; round.resend sends a
-// suspect's records together (pipeline_round.go:279-288, resend). Suggested fix:
-// isolate down to the record: send a suspect's outputs one at a time
-// (awaiting each), and dead-letter only when a record alone is rejected;
-// or cap the producer's batch (Producer.MaxMessageBytes, which also bounds
-// sarama's batches) to the smallest max.message.bytes of the output topics
-// (DescribeConfigs at start). The at-least-once subtest fails too, first
-// by losing outputs (see TestBreakAtLeastOncePipelineBrokerPoisonLosesOutputs);
-// with that fixed (checked with a local patch of rebuild), it dead-letters
-// the healthy input like the exactly-once one.
-func TestBreakPipelineManySmallOutputsDeadLettered(t *testing.T) {
+// Failed before the fix: 0 of the 300 outputs written, the input
+// dead-lettered with "MESSAGE_TOO_LARGE" (the at-least-once pipeline first
+// lost outputs, see TestBreakAtLeastOncePipelineBrokerPoisonKeepsOutputs).
+// Now a suspect whose records are rejected together has them sent one at
+// a time, and an input is dead-lettered only when one of its records is
+// rejected alone.
+func TestBreakPipelineManySmallOutputsNotDeadLettered(t *testing.T) {
 	if raceBuild {
 		t.Skip("sarama v1.61.1 races on the transactional error path (IBM/sarama#2913); run without -race")
 	}
@@ -826,17 +798,14 @@ func TestBreakPipelineStopsCleanlyOnFencingAndFatalErrors(t *testing.T) {
 // inputs read again, so nothing is lost by giving up, yet RunPipeline does
 // not return: Cleanup waits for the commit in flight, and sarama retries
 // EndTxn Producer.Transaction.Retry.Max (50) times, each waiting up to
-// Net.ReadTimeout (30 s): about 25 minutes.
+// Net.ReadTimeout (30 s): about 25 minutes. RunPipeline must return within
+// a bound like the consumer's (about 2 × ShutdownGrace after the cancel)
+// with ErrProducerFatal, and a restart must lose and repeat nothing.
 //
-// Failed before the fix: RunPipeline has not returned 10 s after the cancel. Where:
-// engine.cleanup (pipeline.go:286, 298) waits <-r.done and then commits with no
-// deadline; round.commit uses e.handlerCtx, which the caller's cancel does
-// not reach (pipeline_round.go:194, "bounded by sarama's own timeouts").
-// Suggested fix: bound the session-end commit (for example by
-// Consumer.Group.Rebalance.Timeout, or a shutdown deadline after ShutdownGrace)
-// and, past it, close the producer without committing (the coordinator
-// aborts the transaction), so that shutdown has a bound like the
-// consumer's ("at most about 2 × ShutdownGrace after the cancel").
+// Failed before the fix: RunPipeline had not returned 10 s after the
+// cancel (the session-end commit had no deadline). Now it is abandoned
+// after ShutdownGrace: the producer is closed without committing, and the
+// coordinator aborts the transaction.
 func TestBreakPipelineShutdownWithUnansweredEndTxn(t *testing.T) {
 	const parts, n = 2, 100
 	cl := kafkatest.Start(t, kafkatest.Options{Partitions: parts, InProcess: true})
@@ -958,7 +927,7 @@ func TestBreakPipelineManyPartitionsTinyRounds(t *testing.T) {
 	t.Logf("%d inputs over %d partitions, rounds of 1, three members: %d outputs, %d lost, %d duplicated; %d inputs committed (re-reads included)", n, parts, got.records+gotB.records, lost, dups, committed.Load())
 }
 
-// TestBreakAtLeastOncePipelineBrokerPoisonLosesOutputs: an at-least-once
+// TestBreakAtLeastOncePipelineBrokerPoisonKeepsOutputs: an at-least-once
 // pipeline whose output topic allows 6,000-byte batches (max.message.bytes);
 // one input of 200 emits an 8,000-byte output. The broker answers
 // MESSAGE_TOO_LARGE for the produce batch that holds it, which also holds
@@ -967,19 +936,12 @@ func TestBreakPipelineManyPartitionsTinyRounds(t *testing.T) {
 // (docs/consumers.md, At-least-once pipelines): "No input is lost: an offset
 // never passes an input whose outputs are not durable."
 //
-// Failed before the fix: every offset is committed and the metrics count every output
-// acknowledged, but the outputs of the suspects are never written: they are
-// lost (197 of 199 in every run, the poison's input committed without its
-// dead letter). Where: engine.rebuild (pipeline_engine.go:267-275,
-// the !e.eos loop) queues a failed output for resending only when its input
-// is not in rejected, and the suspects are exactly the rejected inputs;
-// round.resend then sends a suspect's in.resend, which is empty
-// (pipeline_round.go:273, resend: msgs, in.resend = in.resend, nil), finds no
-// failure, clears the suspicion, and the commit passes the input. The
-// exactly-once pipeline is not affected (it resends in.outs). Suggested
-// fix: in rebuild, queue the failed outputs of suspects too (every failed
-// output of an input that is not dead-lettered goes to in.resend).
-func TestBreakAtLeastOncePipelineBrokerPoisonLosesOutputs(t *testing.T) {
+// Failed before the fix: every offset was committed and the metrics counted
+// every output acknowledged, but the suspects' failed outputs were never
+// resent (197 of 199 lost in every run, the poison's input committed
+// without its dead letter). Now every failed output of an input that is not
+// dead-lettered is queued for resending, suspects' included.
+func TestBreakAtLeastOncePipelineBrokerPoisonKeepsOutputs(t *testing.T) {
 	const parts, n, poison = 2, 200, 61
 	cl := kafkatest.Start(t, kafkatest.Options{Partitions: parts, InProcess: true})
 	in := testEventType("Input", "alopb-in", event.AtLeastOnce)
