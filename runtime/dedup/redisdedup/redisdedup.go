@@ -8,6 +8,7 @@
 package redisdedup
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -109,14 +110,29 @@ return 0`)
 	releaseScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`)
+	// acquireBatchScript takes a lease (ARGV[1], for ARGV[2] ms) on each
+	// free key of KEYS in one call: it returns, per key, 0 when the lease
+	// is now this call's, or the value the key holds ("done", another
+	// worker's lease). It works on any Redis version.
+	acquireBatchScript = redis.NewScript(`
+local r = {}
+for i, k in ipairs(KEYS) do
+  if redis.call('SET', k, ARGV[1], 'NX', 'PX', ARGV[2]) then
+    r[i] = 0
+  else
+    r[i] = redis.call('GET', k) or ''
+  end
+end
+return r`)
 	// settleScript is finishScript and releaseScript for many keys in one
 	// call: ARGV[1] is the lease, ARGV[i+1] the TTL in milliseconds of
 	// KEYS[i], or 0 to release it. It returns 1 per key it changed, 0 per
-	// key whose lease was no longer this call's.
+	// key whose lease was no longer this call's. One MGET reads them all.
 	settleScript = redis.NewScript(`
+local vals = redis.call('MGET', unpack(KEYS))
 local r = {}
 for i, k in ipairs(KEYS) do
-  if redis.call('GET', k) == ARGV[1] then
+  if vals[i] == ARGV[1] then
     if ARGV[i+1] == '0' then redis.call('DEL', k) else redis.call('SET', k, 'done', 'PX', ARGV[i+1]) end
     r[i] = 1
   else
@@ -124,12 +140,13 @@ for i, k in ipairs(KEYS) do
   end
 end
 return r`)
-	scripts = []*redis.Script{acquireScript, extendScript, finishScript, releaseScript, settleScript}
+	scripts = []*redis.Script{acquireScript, extendScript, finishScript, releaseScript, acquireBatchScript, settleScript}
 )
 
-// settleChunk caps the keys of one settleScript call, so that a large
-// batch does not hold Redis in one script for long.
-const settleChunk = 1000
+// scriptChunk caps the keys of one acquireBatchScript or settleScript
+// call, so that a large batch does not hold Redis in one script for long
+// (and stays within Lua's unpack limit).
+const scriptChunk = 1000
 
 // New returns a Store on c. It does not connect.
 func New(c redis.UniversalClient, opts Options) (*Store, error) {
@@ -249,10 +266,26 @@ func (s *Store) evalAll(ctx context.Context, script *redis.Script, keys []string
 
 // acquire tries to take a lease on every key and returns, per key, the
 // value the key held before: "" when it was free and the lease is now
-// this call's. A key whose command failed is left out of held and
+// this call's (held). A key whose command failed is left out of held and
 // reported by err.
 func (s *Store) acquire(ctx context.Context, keys []string, lease string) (prev []string, held []bool, err error) {
 	leaseMs := s.lease.Milliseconds()
+	prev, held = make([]string, len(keys)), make([]bool, len(keys))
+	if s.batched {
+		err := s.chunked(ctx, acquireBatchScript, keys, func(lo, hi int) []any { return []any{lease, leaseMs} },
+			func(i int, v any) error {
+				switch v := v.(type) {
+				case int64:
+					held[i] = v == 0
+				case string:
+					prev[i] = cmp.Or(v, "?") // an empty value is neither done nor ours: another worker's
+				default:
+					return fmt.Errorf("redisdedup: unexpected reply %v of the acquire script", v)
+				}
+				return nil
+			})
+		return prev, held, err
+	}
 	var cmds []*redis.Cmd
 	if !s.noSetGet.Load() {
 		cmds, err = s.pipelined(ctx, false, len(keys), func(pipe redis.Pipeliner, i int) *redis.Cmd {
@@ -267,7 +300,6 @@ func (s *Store) acquire(ctx context.Context, keys []string, lease string) (prev 
 	if s.noSetGet.Load() {
 		cmds, err = s.evalAll(ctx, acquireScript, keys, func(int) []any { return []any{lease, leaseMs} })
 	}
-	prev, held = make([]string, len(keys)), make([]bool, len(keys))
 	for k, cmd := range cmds {
 		v, cerr := cmd.Text()
 		switch {
@@ -275,15 +307,38 @@ func (s *Store) acquire(ctx context.Context, keys []string, lease string) (prev 
 			held[k] = true
 		case cerr != nil:
 			// Left Pending.
-		case v == "":
-			// A key holding an empty string is neither done nor a lease
-			// of ours: treat it as another worker's.
-			prev[k] = "?"
 		default:
-			prev[k] = v
+			prev[k] = cmp.Or(v, "?") // an empty value is neither done nor ours: another worker's
 		}
 	}
 	return prev, held, err
+}
+
+// chunked calls script on keys, scriptChunk keys per call, all calls in
+// one pipeline, with args(lo, hi) after the keys of keys[lo:hi]; each call
+// must reply with one value per key, given to reply with the key's index.
+func (s *Store) chunked(ctx context.Context, script *redis.Script, keys []string, args func(lo, hi int) []any, reply func(i int, v any) error) error {
+	chunks := (len(keys) + scriptChunk - 1) / scriptChunk
+	cmds, err := s.pipelined(ctx, true, chunks, func(pipe redis.Pipeliner, c int) *redis.Cmd {
+		lo, hi := c*scriptChunk, min(len(keys), (c+1)*scriptChunk)
+		return script.EvalSha(ctx, pipe, keys[lo:hi], args(lo, hi)...)
+	})
+	if err != nil {
+		return err
+	}
+	for c, cmd := range cmds {
+		lo, hi := c*scriptChunk, min(len(keys), (c+1)*scriptChunk)
+		vs, err := cmd.Slice()
+		if err != nil || len(vs) != hi-lo {
+			return fmt.Errorf("redisdedup: unexpected reply of a script for %d keys: %v %w", hi-lo, cmd.Val(), err)
+		}
+		for j, v := range vs {
+			if err := reply(lo+j, v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func anySucceeded(cmds []*redis.Cmd) bool {
@@ -435,7 +490,7 @@ func (s *Store) finish(ctx context.Context, batch []dedup.Item[dedup.NoTx], keys
 
 // settle sets keys[i] to done with a TTL of ttls[i] ms, or deletes it
 // when ttls[i] is 0, if it still holds lease, and reports which keys it
-// changed. On a single node it is one settleScript call per settleChunk
+// changed. On a single node it is one settleScript call per scriptChunk
 // keys, all in one pipeline; otherwise one finishScript or releaseScript
 // call per key, in one pipeline.
 func (s *Store) settle(ctx context.Context, keys []string, ttls []int64, lease string) ([]bool, error) {
@@ -456,27 +511,19 @@ func (s *Store) settle(ctx context.Context, keys []string, ttls []int64, lease s
 		}
 		return changed, nil
 	}
-	chunks := (len(keys) + settleChunk - 1) / settleChunk
-	cmds, err := s.pipelined(ctx, true, chunks, func(pipe redis.Pipeliner, c int) *redis.Cmd {
-		lo, hi := c*settleChunk, min(len(keys), (c+1)*settleChunk)
+	err := s.chunked(ctx, settleScript, keys, func(lo, hi int) []any {
 		args := make([]any, 0, 1+hi-lo)
 		args = append(args, lease)
 		for _, t := range ttls[lo:hi] {
 			args = append(args, t)
 		}
-		return settleScript.EvalSha(ctx, pipe, keys[lo:hi], args...)
+		return args
+	}, func(i int, v any) error {
+		changed[i] = v == int64(1)
+		return nil
 	})
 	if err != nil {
 		return nil, err
-	}
-	for c, cmd := range cmds {
-		ns, err := cmd.Int64Slice()
-		if err != nil || len(ns) != min(len(keys), (c+1)*settleChunk)-c*settleChunk {
-			return nil, fmt.Errorf("redisdedup: unexpected reply of the settle script: %v %w", cmd.Val(), err)
-		}
-		for j, n := range ns {
-			changed[c*settleChunk+j] = n == 1
-		}
 	}
 	return changed, nil
 }
