@@ -291,8 +291,9 @@ func (s *Store) acquire(ctx context.Context, keys []string, lease string) (prev 
 		cmds, err = s.pipelined(ctx, false, len(keys), func(pipe redis.Pipeliner, i int) *redis.Cmd {
 			return pipe.Do(ctx, "set", keys[i], lease, "nx", "px", leaseMs, "get")
 		})
-		if err != nil && redis.HasErrorPrefix(err, "ERR syntax error") && !anySucceeded(cmds) {
-			// Redis < 7.0 rejects NX with GET, and so set nothing.
+		if err != nil && redis.HasErrorPrefix(err, "syntax error") && !anySucceeded(cmds) {
+			// Redis < 7.0 rejects NX with GET ("ERR syntax error"; the
+			// prefix check drops the "ERR "), and so set nothing.
 			s.noSetGet.Store(true)
 			s.log.Info("eventgen: Redis rejects SET NX GET (older than 7.0); dedup leases are taken with a script")
 		}
