@@ -60,21 +60,23 @@ var ErrInvalidOptions = errors.New("redisdedup: invalid options")
 // a cluster). It is safe for concurrent use. A Process call makes two
 // round trips to Redis, whatever the batch's size:
 //
-//  1. one pipeline takes a lease on every new key of the batch: SET key
-//     lease:<token> NX PX Lease GET per key, whose reply tells a new key
-//     (nil: the lease is taken) from a "done" one (Duplicate) and from
-//     another worker's lease (Busy). On a server older than Redis 7.0,
-//     which rejects NX with GET, a Lua script does the same per key.
-//  2. the handlers run in order while a goroutine extends the leases it
-//     holds every Lease/3 (compare-and-PEXPIRE), so a batch shorter than
-//     Lease/3 extends nothing;
-//  3. one more call sets each handled key to "done" with its TTL and
-//     deletes each failed one, both only if the lease is still this
-//     call's (compare-and-set, compare-and-delete). On a *redis.Client
-//     (one node, or a Sentinel-managed primary) it is one Lua script for
-//     the whole batch; on other clients (Cluster, Ring), whose keys can
-//     live on different nodes, it is a pipeline of one script call per
-//     key.
+//  1. it takes a lease on every new key of the batch (SET key
+//     lease:<token> NX PX Lease) and learns, for each key that exists,
+//     whether it is "done" (Duplicate) or another worker's lease (Busy);
+//  2. it runs the handlers in order while a goroutine extends the leases
+//     it holds every Lease/3 (compare-and-PEXPIRE), so a batch shorter
+//     than Lease/3 extends nothing;
+//  3. it sets each handled key to "done" with its TTL and deletes each
+//     failed one, both only if the lease is still this call's
+//     (compare-and-set, compare-and-delete).
+//
+// On a *redis.Client (one node, or a Sentinel-managed primary) steps 1
+// and 3 are one Lua script call each for the whole batch (acquireBatch,
+// settle; scriptChunk keys per call). On other clients (Cluster, Ring),
+// whose keys can live on different nodes, every command touches one key:
+// step 1 is a pipeline of SET ... NX PX ... GET (on a server older than
+// Redis 7.0, which rejects NX with GET, a script per key), step 3 a
+// pipeline of one script call per key.
 type Store struct {
 	c      redis.UniversalClient
 	prefix string
