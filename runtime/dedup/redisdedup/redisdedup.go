@@ -190,7 +190,27 @@ var keyEscaper = strings.NewReplacer("%", "%25", ":", "%3A")
 
 // RedisKey returns the Redis key of k.
 func (s *Store) RedisKey(k dedup.Key) string {
-	return s.prefix + keyEscaper.Replace(k.Group) + ":" + keyEscaper.Replace(k.Event) + ":" + keyEscaper.Replace(k.ID)
+	return s.keyHead(k.Group, k.Event) + keyEscaper.Replace(k.ID)
+}
+
+// keyHead returns the part of a Redis key before the escaped ID.
+func (s *Store) keyHead(group, event string) string {
+	return s.prefix + keyEscaper.Replace(group) + ":" + keyEscaper.Replace(event) + ":"
+}
+
+// keyMaker builds the Redis keys of one batch, whose items mostly share a
+// group and an event: the keys' common head is escaped once.
+type keyMaker struct {
+	s            *Store
+	group, event string
+	head         string // "" before the first key
+}
+
+func (m *keyMaker) key(k dedup.Key) string {
+	if m.head == "" || k.Group != m.group || k.Event != m.event {
+		m.group, m.event, m.head = k.Group, k.Event, m.s.keyHead(k.Group, k.Event)
+	}
+	return m.head + keyEscaper.Replace(k.ID)
 }
 
 // load makes sure the scripts are in Redis' script cache, so that
@@ -356,12 +376,12 @@ func anySucceeded(cmds []*redis.Cmd) bool {
 // Process implements dedup.Store (see Store for how).
 func (s *Store) Process(ctx context.Context, batch []dedup.Item[dedup.NoTx]) error {
 	first := dedup.MarkRepeats(batch)
-	var keys []string
-	var idx []int
+	keys, idx := make([]string, 0, len(batch)), make([]int, 0, len(batch))
+	km := keyMaker{s: s}
 	for i := range batch {
 		batch[i].Outcome, batch[i].Err = dedup.Pending, nil
 		if first[i] < 0 && batch[i].Handle != nil {
-			keys, idx = append(keys, s.RedisKey(batch[i].Key)), append(idx, i)
+			keys, idx = append(keys, km.key(batch[i].Key)), append(idx, i)
 		}
 	}
 	resolve := func(i int) {
@@ -517,8 +537,13 @@ func (s *Store) settle(ctx context.Context, keys []string, ttls []int64, lease s
 	err := s.chunked(ctx, settleScript, keys, func(lo, hi int) []any {
 		args := make([]any, 0, 1+hi-lo)
 		args = append(args, lease)
+		var last int64 = -1
+		var boxed any
 		for _, t := range ttls[lo:hi] {
-			args = append(args, t)
+			if t != last { // the items of a batch mostly share a TTL: box it once
+				last, boxed = t, t
+			}
+			args = append(args, boxed)
 		}
 		return args
 	}, func(i int, v any) error {

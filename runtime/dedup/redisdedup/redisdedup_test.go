@@ -473,6 +473,24 @@ func TestKeysDoNotCollide(t *testing.T) {
 	}
 }
 
+// The keys of a batch are built with their head escaped once per group
+// and event: the same keys as RedisKey, for mixed and escaped parts.
+func TestBatchKeysAreRedisKeys(t *testing.T) {
+	s, err := New(redis.NewClient(&redis.Options{}), Options{Prefix: "p:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	km := keyMaker{s: s}
+	for _, k := range []dedup.Key{
+		{Group: "g", Event: "E", ID: "1"}, {Group: "g", Event: "E", ID: "a:b%c"}, {Group: "g", Event: "F", ID: "1"},
+		{Group: "g:h", Event: "F", ID: "1"}, {Group: "g", Event: "E", ID: "2"}, {Group: "", Event: "", ID: ""},
+	} {
+		if got, want := km.key(k), s.RedisKey(k); got != want {
+			t.Errorf("batch key of %v is %q, want %q", k, got, want)
+		}
+	}
+}
+
 func TestOptions(t *testing.T) {
 	_, err := New(nil, Options{Lease: time.Millisecond, TTL: -1})
 	for _, want := range []string{"client is nil", "Lease", "TTL"} {
