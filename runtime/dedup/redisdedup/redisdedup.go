@@ -70,13 +70,13 @@ var ErrInvalidOptions = errors.New("redisdedup: invalid options")
 //     failed one, both only if the lease is still this call's
 //     (compare-and-set, compare-and-delete).
 //
-// On a *redis.Client (one node, or a Sentinel-managed primary) steps 1
-// and 3 are one Lua script call each for the whole batch (acquireBatch,
-// settle; scriptChunk keys per call). On other clients (Cluster, Ring),
-// whose keys can live on different nodes, every command touches one key:
-// step 1 is a pipeline of SET ... NX PX ... GET (on a server older than
-// Redis 7.0, which rejects NX with GET, a script per key), step 3 a
-// pipeline of one script call per key.
+// Step 1 is a pipeline of SET key lease NX PX Lease GET, one command per
+// key (on a server older than Redis 7.0, which rejects NX with GET, one
+// script call per key doing the same). Step 3 is, on a *redis.Client (one
+// node, or a Sentinel-managed primary), one Lua script call for the whole
+// batch (settleScript, scriptChunk keys per call); on other clients
+// (Cluster, Ring), whose keys can live on different nodes, a pipeline of
+// one script call per key.
 type Store struct {
 	c      redis.UniversalClient
 	prefix string
@@ -112,20 +112,6 @@ return 0`)
 	releaseScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`)
-	// acquireBatchScript takes a lease (ARGV[1], for ARGV[2] ms) on each
-	// free key of KEYS in one call: it returns, per key, 0 when the lease
-	// is now this call's, or the value the key holds ("done", another
-	// worker's lease). It works on any Redis version.
-	acquireBatchScript = redis.NewScript(`
-local r = {}
-for i, k in ipairs(KEYS) do
-  if redis.call('SET', k, ARGV[1], 'NX', 'PX', ARGV[2]) then
-    r[i] = 0
-  else
-    r[i] = redis.call('GET', k) or ''
-  end
-end
-return r`)
 	// settleScript is finishScript and releaseScript for many keys in one
 	// call: ARGV[1] is the lease, ARGV[i+1] the TTL in milliseconds of
 	// KEYS[i], or 0 to release it. It returns 1 per key it changed, 0 per
@@ -142,11 +128,11 @@ for i, k in ipairs(KEYS) do
   end
 end
 return r`)
-	scripts = []*redis.Script{acquireScript, extendScript, finishScript, releaseScript, acquireBatchScript, settleScript}
+	scripts = []*redis.Script{acquireScript, extendScript, finishScript, releaseScript, settleScript}
 )
 
-// scriptChunk caps the keys of one acquireBatchScript or settleScript
-// call, so that a large batch does not hold Redis in one script for long
+// scriptChunk caps the keys of one settleScript call, so that a large
+// batch does not hold Redis in one script for long
 // (and stays within Lua's unpack limit).
 const scriptChunk = 1000
 
@@ -293,21 +279,6 @@ func (s *Store) evalAll(ctx context.Context, script *redis.Script, keys []string
 func (s *Store) acquire(ctx context.Context, keys []string, lease string) (prev []string, held []bool, err error) {
 	leaseMs := s.lease.Milliseconds()
 	prev, held = make([]string, len(keys)), make([]bool, len(keys))
-	if s.batched {
-		err := s.chunked(ctx, acquireBatchScript, keys, func(lo, hi int) []any { return []any{lease, leaseMs} },
-			func(i int, v any) error {
-				switch v := v.(type) {
-				case int64:
-					held[i] = v == 0
-				case string:
-					prev[i] = cmp.Or(v, "?") // an empty value is neither done nor ours: another worker's
-				default:
-					return fmt.Errorf("redisdedup: unexpected reply %v of the acquire script", v)
-				}
-				return nil
-			})
-		return prev, held, err
-	}
 	var cmds []*redis.Cmd
 	if !s.noSetGet.Load() {
 		cmds, err = s.pipelined(ctx, false, len(keys), func(pipe redis.Pipeliner, i int) *redis.Cmd {

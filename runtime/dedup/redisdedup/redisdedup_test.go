@@ -275,7 +275,7 @@ func TestBatchKeyStates(t *testing.T) {
 	}
 }
 
-// A batch larger than one script call's keys is split into several calls,
+// A batch larger than one settle script call's keys is split into several calls,
 // still in one pipeline: every key is leased, handled and marked.
 func TestLargeBatchIsChunked(t *testing.T) {
 	s, c, _ := newStore(t, Options{})
