@@ -323,8 +323,11 @@ func (s *Store) chunked(ctx context.Context, script *redis.Script, keys []string
 	for c, cmd := range cmds {
 		lo, hi := c*scriptChunk, min(len(keys), (c+1)*scriptChunk)
 		vs, err := cmd.Slice()
-		if err != nil || len(vs) != hi-lo {
-			return fmt.Errorf("redisdedup: unexpected reply of a script for %d keys: %v %w", hi-lo, cmd.Val(), err)
+		if err != nil {
+			return fmt.Errorf("redisdedup: reply of a script for %d keys: %w", hi-lo, err)
+		}
+		if len(vs) != hi-lo {
+			return fmt.Errorf("redisdedup: a script for %d keys replied %d values", hi-lo, len(vs))
 		}
 		for j, v := range vs {
 			if err := reply(lo+j, v); err != nil {
