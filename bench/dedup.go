@@ -229,7 +229,8 @@ func (s *deliveryEffect) apply(carrier string) {
 }
 
 // genRedisDedup is eventgen's at-least-once consumer of OrderDelivered with
-// its Redis dedup store (leases and done markers pipelined per batch).
+// its Redis dedup store (two round trips to Redis per batch: leases, then
+// done markers).
 func genRedisDedup(ctx context.Context, brokers []string, n int) (time.Duration, error) {
 	if _, err := preloadDeliveries(ctx, brokers, n); err != nil {
 		return 0, err

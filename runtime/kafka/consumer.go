@@ -194,11 +194,17 @@ func etName(et *event.Type) string {
 // has a non-empty one, else the record's ce_id, else its coordinates (a
 // record from a producer that is not eventgen has no ce_id).
 func idempotencyKey[T any](v *T, meta *Record) string {
-	if k, ok := any(v).(interface{ IdempotencyKey() string }); ok && k.IdempotencyKey() != "" {
-		return k.IdempotencyKey()
+	// Each IdempotencyKey is called once: it formats the key (a UUID's
+	// String, say) on every call.
+	if k, ok := any(v).(interface{ IdempotencyKey() string }); ok {
+		if id := k.IdempotencyKey(); id != "" {
+			return id
+		}
 	}
-	if k, ok := any(*v).(interface{ IdempotencyKey() string }); ok && k.IdempotencyKey() != "" {
-		return k.IdempotencyKey()
+	if k, ok := any(*v).(interface{ IdempotencyKey() string }); ok {
+		if id := k.IdempotencyKey(); id != "" {
+			return id
+		}
 	}
 	if meta.ID != "" {
 		return meta.ID
