@@ -360,6 +360,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	sc, err := c.cfg.saramaConfig(groupConsumer, identity{
 		instanceID: c.cfg.InstanceID, instanceIDField: "ConsumerConfig.InstanceID",
 		shutdownGrace: c.cfg.ShutdownGrace, shutdownGraceField: "ConsumerConfig.ShutdownGrace",
+		batch: c.cfg.MaxBatch,
 	})
 	if err != nil {
 		return err
