@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/eventgen/eventgen/runtime/dedup"
@@ -220,5 +222,72 @@ func testDedupBatchHandler(t *testing.T, g event.Guarantee) {
 			}
 			settled[s] = true
 		}
+	}
+}
+
+// TestBatchHandlerWaitsBehindAnotherStore: on one topic, a record of an
+// event with a per-record handler (its own store) fails its first attempt;
+// the records behind it, of an event with a batch handler on another
+// store, wait for it instead of running in their store's call of the same
+// round (a batch call would run them all).
+func TestBatchHandlerWaitsBehindAnotherStore(t *testing.T) {
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: 1})
+	a := testEventType("A", "mixed", event.AtLeastOnce)
+	b := testEventType("B", "mixed", event.AtLeastOnce)
+	cl.CreateTopic(t, a.Topic, 1)
+	cl.CreateTopic(t, DeadLetterTopic(a.Topic), 1)
+	pc := idempotentConfig()
+	p, err := sarama.NewSyncProducer(cl.Brokers(), pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []*sarama.ProducerMessage
+	for seq, et := range []*event.Type{a, a, b, b, b} {
+		e := &testEvent{K: "k", Seq: int64(seq), et: et}
+		msgs = append(msgs, &sarama.ProducerMessage{Topic: et.Topic, Key: sarama.StringEncoder(e.K), Value: sarama.ByteEncoder(e.AppendJSON(nil)),
+			Headers: CloudEventHeaders(context.Background(), et, event.NewUUID().String(), time.Now())})
+	}
+	if err := p.SendMessages(msgs); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewConsumer(ConsumerConfig{
+		Config:  Config{Brokers: cl.Brokers(), Tune: kafkatest.FastTune, Logger: slog.New(slog.DiscardHandler)},
+		GroupID: "mixed", Retry: RetryPolicy{MaxAttempts: 3, Backoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var order []int64 // seqs of successful handler runs, in order
+	HandleDeduped(c, a, decodeTestEvent, dedup.Store[dedup.NoTx](dedup.NewMemory[dedup.NoTx](0)), func(_ context.Context, e testEvent, _ dedup.NoTx, rec AtLeastOnceRecord) error {
+		if e.Seq == 1 && rec.Attempt == 1 {
+			return errors.New("first attempt fails")
+		}
+		mu.Lock()
+		order = append(order, e.Seq)
+		mu.Unlock()
+		return nil
+	})
+	HandleDedupedBatch(c, b, decodeTestEvent, dedup.BatchStore[dedup.NoTx](dedup.NewMemory[dedup.NoTx](0)), func(_ context.Context, _ dedup.NoTx, es []testEvent, _ []AtLeastOnceRecord) error {
+		mu.Lock()
+		for _, e := range es {
+			order = append(order, e.Seq)
+		}
+		mu.Unlock()
+		return nil
+	})
+	stop := runInBackground(t, "mixed consumer", c.Run)
+	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
+	kafkatest.WaitCommitted(t, client, "mixed", a.Topic, 1, 30*time.Second)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(order, []int64{0, 1, 2, 3, 4}) {
+		t.Fatalf("handled %v, want [0 1 2 3 4]: the batch handler's records must wait behind the failed one", order)
 	}
 }
