@@ -62,6 +62,14 @@ func eventIdentifiers(n PackageNames, ev *Event) []*goIdent {
 		ids = append(ids, &goIdent{name: name, what: "event " + ev.Name + " (its generated " + name + ")", pos: ev.Pos, base: own})
 	}
 	derived(ev.Handler)
+	if ev.BatchHandler != "" {
+		// Two events' handler types or Handle methods can meet here:
+		// X's XBatchHandler and HandleXBatch are XBatch's XBatchHandler
+		// and HandleXBatch.
+		derived(ev.BatchHandler)
+		derived(n.consumerMethod(ev.HandleBatch))
+	}
+	derived(n.consumerMethod(ev.Handle))
 	derived(ev.MetaVar)
 	derived(ev.Enqueue)
 	if ev.Group != nil && !ev.Group.Transactional {
@@ -72,6 +80,9 @@ func eventIdentifiers(n PackageNames, ev *Event) []*goIdent {
 	}
 	return ids
 }
+
+// consumerMethod is how a Consumer method is named in the clash check.
+func (n PackageNames) consumerMethod(name string) string { return n.Consumer + "." + name }
 
 // producerMethod is how a Producer method is named in the clash check.
 func (n PackageNames) producerMethod(name string) string { return n.Producer + "." + name }

@@ -164,6 +164,10 @@ type Event struct {
 	// method registering one. The name is kept for every event, so that
 	// changing a guarantee never makes a name clash appear.
 	Handler, Handle string
+	// BatchHandler is the batch handler type and HandleBatch the method
+	// registering one, for events consumed into PostgreSQL (Consume is
+	// ConsumePostgres or ConsumeExactlyOnce); "" for the others.
+	BatchHandler, HandleBatch string
 	// Emit is the method of a pipeline's emitter that emits the event.
 	Emit string
 	// Enqueue is the function that writes the event to the transactional

@@ -149,6 +149,8 @@ func groupEvents(s *Schema) {
 		ev.Consume = consumeOf(ev)
 		if ev.Consume == ConsumePostgres || ev.Consume == ConsumeExactlyOnce {
 			s.Postgres = append(s.Postgres, ev)
+			ev.BatchHandler = ev.GoName + "BatchHandler"
+			ev.HandleBatch = ev.Handle + "Batch"
 		}
 		s.HasConsumer = s.HasConsumer || ev.Consume != ConsumeNone
 	}

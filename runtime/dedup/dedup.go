@@ -164,6 +164,51 @@ type OffsetStore[T any] interface {
 	ProcessAt(ctx context.Context, at Partition, batch []Item[T], offsets []int64) (next int64, err error)
 }
 
+// BatchFunc applies, through tx, the effects of the items of a batch whose
+// indexes are run (ascending, at least one): the handlers of many items in
+// one call, so that their effects can be written with one statement. It
+// fails as a whole by returning an error.
+type BatchFunc[T any] func(ctx context.Context, tx T, run []int) error
+
+// BatchStore is a Store that can run a batch's new items through one
+// handler call (a BatchFunc) instead of one Handle call per item.
+//
+// ProcessBatch is Process, except that:
+//
+//   - the effects of the items to run (new keys, first occurrences, with a
+//     non-nil Handle) are applied by handle, given their indexes in batch
+//     order; an item's Handle is not called, its being non-nil only says
+//     that the item has effects (a nil Handle is ErrNoHandle, as in
+//     Process);
+//   - handle may be called several times with consecutive runs of those
+//     items (a store without transactions calls it one item at a time); a
+//     call that fails has its effects rolled back (transactional stores),
+//     and the store narrows the failure down to the first item that fails
+//     on its own (calling handle with that one item; its error is the
+//     item's Err), keeping the effects of the items before it, each
+//     applied once;
+//   - processing stops at the first Failed item: the items after it that
+//     would run are left Pending (their keys unrecorded), so that a
+//     consumer can keep a partition's order; duplicates and repeats
+//     after it are decided as in Process.
+//
+// When every item runs, as in the common case, a transactional store calls
+// handle once per batch.
+type BatchStore[T any] interface {
+	Store[T]
+	ProcessBatch(ctx context.Context, batch []Item[T], handle BatchFunc[T]) error
+}
+
+// BatchOffsetStore is an OffsetStore whose ProcessAt also has a BatchFunc
+// form: ProcessBatchAt is ProcessAt with the handler semantics of
+// ProcessBatch (an item with a nil Handle is a record to pass, as in
+// ProcessAt).
+type BatchOffsetStore[T any] interface {
+	OffsetStore[T]
+	BatchStore[T]
+	ProcessBatchAt(ctx context.Context, at Partition, batch []Item[T], offsets []int64, handle BatchFunc[T]) (next int64, err error)
+}
+
 // ErrNoHandle is the Err of an item given to Process without a Handle.
 var ErrNoHandle = errors.New("dedup: item has no Handle")
 

@@ -10,7 +10,8 @@ import (
 // nor NewMemory sets a TTL.
 const DefaultMemoryTTL = 24 * time.Hour
 
-// Memory is an in-process Store and OffsetStore, for tests and demos: keys
+// Memory is an in-process Store and OffsetStore (and their Batch forms),
+// for tests and demos: keys
 // and offsets live in a map guarded by a mutex and are lost with the
 // process. It passes handlers the zero value of T (a nil pgx.Tx for a
 // Memory[pgx.Tx]), so their effects are not atomic with anything: use it
@@ -43,13 +44,20 @@ func NewMemory[T any](ttl time.Duration) *Memory[T] {
 
 // Process implements Store.
 func (m *Memory[T]) Process(ctx context.Context, batch []Item[T]) error {
-	return m.process(ctx, batch, nil)
+	return m.process(ctx, batch, nil, nil)
+}
+
+// ProcessBatch implements BatchStore: handle runs one item at a time
+// (Memory has no transactions to roll a larger call back).
+func (m *Memory[T]) ProcessBatch(ctx context.Context, batch []Item[T], handle BatchFunc[T]) error {
+	return m.process(ctx, batch, nil, handle)
 }
 
 // process is Process for the items not marked in decided (nil: all), in
-// place and in order.
-func (m *Memory[T]) process(ctx context.Context, batch []Item[T], decided []bool) error {
+// place and in order; with handle, it is ProcessBatch.
+func (m *Memory[T]) process(ctx context.Context, batch []Item[T], decided []bool, handle BatchFunc[T]) error {
 	first := MarkRepeats(batch)
+	stopped := false // ProcessBatch: an item failed, the later ones wait
 	for i := range batch {
 		if decided != nil && decided[i] {
 			continue
@@ -67,16 +75,28 @@ func (m *Memory[T]) process(ctx context.Context, batch []Item[T], decided []bool
 			it.Outcome, it.Err = Failed, ErrNoHandle
 			continue
 		}
+		if stopped {
+			if m.recorded(it.Key) {
+				it.Outcome = Duplicate
+			}
+			continue
+		}
 		if o, ok := m.lease(it.Key); !ok {
 			it.Outcome = o
 			continue
 		}
 		var zero T
-		err := it.Handle(ctx, zero)
+		var err error
+		if handle != nil {
+			err = handle(ctx, zero, []int{i})
+		} else {
+			err = it.Handle(ctx, zero)
+		}
 		m.mu.Lock()
 		if err != nil {
 			delete(m.keys, it.Key)
 			it.Outcome, it.Err = Failed, err
+			stopped = handle != nil
 		} else {
 			m.keys[it.Key] = memEntry{done: true, expires: m.now().Add(TTLOr(it.TTL, m.ttl))}
 			it.Outcome = Handled
@@ -102,6 +122,14 @@ func (m *Memory[T]) lease(k Key) (Outcome, bool) {
 	return Pending, true
 }
 
+// recorded reports whether key is recorded as done and not expired.
+func (m *Memory[T]) recorded(k Key) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.keys[k]
+	return ok && e.done && m.now().Before(e.expires)
+}
+
 // LoadOffsets implements OffsetStore.
 func (m *Memory[T]) LoadOffsets(ctx context.Context, group, topic string) (map[int32]int64, error) {
 	m.mu.Lock()
@@ -118,6 +146,15 @@ func (m *Memory[T]) LoadOffsets(ctx context.Context, group, topic string) (map[i
 // ProcessAt implements OffsetStore. Calls for one partition are
 // serialised, as a database row lock would.
 func (m *Memory[T]) ProcessAt(ctx context.Context, at Partition, batch []Item[T], offsets []int64) (int64, error) {
+	return m.processAt(ctx, at, batch, offsets, nil)
+}
+
+// ProcessBatchAt implements BatchOffsetStore (see ProcessBatch).
+func (m *Memory[T]) ProcessBatchAt(ctx context.Context, at Partition, batch []Item[T], offsets []int64, handle BatchFunc[T]) (int64, error) {
+	return m.processAt(ctx, at, batch, offsets, handle)
+}
+
+func (m *Memory[T]) processAt(ctx context.Context, at Partition, batch []Item[T], offsets []int64, handle BatchFunc[T]) (int64, error) {
 	m.mu.Lock()
 	pm := m.parts[at]
 	if pm == nil {
@@ -146,7 +183,7 @@ func (m *Memory[T]) ProcessAt(ctx context.Context, at Partition, batch []Item[T]
 			batch[i].Outcome, decided[i] = Handled, true
 		}
 	}
-	if err := m.process(ctx, batch, decided); err != nil {
+	if err := m.process(ctx, batch, decided, handle); err != nil {
 		return stored, err
 	}
 	next := NextOffset(batch, offsets, stored)

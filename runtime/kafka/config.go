@@ -116,8 +116,11 @@ type ConsumerConfig struct {
 	// makes a partition redeliver), and how many records of a partition go
 	// to a dedup store in one call (one transaction of a PostgreSQL
 	// store). Dedup stores are chosen per event at registration
-	// (HandleDeduped, HandleExactlyOnce). Default 500 (DefaultMaxBatch);
-	// must not be negative.
+	// (HandleDeduped, HandleExactlyOnce, and their Batch forms, whose
+	// batch handler gets a whole batch's new events). The consumer buffers
+	// at least MaxBatch records per partition (sarama's ChannelBufferSize)
+	// so that a batch can fill. Default 500 (DefaultMaxBatch); must not be
+	// negative.
 	MaxBatch int
 	// CommitInterval is how long an at-least-once partition under constant
 	// load goes between commits; a partition that has nothing buffered

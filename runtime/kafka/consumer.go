@@ -88,7 +88,7 @@ func HandleAtMostOnce[T any](c *Consumer, et *event.Type, decode func([]byte) (T
 	}
 	handle(c, "HandleAtMostOnce", et, event.AtMostOnce, nil, decode, func(ctx context.Context, v T, _ any, m Record) error {
 		return h(ctx, v, AtMostOnceRecord{m})
-	})
+	}, nil)
 }
 
 // HandleAtLeastOnce registers h for events of type et, which must be an
@@ -105,7 +105,7 @@ func HandleAtLeastOnce[T any](c *Consumer, et *event.Type, decode func([]byte) (
 	}
 	handle(c, "HandleAtLeastOnce", et, event.AtLeastOnce, everyDelivery{}, decode, func(ctx context.Context, v T, _ any, m Record) error {
 		return h(ctx, v, AtLeastOnceRecord{m})
-	})
+	}, nil)
 }
 
 // HandleDeduped registers h for events of type et, which must be an
@@ -126,9 +126,39 @@ func HandleDeduped[T, Tx any](c *Consumer, et *event.Type, decode func([]byte) (
 		c.addErr(fmt.Errorf("eventgen: HandleDeduped(%s): the store and the handler are required", etName(et)))
 		return
 	}
-	handle(c, "HandleDeduped", et, event.AtLeastOnce, &typedStore[Tx]{s: store}, decode, func(ctx context.Context, v T, tx any, m Record) error {
+	handle(c, "HandleDeduped", et, event.AtLeastOnce, newTypedStore(store, nil), decode, func(ctx context.Context, v T, tx any, m Record) error {
 		t, _ := tx.(Tx) // the zero Tx when the store passes none (dedup.Memory[pgx.Tx])
 		return h(ctx, v, t, AtLeastOnceRecord{m})
+	}, nil)
+}
+
+// HandleDedupedBatch is HandleDeduped with a batch handler: h receives the
+// new events of a batch of the partition's records (redeliveries and
+// records already processed are filtered out by the store's dedup
+// statement), in offset order, with their records, so that it can write
+// their effects with one statement through tx, the transaction that also
+// records their keys (dedup.BatchStore.ProcessBatch). A batch can be a
+// single event. If h fails, the effects of the call are rolled back and the
+// store narrows the failure down to the first event that fails on its own,
+// calling h again with shorter runs (halves, then that event alone): the
+// events before it commit once, it is a handler failure with the error of
+// the call that had it alone (retries, Permanent, a recovered panic and
+// the dead-letter topic as for HandleDeduped), and the events after it
+// wait and run again. h must therefore apply exactly the effects of the
+// events it is given, and may be called several times with the same event
+// in one round, all calls but the last rolled back.
+func HandleDedupedBatch[T, Tx any](c *Consumer, et *event.Type, decode func([]byte) (T, error), store dedup.BatchStore[Tx], h func(ctx context.Context, tx Tx, vs []T, recs []AtLeastOnceRecord) error) {
+	if h == nil || store == nil {
+		c.addErr(fmt.Errorf("eventgen: HandleDedupedBatch(%s): the store and the handler are required", etName(et)))
+		return
+	}
+	handle(c, "HandleDedupedBatch", et, event.AtLeastOnce, newTypedStore[Tx](store, nil), decode, nil, func(ctx context.Context, tx any, vs []T, ms []Record) error {
+		t, _ := tx.(Tx)
+		recs := make([]AtLeastOnceRecord, len(ms))
+		for i, m := range ms {
+			recs[i] = AtLeastOnceRecord{m}
+		}
+		return h(ctx, t, vs, recs)
 	})
 }
 
@@ -148,18 +178,55 @@ func HandleExactlyOnce[T, Tx any](c *Consumer, et *event.Type, decode func([]byt
 		c.addErr(fmt.Errorf("eventgen: HandleExactlyOnce(%s): the store and the handler are required", etName(et)))
 		return
 	}
-	handle(c, "HandleExactlyOnce", et, event.ExactlyOnce, &typedStore[Tx]{s: store, offsets: store}, decode, func(ctx context.Context, v T, tx any, m Record) error {
+	handle(c, "HandleExactlyOnce", et, event.ExactlyOnce, newTypedStore[Tx](store, store), decode, func(ctx context.Context, v T, tx any, m Record) error {
 		t, _ := tx.(Tx)
 		return h(ctx, v, t, ExactlyOnceRecord{m})
+	}, nil)
+}
+
+// HandleExactlyOnceBatch is HandleExactlyOnce with a batch handler: h
+// receives the new events of a batch, in offset order, in the transaction
+// that also records their keys and stores the partition's next offset
+// (dedup.BatchOffsetStore.ProcessBatchAt). Failures are narrowed down to
+// one event as in HandleDedupedBatch.
+func HandleExactlyOnceBatch[T, Tx any](c *Consumer, et *event.Type, decode func([]byte) (T, error), store dedup.BatchOffsetStore[Tx], h func(ctx context.Context, tx Tx, vs []T, recs []ExactlyOnceRecord) error) {
+	if h == nil || store == nil {
+		c.addErr(fmt.Errorf("eventgen: HandleExactlyOnceBatch(%s): the store and the handler are required", etName(et)))
+		return
+	}
+	handle(c, "HandleExactlyOnceBatch", et, event.ExactlyOnce, newTypedStore[Tx](store, store), decode, nil, func(ctx context.Context, tx any, vs []T, ms []Record) error {
+		t, _ := tx.(Tx)
+		recs := make([]ExactlyOnceRecord, len(ms))
+		for i, m := range ms {
+			recs[i] = ExactlyOnceRecord{m}
+		}
+		return h(ctx, t, vs, recs)
 	})
 }
 
 // handle registers a typed handler for guarantee g; run calls it with the
-// store's transaction (nil without one) and the record.
-func handle[T any](c *Consumer, caller string, et *event.Type, g event.Guarantee, store storeAdapter, decode func([]byte) (T, error), run func(ctx context.Context, v T, tx any, m Record) error) {
+// store's transaction (nil without one) and the record. A batch handler is
+// given as batch instead of run: it runs many records in one call (a
+// record alone where the store calls it so).
+func handle[T any](c *Consumer, caller string, et *event.Type, g event.Guarantee, store storeAdapter, decode func([]byte) (T, error),
+	run func(ctx context.Context, v T, tx any, m Record) error, batch func(ctx context.Context, tx any, vs []T, ms []Record) error) {
 	if decode == nil {
 		c.addErr(fmt.Errorf("eventgen: %s(%s): decode is required", caller, etName(et)))
 		return
+	}
+	var br *batchRunner
+	if batch != nil {
+		br = &batchRunner{run: func(ctx context.Context, tx any, ws []*work) error {
+			vs, ms := make([]T, len(ws)), make([]Record, len(ws))
+			for i, w := range ws {
+				vs[i], ms[i] = w.val.(T), w.rec
+				ms[i].Attempt = w.attempt
+			}
+			return batch(ctx, tx, vs, ms)
+		}}
+		run = func(ctx context.Context, v T, tx any, m Record) error {
+			return batch(ctx, tx, []T{v}, []Record{m})
+		}
 	}
 	group := c.cfg.GroupID
 	c.register(et, g, store, func(in *inbound) (*work, error) {
@@ -178,6 +245,9 @@ func handle[T any](c *Consumer, caller string, et *event.Type, g event.Guarantee
 		w.run = func(ctx context.Context, tx any) error {
 			meta.Attempt = w.attempt
 			return run(meta.Context(ctx), v, tx, meta)
+		}
+		if br != nil {
+			w.batch, w.val, w.rec = br, v, meta
 		}
 		return w, nil
 	})
@@ -296,6 +366,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	sc, err := c.cfg.saramaConfig(groupConsumer, identity{
 		instanceID: c.cfg.InstanceID, instanceIDField: "ConsumerConfig.InstanceID",
 		shutdownGrace: c.cfg.ShutdownGrace, shutdownGraceField: "ConsumerConfig.ShutdownGrace",
+		batch: c.cfg.MaxBatch,
 	})
 	if err != nil {
 		return err

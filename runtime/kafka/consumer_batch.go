@@ -55,7 +55,7 @@ func (h *groupHandler) prepareWork(sctx context.Context, routes []*route, m *sar
 // records to pass, so that the stored offset moves past them. settle returns errStopped when the session ended first (the
 // finished records are marked), or ErrDeadLetter.
 func (h *groupHandler) settle(sctx context.Context, g *claimGuard, ws []*work, log *slog.Logger, passFinished bool,
-	exec func(ctx context.Context, seg []*work, handle handleFunc) error) error {
+	exec func(ctx context.Context, seg []*work, hs handlers) error) error {
 	pol := h.c.cfg.Retry
 	pending := ws
 	infraTries := 0
@@ -71,6 +71,15 @@ func (h *groupHandler) settle(sctx context.Context, g *claimGuard, ws []*work, l
 				end++
 			}
 			seg := pending[start:end]
+			if stalled {
+				// An earlier segment's record is not done: these wait
+				// without a store call (a batch handler would run them).
+				for _, w := range seg {
+					w.waiting, w.outcome, w.err = true, dedup.Pending, nil
+				}
+				start = end
+				continue
+			}
 			scanned := 0
 			handle := func(ctx context.Context, i int, tx any, outcome func(int) dedup.Outcome) error {
 				for ; scanned < i && !stalled; scanned++ {
@@ -85,10 +94,39 @@ func (h *groupHandler) settle(sctx context.Context, g *claimGuard, ws []*work, l
 				stalled = err != nil
 				return err
 			}
+			// many runs the records idx of seg, every earlier one done (the
+			// store sees to it), in one call: consecutive records of one
+			// batch handler in one call of it, the others one at a time.
+			// A panic is a handler error, as in handle.
+			many := func(ctx context.Context, tx any, idx []int) error {
+				for s := 0; s < len(idx); {
+					w := seg[idx[s]]
+					if w.batch == nil {
+						if err := safely(g.log, []any{"event", w.name, "offset", w.m.Offset}, func() error { return w.run(ctx, tx) }); err != nil {
+							return err
+						}
+						s++
+						continue
+					}
+					e := s + 1
+					for e < len(idx) && seg[idx[e]].batch == w.batch {
+						e++
+					}
+					ws := make([]*work, e-s)
+					for k := s; k < e; k++ {
+						ws[k-s] = seg[idx[k]]
+					}
+					if err := safely(g.log, []any{"event", w.name, "from", ws[0].m.Offset, "to", ws[len(ws)-1].m.Offset}, func() error { return w.batch.run(ctx, tx, ws) }); err != nil {
+						return err
+					}
+					s = e
+				}
+				return nil
+			}
 			for _, w := range seg {
 				w.waiting, w.outcome, w.err = false, dedup.Pending, nil
 			}
-			err := g.call(func(ctx context.Context) error { return exec(ctx, seg, handle) }, "event", seg[0].name, "from", seg[0].m.Offset, "to", seg[len(seg)-1].m.Offset)
+			err := g.call(func(ctx context.Context) error { return exec(ctx, seg, handlers{handle, many}) }, "event", seg[0].name, "from", seg[0].m.Offset, "to", seg[len(seg)-1].m.Offset)
 			if errors.Is(err, errStopped) {
 				if !g.abandoned() { // exec returned: its outcomes can be read
 					h.finish(pending[:end])
@@ -257,8 +295,8 @@ func (h *groupHandler) consumeAtLeastOnce(sess sarama.ConsumerGroupSession, clai
 					todo = append(todo, w)
 				}
 			}
-			err = h.settle(sess.Context(), g, todo, log, false, func(ctx context.Context, seg []*work, handle handleFunc) error {
-				return seg[0].store.process(ctx, seg, handle)
+			err = h.settle(sess.Context(), g, todo, log, false, func(ctx context.Context, seg []*work, hs handlers) error {
+				return seg[0].store.process(ctx, seg, hs)
 			})
 		}
 		for _, w := range ws {
@@ -350,8 +388,8 @@ func (h *groupHandler) consumeExactlyOnce(sess sarama.ConsumerGroupSession, clai
 		}
 		if err == nil {
 			next := int64(-1)
-			err = h.settle(sess.Context(), g, ws, log, true, func(ctx context.Context, seg []*work, handle handleFunc) error {
-				n, err := store.processAt(ctx, at, seg, handle)
+			err = h.settle(sess.Context(), g, ws, log, true, func(ctx context.Context, seg []*work, hs handlers) error {
+				n, err := store.processAt(ctx, at, seg, hs)
 				if err == nil {
 					next = n
 				}

@@ -23,6 +23,12 @@ type work struct {
 	// one). A nil run is a record to pass without effects: skipped, or
 	// dead-lettered before it reached a handler.
 	run func(ctx context.Context, tx any) error
+	// batch, for an event registered with a batch handler, runs the
+	// handler of consecutive records of the event in one call (see
+	// handlers.many); val and rec are what it passes for this record.
+	batch *batchRunner
+	val   any
+	rec   Record
 
 	outcome dedup.Outcome // of the last round
 	err     error         // the handler's, when outcome is Failed
@@ -36,14 +42,46 @@ type work struct {
 // transaction; outcome(j) is what the store decided for record j < i.
 type handleFunc func(ctx context.Context, i int, tx any, outcome func(j int) dedup.Outcome) error
 
+// manyFunc runs the handlers of the round's records idx (ascending, every
+// earlier record done) with the store's transaction in one call: a
+// dedup.BatchFunc without its type.
+type manyFunc func(ctx context.Context, tx any, idx []int) error
+
+// handlers are the two ways a store call runs a round's handlers: one
+// record at a time (dedup.Store.Process) or many at once
+// (dedup.BatchStore.ProcessBatch, for records with a batch handler).
+type handlers struct {
+	one  handleFunc
+	many manyFunc
+}
+
+// batchRunner runs one event's batch handler on records of that event.
+// Records of one registration share one runner (compared by pointer).
+type batchRunner struct {
+	run func(ctx context.Context, tx any, ws []*work) error
+}
+
+// anyBatch reports whether a record of ws has a batch handler.
+func anyBatch(ws []*work) bool {
+	for _, w := range ws {
+		if w.batch != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // storeAdapter hides the store's transaction type from the consumer's
 // loops: typedStore for the dedup stores, everyDelivery for events
 // without one.
 type storeAdapter interface {
 	// process runs ws through dedup.Store.Process, setting each outcome.
-	process(ctx context.Context, ws []*work, handle handleFunc) error
-	// processAt runs ws through dedup.OffsetStore.ProcessAt.
-	processAt(ctx context.Context, at dedup.Partition, ws []*work, handle handleFunc) (int64, error)
+	// With records that have a batch handler and a store that is a
+	// dedup.BatchStore, it runs them through ProcessBatch with hs.many.
+	process(ctx context.Context, ws []*work, hs handlers) error
+	// processAt runs ws through dedup.OffsetStore.ProcessAt (or
+	// BatchOffsetStore.ProcessBatchAt, as process does).
+	processAt(ctx context.Context, at dedup.Partition, ws []*work, hs handlers) (int64, error)
 	loadOffsets(ctx context.Context, group, topic string) (map[int32]int64, error)
 	// same reports whether other wraps the same store: consecutive
 	// records of one store go to it in one call.
@@ -55,10 +93,27 @@ type storeAdapter interface {
 }
 
 // typedStore adapts a dedup.Store[Tx] (and its OffsetStore, for
-// exactly-once handlers).
+// exactly-once handlers; their Batch forms when the store has them).
 type typedStore[Tx any] struct {
 	s       dedup.Store[Tx]
 	offsets dedup.OffsetStore[Tx]
+	batch   dedup.BatchStore[Tx]       // s, if it is one
+	batchAt dedup.BatchOffsetStore[Tx] // offsets, if it is one
+}
+
+// newTypedStore adapts s, and offsets when not nil (they are the same
+// store).
+func newTypedStore[Tx any](s dedup.Store[Tx], offsets dedup.OffsetStore[Tx]) *typedStore[Tx] {
+	a := &typedStore[Tx]{s: s, offsets: offsets}
+	a.batch, _ = s.(dedup.BatchStore[Tx])
+	if offsets != nil {
+		a.batchAt, _ = offsets.(dedup.BatchOffsetStore[Tx])
+	}
+	return a
+}
+
+func batchFunc[Tx any](many manyFunc) dedup.BatchFunc[Tx] {
+	return func(ctx context.Context, tx Tx, run []int) error { return many(ctx, tx, run) }
 }
 
 func (a *typedStore[Tx]) items(ws []*work, handle handleFunc) []dedup.Item[Tx] {
@@ -79,20 +134,31 @@ func copyOutcomes[Tx any](ws []*work, items []dedup.Item[Tx]) {
 	}
 }
 
-func (a *typedStore[Tx]) process(ctx context.Context, ws []*work, handle handleFunc) error {
-	items := a.items(ws, handle)
-	err := a.s.Process(ctx, items)
+func (a *typedStore[Tx]) process(ctx context.Context, ws []*work, hs handlers) error {
+	items := a.items(ws, hs.one)
+	var err error
+	if a.batch != nil && anyBatch(ws) {
+		err = a.batch.ProcessBatch(ctx, items, batchFunc[Tx](hs.many))
+	} else {
+		err = a.s.Process(ctx, items)
+	}
 	copyOutcomes(ws, items)
 	return err
 }
 
-func (a *typedStore[Tx]) processAt(ctx context.Context, at dedup.Partition, ws []*work, handle handleFunc) (int64, error) {
-	items := a.items(ws, handle)
+func (a *typedStore[Tx]) processAt(ctx context.Context, at dedup.Partition, ws []*work, hs handlers) (int64, error) {
+	items := a.items(ws, hs.one)
 	offsets := make([]int64, len(ws))
 	for i, w := range ws {
 		offsets[i] = w.m.Offset
 	}
-	next, err := a.offsets.ProcessAt(ctx, at, items, offsets)
+	var next int64
+	var err error
+	if a.batchAt != nil && anyBatch(ws) {
+		next, err = a.batchAt.ProcessBatchAt(ctx, at, items, offsets, batchFunc[Tx](hs.many))
+	} else {
+		next, err = a.offsets.ProcessAt(ctx, at, items, offsets)
+	}
 	copyOutcomes(ws, items)
 	return next, err
 }
@@ -124,7 +190,8 @@ var errNoOffsets = errors.New("eventgen: this store keeps no offsets")
 // it remembers nothing, so every delivery runs the handler.
 type everyDelivery struct{}
 
-func (everyDelivery) process(ctx context.Context, ws []*work, handle handleFunc) error {
+func (everyDelivery) process(ctx context.Context, ws []*work, hs handlers) error {
+	handle := hs.one
 	outcome := func(j int) dedup.Outcome { return ws[j].outcome }
 	for i, w := range ws {
 		w.outcome, w.err = dedup.Pending, nil
@@ -140,7 +207,7 @@ func (everyDelivery) process(ctx context.Context, ws []*work, handle handleFunc)
 	return nil
 }
 
-func (everyDelivery) processAt(context.Context, dedup.Partition, []*work, handleFunc) (int64, error) {
+func (everyDelivery) processAt(context.Context, dedup.Partition, []*work, handlers) (int64, error) {
 	return -1, errNoOffsets
 }
 

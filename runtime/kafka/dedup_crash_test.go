@@ -125,6 +125,19 @@ const applyEffect = `WITH a AS (INSERT INTO applied (seq) VALUES ($3))
 INSERT INTO balances (account, balance) VALUES ($1, $2)
 ON CONFLICT (account) DO UPDATE SET balance = balances.balance + excluded.balance`
 
+// applyEffects is the effect of many events, in one statement: what a
+// batch handler writes. Amounts are summed per account first (an INSERT
+// ... ON CONFLICT cannot update a row twice).
+const applyEffects = `WITH e AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS e(account, amount, seq)),
+a AS (INSERT INTO applied (seq) SELECT seq FROM e)
+INSERT INTO balances (account, balance) SELECT account, sum(amount) FROM e GROUP BY account ORDER BY account
+ON CONFLICT (account) DO UPDATE SET balance = balances.balance + excluded.balance`
+
+// failsFirst reports whether the batch children's handler fails event
+// seq's first attempt (after writing its effects, which the store must
+// roll back): a failing record in the middle of many batches.
+func failsFirst(seq int64) bool { return seq%37 == 5 }
+
 // ledgerCheck is what the checker found in the database.
 type ledgerCheck struct {
 	lost, duplicated int     // events never applied; extra applications
@@ -408,7 +421,47 @@ func runChildDedup(ctx context.Context) error {
 		_, err := tx.Exec(ctx, applyEffect, e.K, amount(e.Seq), e.Seq)
 		return err
 	}
+	// inBatch is the batch handler: the effects of all its events in one
+	// statement, then the failure of an event that fails its first
+	// attempt (the call's effects are rolled back, the store narrows the
+	// failure down to that event).
+	inBatch := func(ctx context.Context, tx pgx.Tx, es []testEvent, attempts []int) error {
+		calls.Add(int64(len(es)))
+		die("mid-batch")
+		accounts, amounts, seqs := make([]string, len(es)), make([]int64, len(es)), make([]int64, len(es))
+		for i, e := range es {
+			accounts[i], amounts[i], seqs[i] = e.K, amount(e.Seq), e.Seq
+		}
+		if _, err := tx.Exec(ctx, applyEffects, accounts, amounts, seqs); err != nil {
+			return err
+		}
+		for i, e := range es {
+			if failsFirst(e.Seq) && attempts[i] == 1 {
+				return fmt.Errorf("event %d fails its first attempt", e.Seq)
+			}
+		}
+		return nil
+	}
 	switch store {
+	case "postgres-batch":
+		HandleDedupedBatch(c, et, decodeTestEvent, dedup.BatchStore[pgx.Tx](&killingBatchStore{BatchOffsetStore: pg, die: die}),
+			func(ctx context.Context, tx pgx.Tx, es []testEvent, recs []AtLeastOnceRecord) error {
+				attempts := make([]int, len(recs))
+				for i, r := range recs {
+					attempts[i] = r.Attempt
+				}
+				return inBatch(ctx, tx, es, attempts)
+			})
+	case "eos-batch":
+		s := &killingBatchStore{BatchOffsetStore: pg, die: die, log: logLine, first: map[int32]bool{}}
+		HandleExactlyOnceBatch(c, et, decodeTestEvent, dedup.BatchOffsetStore[pgx.Tx](s),
+			func(ctx context.Context, tx pgx.Tx, es []testEvent, recs []ExactlyOnceRecord) error {
+				attempts := make([]int, len(recs))
+				for i, r := range recs {
+					attempts[i] = r.Attempt
+				}
+				return inBatch(ctx, tx, es, attempts)
+			})
 	case "postgres":
 		HandleDeduped(c, et, decodeTestEvent, dedup.Store[pgx.Tx](&killingStore{Store: pg, die: die}),
 			func(ctx context.Context, e testEvent, tx pgx.Tx, _ AtLeastOnceRecord) error { return inTx(ctx, e, tx) })
@@ -483,6 +536,39 @@ func (s *killingOffsetStore) ProcessAt(ctx context.Context, at dedup.Partition, 
 	}
 	s.mu.Unlock()
 	next, err := s.OffsetStore.ProcessAt(ctx, at, batch, offsets)
+	if err == nil {
+		s.die("after-commit")
+	}
+	return next, err
+}
+
+// killingBatchStore is killingOffsetStore for the batch path: it kills
+// the child after ProcessBatch's or ProcessBatchAt's commit, before the
+// consumer commits to Kafka, and logs each partition's first offset.
+type killingBatchStore struct {
+	dedup.BatchOffsetStore[pgx.Tx]
+	die   func(point string)
+	log   func(format string, args ...any)
+	mu    sync.Mutex
+	first map[int32]bool
+}
+
+func (s *killingBatchStore) ProcessBatch(ctx context.Context, batch []dedup.Item[pgx.Tx], handle dedup.BatchFunc[pgx.Tx]) error {
+	err := s.BatchOffsetStore.ProcessBatch(ctx, batch, handle)
+	if err == nil {
+		s.die("after-commit")
+	}
+	return err
+}
+
+func (s *killingBatchStore) ProcessBatchAt(ctx context.Context, at dedup.Partition, batch []dedup.Item[pgx.Tx], offsets []int64, handle dedup.BatchFunc[pgx.Tx]) (int64, error) {
+	s.mu.Lock()
+	if !s.first[at.Partition] && len(offsets) > 0 {
+		s.first[at.Partition] = true
+		s.log("first %d %d", at.Partition, offsets[0])
+	}
+	s.mu.Unlock()
+	next, err := s.BatchOffsetStore.ProcessBatchAt(ctx, at, batch, offsets, handle)
 	if err == nil {
 		s.die("after-commit")
 	}
@@ -603,6 +689,19 @@ func TestDedupCrashPostgres(t *testing.T) {
 		sc.events, res.records, res.kills)
 }
 
+// TestDedupCrashPostgresBatch is TestDedupCrashPostgres with a batch
+// handler (one statement per batch), some events failing their first
+// attempt in the middle of batches.
+func TestDedupCrashPostgresBatch(t *testing.T) {
+	sc := crashScaleFor()
+	res := runCrash(t, crashRun{store: "postgres-batch", kills: crashKills("postgres"), scale: sc})
+	if !res.check.clean() {
+		t.Fatalf("PostgreSQL dedup with a batch handler after %d kills: %d lost, %d duplicated effects (%v), %d wrong balances", res.kills, res.check.lost, res.check.duplicated, first(res.check.dupSeqs), res.check.wrongBalances)
+	}
+	t.Logf("PostgreSQL dedup, batch handler: %d events (%d records, 10%% delivered twice, every 37th failing its first attempt), %d kills: 0 lost, 0 duplicated, balances exact",
+		sc.events, res.records, res.kills)
+}
+
 func TestDedupCrashPostgresControl(t *testing.T) {
 	sc := crashScale{events: 1_500, kills: 4}
 	res := runCrash(t, crashRun{store: "postgres-control", kills: []string{"after-commit"}, scale: sc})
@@ -651,6 +750,19 @@ func TestDedupCrashExactlyOnce(t *testing.T) {
 			res.kills, res.check.lost, res.check.duplicated, first(res.check.dupSeqs), res.check.wrongBalances, res.resumeErrors)
 	}
 	t.Logf("exactly once into PostgreSQL: %d events (%d records, 10%% delivered twice), %d kills: 0 lost, 0 duplicated, every restart resumed at the offsets stored in the database",
+		sc.events, res.records, res.kills)
+}
+
+// TestDedupCrashExactlyOnceBatch is TestDedupCrashExactlyOnce with a
+// batch handler, some events failing their first attempt.
+func TestDedupCrashExactlyOnceBatch(t *testing.T) {
+	sc := crashScaleFor()
+	res := runCrash(t, crashRun{store: "eos-batch", kills: crashKills("eos"), scale: sc})
+	if !res.check.clean() || len(res.resumeErrors) > 0 {
+		t.Fatalf("exactly once into PostgreSQL with a batch handler after %d kills: %d lost, %d duplicated (%v), %d wrong balances; resumed below the database's offsets: %v",
+			res.kills, res.check.lost, res.check.duplicated, first(res.check.dupSeqs), res.check.wrongBalances, res.resumeErrors)
+	}
+	t.Logf("exactly once into PostgreSQL, batch handler: %d events (%d records, 10%% delivered twice, every 37th failing its first attempt), %d kills: 0 lost, 0 duplicated, resumed at the stored offsets",
 		sc.events, res.records, res.kills)
 }
 

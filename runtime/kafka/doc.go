@@ -93,6 +93,9 @@
 // handler naturally idempotent (HandleAtLeastOnce, dedup store none).
 // HandleExactlyOnce consumes exactly-once events into a database: effects,
 // dedup keys and offsets in one transaction per batch (runtime/dedup).
+// HandleDedupedBatch and HandleExactlyOnceBatch give a batch's new events
+// to one handler call, for effects written with one statement; a failing
+// call is narrowed down to its event, which fails as a record would.
 // Run returns ErrGuaranteeMismatch for wrong registrations, ErrFenced when
 // a newer member took over its InstanceID, and ErrDeadLetter when a record
 // could be neither handled nor dead-lettered (DisableDeadLetter).

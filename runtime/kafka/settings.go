@@ -53,6 +53,7 @@ type identity struct {
 	txTimeout            time.Duration // transactional producers: Producer.Transaction.Timeout before Tune, 0 for sarama's
 	shutdownGrace        time.Duration // group consumers: the handlers' grace (see graceRule)
 	shutdownGraceField   string        // e.g. "ConsumerConfig.ShutdownGrace", "" for no grace rule
+	batch                int           // group consumers: the records one batch of a partition takes (ConsumerConfig.MaxBatch)
 }
 
 // roleSpec is one row of the table: what a role applies, and what it checks
@@ -212,6 +213,11 @@ func setGroupConsumer(sc *sarama.Config, id identity) {
 	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
 	sc.Consumer.Return.Errors = true
 	sc.Consumer.Group.InstanceId = id.instanceID
+	// A partition's batch is what its claim has buffered (nextBatch does
+	// not wait for more): the buffer holds a whole batch, so that a
+	// dedup store's transaction covers up to MaxBatch records rather than
+	// sarama's default 256.
+	sc.ChannelBufferSize = max(sc.ChannelBufferSize, id.batch)
 }
 
 // groupConsumerRules checks the settings of setGroupConsumer that Tune must

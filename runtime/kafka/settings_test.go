@@ -206,3 +206,18 @@ func TestConsumerShutdownGraceRule(t *testing.T) {
 		t.Fatalf("defaults: %v", err)
 	}
 }
+
+// A group consumer's claims buffer a whole MaxBatch (a batch is what is
+// buffered), and never less than sarama's default.
+func TestConsumerBuffersAWholeBatch(t *testing.T) {
+	for _, tc := range []struct{ maxBatch, want int }{{0, DefaultMaxBatch}, {2000, 2000}, {10, 256}} {
+		cfg := ConsumerConfig{Config: Config{Brokers: []string{"127.0.0.1:1"}}, GroupID: "g", MaxBatch: tc.maxBatch}.withDefaults()
+		sc, err := cfg.saramaConfig(groupConsumer, identity{batch: cfg.MaxBatch})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sc.ChannelBufferSize != tc.want {
+			t.Errorf("MaxBatch %d: ChannelBufferSize %d, want %d", tc.maxBatch, sc.ChannelBufferSize, tc.want)
+		}
+	}
+}

@@ -75,7 +75,7 @@ func (o Options) quoted() (templates.QuotedSQLTables, error) {
 	return q, nil
 }
 
-// Store is a dedup.OffsetStore[pgx.Tx] on a connection pool. It is safe
+// Store is a dedup.BatchOffsetStore[pgx.Tx] on a connection pool. It is safe
 // for concurrent use. Each Process or ProcessAt call is one transaction:
 //
 //  1. one INSERT ... ON CONFLICT ... RETURNING learns which of the batch's
@@ -88,14 +88,18 @@ func (o Options) quoted() (templates.QuotedSQLTables, error) {
 //     undone, the others' kept) and its key's row deleted, so it stays
 //     retryable;
 //  3. one COMMIT makes every effect and every key visible together.
+//
+// ProcessBatch and ProcessBatchAt replace step 2 with one handler call for
+// all the new items, in one savepoint (see ProcessBatch).
 type Store struct {
 	pool *pgxpool.Pool
 	ttl  time.Duration
 	q    templates.QuotedSQLTables
 
-	insertKeys, deleteKey, deleteExpired string
-	lockOffset, loadOffsets, saveOffset  string
-	initOffset                           string
+	insertKeys, deleteKey, deleteKeys   string
+	deleteExpired                       string
+	lockOffset, loadOffsets, saveOffset string
+	initOffset                          string
 }
 
 // New returns a Store using pool. The tables must exist (Migrate, or the
@@ -118,6 +122,7 @@ SET processed_at = now(), expires_at = excluded.expires_at
 WHERE d.expires_at <= now()
 RETURNING d.consumer_group, d.event, d.id`
 	s.deleteKey = `DELETE FROM ` + q.Dedup + ` WHERE consumer_group = $1 AND event = $2 AND id = $3`
+	s.deleteKeys = `DELETE FROM ` + q.Dedup + ` WHERE (consumer_group, event, id) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))`
 	s.deleteExpired = `DELETE FROM ` + q.Dedup + ` WHERE ctid = ANY(ARRAY(
 SELECT ctid FROM ` + q.Dedup + ` WHERE expires_at < now() ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED))`
 	s.initOffset = `INSERT INTO ` + q.Offsets + ` (consumer_group, topic, partition, next_offset) VALUES ($1, $2, $3, -1)
@@ -187,12 +192,13 @@ func (s *Store) inTx(ctx context.Context, batch []dedup.Item[pgx.Tx], fn func(pg
 	return nil
 }
 
-// processItems records the batch's new keys and runs their handlers, each
-// in a savepoint, inside tx. Items marked in decided (when not nil) already
-// have their outcome. Outcomes are set in place and in order, so that a
-// handler sees the earlier items' outcomes.
-func (s *Store) processItems(ctx context.Context, tx pgx.Tx, batch []dedup.Item[pgx.Tx], decided []bool) error {
-	first := dedup.MarkRepeats(batch)
+// recordKeys records, with one statement in tx, the keys of the batch's
+// items that may run (first occurrences with a Handle, not marked in
+// decided) and returns the repeats (dedup.MarkRepeats) and the keys that
+// are new (fresh). When no item may run, it resolves every undecided
+// item's outcome itself and returns a nil fresh.
+func (s *Store) recordKeys(ctx context.Context, tx pgx.Tx, batch []dedup.Item[pgx.Tx], decided []bool) (first []int, fresh map[dedup.Key]bool, err error) {
+	first = dedup.MarkRepeats(batch)
 	isDecided := func(i int) bool { return decided != nil && decided[i] }
 	type keyTTL struct {
 		k   dedup.Key
@@ -210,7 +216,7 @@ func (s *Store) processItems(ctx context.Context, tx pgx.Tx, batch []dedup.Item[
 				s.resolveWithoutRun(batch, first, i)
 			}
 		}
-		return nil
+		return nil, nil, nil
 	}
 	// Sorted keys lock their rows in one order in every transaction.
 	slices.SortFunc(keys, func(a, b keyTTL) int {
@@ -222,17 +228,30 @@ func (s *Store) processItems(ctx context.Context, tx pgx.Tx, batch []dedup.Item[
 	}
 	rows, err := tx.Query(ctx, s.insertKeys, gs, es, ids, ttls)
 	if err != nil {
-		return fmt.Errorf("pgdedup: recording keys: %w", err)
+		return nil, nil, fmt.Errorf("pgdedup: recording keys: %w", err)
 	}
-	fresh := make(map[dedup.Key]bool, len(keys))
+	fresh = make(map[dedup.Key]bool, len(keys))
 	var k dedup.Key
 	_, err = pgx.ForEachRow(rows, []any{&k.Group, &k.Event, &k.ID}, func() error {
 		fresh[k] = true
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("pgdedup: recording keys: %w", err)
+		return nil, nil, fmt.Errorf("pgdedup: recording keys: %w", err)
 	}
+	return first, fresh, nil
+}
+
+// processItems records the batch's new keys and runs their handlers, each
+// in a savepoint, inside tx. Items marked in decided (when not nil) already
+// have their outcome. Outcomes are set in place and in order, so that a
+// handler sees the earlier items' outcomes.
+func (s *Store) processItems(ctx context.Context, tx pgx.Tx, batch []dedup.Item[pgx.Tx], decided []bool) error {
+	first, fresh, err := s.recordKeys(ctx, tx, batch, decided)
+	if err != nil || fresh == nil {
+		return err
+	}
+	isDecided := func(i int) bool { return decided != nil && decided[i] }
 	htx := &handlerTx{Tx: tx}
 	saved := false // a savepoint "eventgen_item" is open
 	for i := range batch {
@@ -274,6 +293,135 @@ func (s *Store) processItems(ctx context.Context, tx pgx.Tx, batch []dedup.Item[
 		return htx.err
 	}
 	return nil
+}
+
+// ProcessBatch implements dedup.BatchStore, in one transaction: the keys
+// are recorded as in Process, then handle runs every new item at once in a
+// savepoint (the SAVEPOINT goes out with handle's first statement). When
+// that call fails, its savepoint is rolled back and the first failing item
+// is found by bisection, each try in a savepoint: a try that succeeds keeps
+// its effects (they are not run again), one that fails is rolled back and
+// halved, so a batch of n items with a failing one costs about log2(n)
+// more calls. The keys of the failed item and of the items left Pending
+// after it are deleted with one statement.
+func (s *Store) ProcessBatch(ctx context.Context, batch []dedup.Item[pgx.Tx], handle dedup.BatchFunc[pgx.Tx]) error {
+	return s.inTx(ctx, batch, func(tx pgx.Tx) error { return s.processBatchItems(ctx, tx, batch, nil, handle) })
+}
+
+// processBatchItems is processItems with one handler for the batch (see
+// ProcessBatch).
+func (s *Store) processBatchItems(ctx context.Context, tx pgx.Tx, batch []dedup.Item[pgx.Tx], decided []bool, handle dedup.BatchFunc[pgx.Tx]) error {
+	first, fresh, err := s.recordKeys(ctx, tx, batch, decided)
+	if err != nil || fresh == nil {
+		return err
+	}
+	isDecided := func(i int) bool { return decided != nil && decided[i] }
+	var run []int // the items to run, in order
+	for i := range batch {
+		if !isDecided(i) && first[i] < 0 && batch[i].Handle != nil && fresh[batch[i].Key] {
+			run = append(run, i)
+		}
+	}
+	kept, failed, herr, err := s.bisect(ctx, tx, run, handle)
+	if err != nil {
+		return err
+	}
+	if kept < len(run) {
+		// Release the keys of the failed item and of those after it.
+		n := len(run) - kept
+		gs, es, ids := make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
+		for _, i := range run[kept:] {
+			gs, es, ids = append(gs, batch[i].Key.Group), append(es, batch[i].Key.Event), append(ids, batch[i].Key.ID)
+		}
+		if _, err := tx.Exec(ctx, s.deleteKeys, gs, es, ids); err != nil {
+			return fmt.Errorf("pgdedup: releasing the keys of a failed batch handler: %w", err)
+		}
+	}
+	pos := 0 // run[pos] is the next item to run
+	for i := range batch {
+		switch {
+		case isDecided(i):
+		case pos < len(run) && run[pos] == i:
+			switch {
+			case pos < kept:
+				batch[i].Outcome = dedup.Handled
+			case pos == failed:
+				batch[i].Outcome, batch[i].Err = dedup.Failed, herr
+			default:
+				batch[i].Outcome = dedup.Pending
+			}
+			pos++
+		default:
+			s.resolveWithoutRun(batch, first, i)
+		}
+	}
+	return nil
+}
+
+// bisect runs handle on the items run inside tx and returns how many of
+// them (a prefix) have their effects kept, and the index in run of the
+// first item that failed on its own (-1: none) with its error. A try runs
+// handle on run[lo:hi] in a savepoint, rolled back if it fails. The first
+// try is the whole of run; after a failure, the range is halved until one
+// item is left: successful halves are kept and the search continues after
+// them. The failing item's error is that of a call with that item alone;
+// if it succeeds alone, it is kept and the items after it stay to run
+// again (a failure that depends on the items before cannot be pinned on
+// one item).
+func (s *Store) bisect(ctx context.Context, tx pgx.Tx, run []int, handle dedup.BatchFunc[pgx.Tx]) (kept, failed int, herr, err error) {
+	if len(run) == 0 {
+		return 0, -1, nil, nil
+	}
+	htx := &handlerTx{Tx: tx}
+	saved := false // a savepoint "eventgen_item" is open
+	try := func(lo, hi int) (error, error) {
+		htx.pending = openSavepoint
+		if saved {
+			htx.pending = nextSavepoint
+		}
+		herr := handle(ctx, htx, run[lo:hi:hi])
+		sent := htx.pending == nil
+		htx.pending = nil
+		if sent {
+			saved = true
+		}
+		if htx.err != nil {
+			return nil, htx.err
+		}
+		if herr != nil && sent {
+			if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT eventgen_item"); err != nil {
+				return nil, fmt.Errorf("pgdedup: rolling back a failed batch handler: %w", err)
+			}
+		}
+		return herr, nil
+	}
+	herr, err = try(0, len(run))
+	if err != nil || herr == nil {
+		return len(run), -1, nil, err
+	}
+	// [lo, hi) fails after run[:lo] is kept; [flo, fhi) gave herr.
+	lo, hi, flo, fhi := 0, len(run), 0, len(run)
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		e, err := try(lo, mid)
+		if err != nil {
+			return 0, -1, nil, err
+		}
+		if e == nil {
+			lo = mid
+			continue
+		}
+		hi, flo, fhi, herr = mid, lo, mid, e
+	}
+	if flo != lo || fhi != lo+1 {
+		if herr, err = try(lo, lo+1); err != nil {
+			return 0, -1, nil, err
+		}
+		if herr == nil {
+			return lo + 1, -1, nil, nil
+		}
+	}
+	return lo, lo, herr, nil
 }
 
 // The statements that open an item's savepoint: the first item's, and a
@@ -465,6 +613,21 @@ func (s *Store) LoadOffsets(ctx context.Context, group, topic string) (map[int32
 // owners of the partition (a rebalance in progress, a zombie) serialise
 // on it and the second skips what the first committed.
 func (s *Store) ProcessAt(ctx context.Context, at dedup.Partition, batch []dedup.Item[pgx.Tx], offsets []int64) (int64, error) {
+	return s.processAt(ctx, at, batch, offsets, func(tx pgx.Tx, decided []bool) error {
+		return s.processItems(ctx, tx, batch, decided)
+	})
+}
+
+// ProcessBatchAt implements dedup.BatchOffsetStore: ProcessAt, with the
+// handlers run as in ProcessBatch.
+func (s *Store) ProcessBatchAt(ctx context.Context, at dedup.Partition, batch []dedup.Item[pgx.Tx], offsets []int64, handle dedup.BatchFunc[pgx.Tx]) (int64, error) {
+	return s.processAt(ctx, at, batch, offsets, func(tx pgx.Tx, decided []bool) error {
+		return s.processBatchItems(ctx, tx, batch, decided, handle)
+	})
+}
+
+// processAt is ProcessAt with proc processing the undecided items.
+func (s *Store) processAt(ctx context.Context, at dedup.Partition, batch []dedup.Item[pgx.Tx], offsets []int64, proc func(tx pgx.Tx, decided []bool) error) (int64, error) {
 	stored := int64(-1)
 	if len(offsets) != len(batch) {
 		return stored, dedup.ErrOffsets(len(batch), len(offsets))
@@ -486,7 +649,7 @@ func (s *Store) ProcessAt(ctx context.Context, at dedup.Partition, batch []dedup
 				batch[i].Outcome, decided[i] = dedup.Handled, true // passed without effects
 			}
 		}
-		if err := s.processItems(ctx, tx, batch, decided); err != nil {
+		if err := proc(tx, decided); err != nil {
 			return err
 		}
 		next = dedup.NextOffset(batch, offsets, stored)

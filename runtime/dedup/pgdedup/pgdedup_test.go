@@ -64,6 +64,36 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+func TestBatchConformance(t *testing.T) {
+	deduptest.RunBatch(t, func(t *testing.T) deduptest.BatchHarness[pgx.Tx] {
+		s, pool, _ := newStore(t, Options{})
+		if _, err := pool.Exec(t.Context(), `CREATE TABLE batch_effects (id text PRIMARY KEY, n int NOT NULL)`); err != nil {
+			t.Fatal(err)
+		}
+		return deduptest.BatchHarness[pgx.Tx]{
+			Store: s,
+			Apply: func(ctx context.Context, tx pgx.Tx, ids []string) error {
+				_, err := tx.Exec(ctx, `INSERT INTO batch_effects (id, n) SELECT unnest($1::text[]), 1
+ON CONFLICT (id) DO UPDATE SET n = batch_effects.n + 1`, ids)
+				return err
+			},
+			Effects: func(t *testing.T) map[string]int {
+				rows, err := pool.Query(t.Context(), `SELECT id, n FROM batch_effects`)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := map[string]int{}
+				var id string
+				var n int
+				if _, err := pgx.ForEachRow(rows, []any{&id, &n}, func() error { got[id] = n; return nil }); err != nil {
+					t.Fatal(err)
+				}
+				return got
+			},
+		}
+	})
+}
+
 // ledger is the business table of the effect tests: balance += amount.
 func ledger(t *testing.T, pool *pgxpool.Pool) {
 	t.Helper()

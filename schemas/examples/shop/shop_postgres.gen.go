@@ -29,6 +29,27 @@ func (c *Consumer) HandleOrderPlaced(store dedup.Store[pgx.Tx], h OrderPlacedHan
 	})
 }
 
+// OrderPlacedBatchHandler handles OrderPlaced events in batches, for effects written with one
+// statement per batch (a multi-row INSERT, say) instead of one per event. It
+// receives the new events of a batch of a partition's records, in offset
+// order (redeliveries already filtered out by the dedup store), with their
+// records, in tx, the transaction that records them as processed. It must
+// apply exactly the effects of the events it is given and fail as a whole by
+// returning an error: its effects are then rolled back and it is called
+// again with fewer events until the failing event is found, alone; the
+// events before it commit once, that event's error is handled as OrderPlacedHandler's
+// would be, and the events after it run again later.
+type OrderPlacedBatchHandler func(ctx context.Context, tx pgx.Tx, events []*OrderPlaced, recs []kafka.AtLeastOnceRecord) error
+
+// HandleOrderPlacedBatch registers a batch handler for OrderPlaced events (topic shop.orders.placed),
+// instead of HandleOrderPlaced: see docs/dedup.md for when to choose one.
+// The handler receives the transaction of store: a *pgdedup.Store (or a dedup.Memory[pgx.Tx] in tests, whose tx is nil).
+func (c *Consumer) HandleOrderPlacedBatch(store dedup.BatchStore[pgx.Tx], h OrderPlacedBatchHandler) {
+	kafka.HandleDedupedBatch(c.c, &orderPlacedMeta, event.DecodeEvent[OrderPlaced], store, func(ctx context.Context, tx pgx.Tx, events []*OrderPlaced, recs []kafka.AtLeastOnceRecord) error {
+		return h(ctx, tx, events, recs)
+	})
+}
+
 // PaymentCapturedHandler handles PaymentCaptured, an exactly-once event.
 // Its effects are exactly once in the database: tx is the transaction that
 // also records the event as processed and stores the partition's next
@@ -44,5 +65,27 @@ type PaymentCapturedHandler func(ctx context.Context, e *PaymentCaptured, tx pgx
 func (c *Consumer) HandlePaymentCaptured(store dedup.OffsetStore[pgx.Tx], h PaymentCapturedHandler) {
 	kafka.HandleExactlyOnce(c.c, &paymentCapturedMeta, event.DecodeEvent[PaymentCaptured], store, func(ctx context.Context, e *PaymentCaptured, tx pgx.Tx, rec kafka.ExactlyOnceRecord) error {
 		return h(ctx, e, tx, rec)
+	})
+}
+
+// PaymentCapturedBatchHandler handles PaymentCaptured events in batches, for effects written with one
+// statement per batch (a multi-row INSERT, say) instead of one per event. It
+// receives the new events of a batch of a partition's records, in offset
+// order (redeliveries already filtered out by the dedup store), with their
+// records, in tx, the transaction that records them as processed. It must
+// apply exactly the effects of the events it is given and fail as a whole by
+// returning an error: its effects are then rolled back and it is called
+// again with fewer events until the failing event is found, alone; the
+// events before it commit once, that event's error is handled as PaymentCapturedHandler's
+// would be, and the events after it run again later.
+type PaymentCapturedBatchHandler func(ctx context.Context, tx pgx.Tx, events []*PaymentCaptured, recs []kafka.ExactlyOnceRecord) error
+
+// HandlePaymentCapturedBatch registers a batch handler for PaymentCaptured events (topic shop.payments.captured),
+// instead of HandlePaymentCaptured: see docs/dedup.md for when to choose one.
+// The handler receives the transaction of store: a *pgdedup.Store, whose database also keeps the group's offsets for the
+// topic (or a dedup.Memory[pgx.Tx] in tests, whose tx is nil).
+func (c *Consumer) HandlePaymentCapturedBatch(store dedup.BatchOffsetStore[pgx.Tx], h PaymentCapturedBatchHandler) {
+	kafka.HandleExactlyOnceBatch(c.c, &paymentCapturedMeta, event.DecodeEvent[PaymentCaptured], store, func(ctx context.Context, tx pgx.Tx, events []*PaymentCaptured, recs []kafka.ExactlyOnceRecord) error {
+		return h(ctx, tx, events, recs)
 	})
 }

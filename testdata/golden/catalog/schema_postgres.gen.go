@@ -29,6 +29,27 @@ func (c *Consumer) HandleInvoiceCreated(store dedup.Store[pgx.Tx], h InvoiceCrea
 	})
 }
 
+// InvoiceCreatedBatchHandler handles InvoiceCreated events in batches, for effects written with one
+// statement per batch (a multi-row INSERT, say) instead of one per event. It
+// receives the new events of a batch of a partition's records, in offset
+// order (redeliveries already filtered out by the dedup store), with their
+// records, in tx, the transaction that records them as processed. It must
+// apply exactly the effects of the events it is given and fail as a whole by
+// returning an error: its effects are then rolled back and it is called
+// again with fewer events until the failing event is found, alone; the
+// events before it commit once, that event's error is handled as InvoiceCreatedHandler's
+// would be, and the events after it run again later.
+type InvoiceCreatedBatchHandler func(ctx context.Context, tx pgx.Tx, events []*InvoiceCreated, recs []kafka.AtLeastOnceRecord) error
+
+// HandleInvoiceCreatedBatch registers a batch handler for InvoiceCreated events (topic billing.invoices),
+// instead of HandleInvoiceCreated: see docs/dedup.md for when to choose one.
+// The handler receives the transaction of store: a *pgdedup.Store (or a dedup.Memory[pgx.Tx] in tests, whose tx is nil).
+func (c *Consumer) HandleInvoiceCreatedBatch(store dedup.BatchStore[pgx.Tx], h InvoiceCreatedBatchHandler) {
+	kafka.HandleDedupedBatch(c.c, &invoiceCreatedMeta, event.DecodeEvent[InvoiceCreated], store, func(ctx context.Context, tx pgx.Tx, events []*InvoiceCreated, recs []kafka.AtLeastOnceRecord) error {
+		return h(ctx, tx, events, recs)
+	})
+}
+
 // PaymentReceivedHandler handles PaymentReceived, an exactly-once event.
 // Its effects are exactly once in the database: tx is the transaction that
 // also records the event as processed and stores the partition's next
@@ -44,5 +65,27 @@ type PaymentReceivedHandler func(ctx context.Context, e *PaymentReceived, tx pgx
 func (c *Consumer) HandlePaymentReceived(store dedup.OffsetStore[pgx.Tx], h PaymentReceivedHandler) {
 	kafka.HandleExactlyOnce(c.c, &paymentReceivedMeta, event.DecodeEvent[PaymentReceived], store, func(ctx context.Context, e *PaymentReceived, tx pgx.Tx, rec kafka.ExactlyOnceRecord) error {
 		return h(ctx, e, tx, rec)
+	})
+}
+
+// PaymentReceivedBatchHandler handles PaymentReceived events in batches, for effects written with one
+// statement per batch (a multi-row INSERT, say) instead of one per event. It
+// receives the new events of a batch of a partition's records, in offset
+// order (redeliveries already filtered out by the dedup store), with their
+// records, in tx, the transaction that records them as processed. It must
+// apply exactly the effects of the events it is given and fail as a whole by
+// returning an error: its effects are then rolled back and it is called
+// again with fewer events until the failing event is found, alone; the
+// events before it commit once, that event's error is handled as PaymentReceivedHandler's
+// would be, and the events after it run again later.
+type PaymentReceivedBatchHandler func(ctx context.Context, tx pgx.Tx, events []*PaymentReceived, recs []kafka.ExactlyOnceRecord) error
+
+// HandlePaymentReceivedBatch registers a batch handler for PaymentReceived events (topic billing.payments),
+// instead of HandlePaymentReceived: see docs/dedup.md for when to choose one.
+// The handler receives the transaction of store: a *pgdedup.Store, whose database also keeps the group's offsets for the
+// topic (or a dedup.Memory[pgx.Tx] in tests, whose tx is nil).
+func (c *Consumer) HandlePaymentReceivedBatch(store dedup.BatchOffsetStore[pgx.Tx], h PaymentReceivedBatchHandler) {
+	kafka.HandleExactlyOnceBatch(c.c, &paymentReceivedMeta, event.DecodeEvent[PaymentReceived], store, func(ctx context.Context, tx pgx.Tx, events []*PaymentReceived, recs []kafka.ExactlyOnceRecord) error {
+		return h(ctx, tx, events, recs)
 	})
 }

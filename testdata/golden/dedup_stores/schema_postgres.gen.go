@@ -30,6 +30,28 @@ func (c *Consumer) HandlePaymentReceived(store dedup.OffsetStore[pgx.Tx], h Paym
 	})
 }
 
+// PaymentReceivedBatchHandler handles PaymentReceived events in batches, for effects written with one
+// statement per batch (a multi-row INSERT, say) instead of one per event. It
+// receives the new events of a batch of a partition's records, in offset
+// order (redeliveries already filtered out by the dedup store), with their
+// records, in tx, the transaction that records them as processed. It must
+// apply exactly the effects of the events it is given and fail as a whole by
+// returning an error: its effects are then rolled back and it is called
+// again with fewer events until the failing event is found, alone; the
+// events before it commit once, that event's error is handled as PaymentReceivedHandler's
+// would be, and the events after it run again later.
+type PaymentReceivedBatchHandler func(ctx context.Context, tx pgx.Tx, events []*PaymentReceived, recs []kafka.ExactlyOnceRecord) error
+
+// HandlePaymentReceivedBatch registers a batch handler for PaymentReceived events (topic ledger.payments),
+// instead of HandlePaymentReceived: see docs/dedup.md for when to choose one.
+// The handler receives the transaction of store: a *pgdedup.Store, whose database also keeps the group's offsets for the
+// topic (or a dedup.Memory[pgx.Tx] in tests, whose tx is nil).
+func (c *Consumer) HandlePaymentReceivedBatch(store dedup.BatchOffsetStore[pgx.Tx], h PaymentReceivedBatchHandler) {
+	kafka.HandleExactlyOnceBatch(c.c, &paymentReceivedMeta, event.DecodeEvent[PaymentReceived], store, func(ctx context.Context, tx pgx.Tx, events []*PaymentReceived, recs []kafka.ExactlyOnceRecord) error {
+		return h(ctx, tx, events, recs)
+	})
+}
+
 // InvoiceSentHandler handles InvoiceSent, an at-least-once event.
 // Redeliveries are absorbed by its PostgreSQL dedup store (ttl 168h): tx is
 // the transaction in which the store records the event as processed, so the
@@ -44,5 +66,26 @@ type InvoiceSentHandler func(ctx context.Context, e *InvoiceSent, tx pgx.Tx, rec
 func (c *Consumer) HandleInvoiceSent(store dedup.Store[pgx.Tx], h InvoiceSentHandler) {
 	kafka.HandleDeduped(c.c, &invoiceSentMeta, event.DecodeEvent[InvoiceSent], store, func(ctx context.Context, e *InvoiceSent, tx pgx.Tx, rec kafka.AtLeastOnceRecord) error {
 		return h(ctx, e, tx, rec)
+	})
+}
+
+// InvoiceSentBatchHandler handles InvoiceSent events in batches, for effects written with one
+// statement per batch (a multi-row INSERT, say) instead of one per event. It
+// receives the new events of a batch of a partition's records, in offset
+// order (redeliveries already filtered out by the dedup store), with their
+// records, in tx, the transaction that records them as processed. It must
+// apply exactly the effects of the events it is given and fail as a whole by
+// returning an error: its effects are then rolled back and it is called
+// again with fewer events until the failing event is found, alone; the
+// events before it commit once, that event's error is handled as InvoiceSentHandler's
+// would be, and the events after it run again later.
+type InvoiceSentBatchHandler func(ctx context.Context, tx pgx.Tx, events []*InvoiceSent, recs []kafka.AtLeastOnceRecord) error
+
+// HandleInvoiceSentBatch registers a batch handler for InvoiceSent events (topic ledger.invoices),
+// instead of HandleInvoiceSent: see docs/dedup.md for when to choose one.
+// The handler receives the transaction of store: a *pgdedup.Store (or a dedup.Memory[pgx.Tx] in tests, whose tx is nil).
+func (c *Consumer) HandleInvoiceSentBatch(store dedup.BatchStore[pgx.Tx], h InvoiceSentBatchHandler) {
+	kafka.HandleDedupedBatch(c.c, &invoiceSentMeta, event.DecodeEvent[InvoiceSent], store, func(ctx context.Context, tx pgx.Tx, events []*InvoiceSent, recs []kafka.AtLeastOnceRecord) error {
+		return h(ctx, tx, events, recs)
 	})
 }

@@ -29,6 +29,27 @@ func (c *Consumer) HandleOrderPlaced(store dedup.Store[pgx.Tx], h OrderPlacedHan
 	})
 }
 
+// OrderPlacedBatchHandler handles OrderPlaced events in batches, for effects written with one
+// statement per batch (a multi-row INSERT, say) instead of one per event. It
+// receives the new events of a batch of a partition's records, in offset
+// order (redeliveries already filtered out by the dedup store), with their
+// records, in tx, the transaction that records them as processed. It must
+// apply exactly the effects of the events it is given and fail as a whole by
+// returning an error: its effects are then rolled back and it is called
+// again with fewer events until the failing event is found, alone; the
+// events before it commit once, that event's error is handled as OrderPlacedHandler's
+// would be, and the events after it run again later.
+type OrderPlacedBatchHandler func(ctx context.Context, tx pgx.Tx, events []*OrderPlaced, recs []kafka.AtLeastOnceRecord) error
+
+// HandleOrderPlacedBatch registers a batch handler for OrderPlaced events (topic shop.orders.placed),
+// instead of HandleOrderPlaced: see docs/dedup.md for when to choose one.
+// The handler receives the transaction of store: a *pgdedup.Store (or a dedup.Memory[pgx.Tx] in tests, whose tx is nil).
+func (c *Consumer) HandleOrderPlacedBatch(store dedup.BatchStore[pgx.Tx], h OrderPlacedBatchHandler) {
+	kafka.HandleDedupedBatch(c.c, &orderPlacedMeta, event.DecodeEvent[OrderPlaced], store, func(ctx context.Context, tx pgx.Tx, events []*OrderPlaced, recs []kafka.AtLeastOnceRecord) error {
+		return h(ctx, tx, events, recs)
+	})
+}
+
 // OrderPaidHandler handles OrderPaid, an at-least-once event.
 // Redeliveries are absorbed by its PostgreSQL dedup store (ttl 24h): tx is
 // the transaction in which the store records the event as processed, so the
@@ -43,5 +64,26 @@ type OrderPaidHandler func(ctx context.Context, e *OrderPaid, tx pgx.Tx, rec kaf
 func (c *Consumer) HandleOrderPaid(store dedup.Store[pgx.Tx], h OrderPaidHandler) {
 	kafka.HandleDeduped(c.c, &orderPaidMeta, event.DecodeEvent[OrderPaid], store, func(ctx context.Context, e *OrderPaid, tx pgx.Tx, rec kafka.AtLeastOnceRecord) error {
 		return h(ctx, e, tx, rec)
+	})
+}
+
+// OrderPaidBatchHandler handles OrderPaid events in batches, for effects written with one
+// statement per batch (a multi-row INSERT, say) instead of one per event. It
+// receives the new events of a batch of a partition's records, in offset
+// order (redeliveries already filtered out by the dedup store), with their
+// records, in tx, the transaction that records them as processed. It must
+// apply exactly the effects of the events it is given and fail as a whole by
+// returning an error: its effects are then rolled back and it is called
+// again with fewer events until the failing event is found, alone; the
+// events before it commit once, that event's error is handled as OrderPaidHandler's
+// would be, and the events after it run again later.
+type OrderPaidBatchHandler func(ctx context.Context, tx pgx.Tx, events []*OrderPaid, recs []kafka.AtLeastOnceRecord) error
+
+// HandleOrderPaidBatch registers a batch handler for OrderPaid events (topic shop.orders.paid),
+// instead of HandleOrderPaid: see docs/dedup.md for when to choose one.
+// The handler receives the transaction of store: a *pgdedup.Store (or a dedup.Memory[pgx.Tx] in tests, whose tx is nil).
+func (c *Consumer) HandleOrderPaidBatch(store dedup.BatchStore[pgx.Tx], h OrderPaidBatchHandler) {
+	kafka.HandleDedupedBatch(c.c, &orderPaidMeta, event.DecodeEvent[OrderPaid], store, func(ctx context.Context, tx pgx.Tx, events []*OrderPaid, recs []kafka.AtLeastOnceRecord) error {
+		return h(ctx, tx, events, recs)
 	})
 }

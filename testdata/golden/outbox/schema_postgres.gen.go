@@ -28,3 +28,24 @@ func (c *Consumer) HandleAccountOpened(store dedup.Store[pgx.Tx], h AccountOpene
 		return h(ctx, e, tx, rec)
 	})
 }
+
+// AccountOpenedBatchHandler handles AccountOpened events in batches, for effects written with one
+// statement per batch (a multi-row INSERT, say) instead of one per event. It
+// receives the new events of a batch of a partition's records, in offset
+// order (redeliveries already filtered out by the dedup store), with their
+// records, in tx, the transaction that records them as processed. It must
+// apply exactly the effects of the events it is given and fail as a whole by
+// returning an error: its effects are then rolled back and it is called
+// again with fewer events until the failing event is found, alone; the
+// events before it commit once, that event's error is handled as AccountOpenedHandler's
+// would be, and the events after it run again later.
+type AccountOpenedBatchHandler func(ctx context.Context, tx pgx.Tx, events []*AccountOpened, recs []kafka.AtLeastOnceRecord) error
+
+// HandleAccountOpenedBatch registers a batch handler for AccountOpened events (topic ledger.accounts),
+// instead of HandleAccountOpened: see docs/dedup.md for when to choose one.
+// The handler receives the transaction of store: a *pgdedup.Store (or a dedup.Memory[pgx.Tx] in tests, whose tx is nil).
+func (c *Consumer) HandleAccountOpenedBatch(store dedup.BatchStore[pgx.Tx], h AccountOpenedBatchHandler) {
+	kafka.HandleDedupedBatch(c.c, &accountOpenedMeta, event.DecodeEvent[AccountOpened], store, func(ctx context.Context, tx pgx.Tx, events []*AccountOpened, recs []kafka.AtLeastOnceRecord) error {
+		return h(ctx, tx, events, recs)
+	})
+}

@@ -28,3 +28,24 @@ func (c *Consumer) HandleLimitBreached(store dedup.Store[pgx.Tx], h LimitBreache
 		return h(ctx, e, tx, rec)
 	})
 }
+
+// LimitBreachedBatchHandler handles LimitBreached events in batches, for effects written with one
+// statement per batch (a multi-row INSERT, say) instead of one per event. It
+// receives the new events of a batch of a partition's records, in offset
+// order (redeliveries already filtered out by the dedup store), with their
+// records, in tx, the transaction that records them as processed. It must
+// apply exactly the effects of the events it is given and fail as a whole by
+// returning an error: its effects are then rolled back and it is called
+// again with fewer events until the failing event is found, alone; the
+// events before it commit once, that event's error is handled as LimitBreachedHandler's
+// would be, and the events after it run again later.
+type LimitBreachedBatchHandler func(ctx context.Context, tx pgx.Tx, events []*LimitBreached, recs []kafka.AtLeastOnceRecord) error
+
+// HandleLimitBreachedBatch registers a batch handler for LimitBreached events (topic alerts.breaches),
+// instead of HandleLimitBreached: see docs/dedup.md for when to choose one.
+// The handler receives the transaction of store: a *pgdedup.Store (or a dedup.Memory[pgx.Tx] in tests, whose tx is nil).
+func (c *Consumer) HandleLimitBreachedBatch(store dedup.BatchStore[pgx.Tx], h LimitBreachedBatchHandler) {
+	kafka.HandleDedupedBatch(c.c, &limitBreachedMeta, event.DecodeEvent[LimitBreached], store, func(ctx context.Context, tx pgx.Tx, events []*LimitBreached, recs []kafka.AtLeastOnceRecord) error {
+		return h(ctx, tx, events, recs)
+	})
+}
