@@ -21,7 +21,11 @@ func NewUUID() UUID {
 }
 
 // ParseUUID parses the canonical form (8-4-4-4-12 hex digits, any case).
-func ParseUUID(s string) (UUID, error) {
+func ParseUUID(s string) (UUID, error) { return parseUUID(s) }
+
+// parseUUID is ParseUUID for a string or the bytes of one, so that decoding
+// an event builds no string for its UUIDs.
+func parseUUID[S string | []byte](s S) (UUID, error) {
 	var u UUID
 	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
 		return u, fmt.Errorf("invalid uuid %q: want 8-4-4-4-12 hex digits", s)

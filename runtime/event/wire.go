@@ -170,19 +170,32 @@ func CloseObject(b []byte, start int) []byte {
 type Object struct {
 	members []member // in document order
 	errs    []error
+	// buf holds the members of small objects, saving an allocation.
+	buf [8]member
 }
 
-// member is one name and raw value of an Object.
+// member is one name and raw value of an Object. The name is kept as the
+// bytes between its quotes when they need no unescaping (the common case:
+// no string is built), else decoded into unescaped.
 type member struct {
-	name string
-	raw  []byte
+	name      []byte
+	unescaped string
+	escaped   bool
+	raw       []byte
+}
+
+func (m *member) is(name string) bool {
+	if m.escaped {
+		return m.unescaped == name
+	}
+	return string(m.name) == name
 }
 
 // lookup returns the raw value of the member called name. A name that
 // appears twice is read from its last occurrence, as encoding/json does.
 func (o *Object) lookup(name string) ([]byte, bool) {
 	for i := len(o.members) - 1; i >= 0; i-- {
-		if o.members[i].name == name {
+		if o.members[i].is(name) {
 			return o.members[i].raw, true
 		}
 	}
@@ -192,13 +205,13 @@ func (o *Object) lookup(name string) ([]byte, bool) {
 // DecodeObject parses data as a JSON object. Unknown members are ignored, so
 // that readers accept records from writers with newer, compatible schemas.
 //
-// The document is checked with json.Valid (no allocation), then its
-// members are split by a scanner that can rely on that: every event
-// decoded goes through here, and decoding into a map[string]json.RawMessage
-// with encoding/json took half of a pipeline's per-record CPU. The rare
+// The document is checked by a validating scanner (scan.go), then its
+// members are split by one that can rely on that: every event decoded goes
+// through here, and decoding into a map[string]json.RawMessage with
+// encoding/json took half of a pipeline's per-record CPU. The rare
 // malformed document is handed to encoding/json for its error message.
 func DecodeObject(data []byte) (*Object, error) {
-	if !json.Valid(data) {
+	if !validJSON(data) {
 		return nil, &FieldError{Err: jsonError(data)}
 	}
 	i := skipSpace(data, 0)
@@ -208,18 +221,24 @@ func DecodeObject(data []byte) (*Object, error) {
 		}
 		return nil, &FieldError{Err: jsonError(data)}
 	}
-	o := &Object{members: make([]member, 0, 8)}
+	o := &Object{}
+	o.members = o.buf[:0]
 	i = skipSpace(data, i+1)
 	for data[i] != '}' {
 		end := skipValue(data, i) // the name, a string
-		name, err := memberName(data[i:end])
-		if err != nil {
-			return nil, &FieldError{Err: err}
+		m := member{name: data[i+1 : end-1]}
+		if bytes.IndexByte(m.name, '\\') >= 0 || !utf8.Valid(m.name) {
+			name, err := memberName(data[i:end])
+			if err != nil {
+				return nil, &FieldError{Err: err}
+			}
+			m.unescaped, m.escaped = name, true
 		}
 		i = skipSpace(data, end)
 		i = skipSpace(data, i+1) // ':'
 		end = skipValue(data, i)
-		o.members = append(o.members, member{name: name, raw: data[i:end]})
+		m.raw = data[i:end]
+		o.members = append(o.members, m)
 		i = skipSpace(data, end)
 		if data[i] == ',' {
 			i = skipSpace(data, i+1)
@@ -242,9 +261,6 @@ func jsonError(data []byte) error {
 // string; escapes and invalid UTF-8 (replaced by U+FFFD) as encoding/json
 // reads them.
 func memberName(quoted []byte) (string, error) {
-	if inner := quoted[1 : len(quoted)-1]; bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
-		return string(inner), nil
-	}
 	var name string
 	err := json.Unmarshal(quoted, &name)
 	return name, err
@@ -489,6 +505,9 @@ func DecodeBytes(raw []byte) ([]byte, error) {
 
 // DecodeUUID decodes a canonical UUID string.
 func DecodeUUID(raw []byte) (UUID, error) {
+	if n := len(raw); n == 38 && raw[0] == '"' && raw[n-1] == '"' && bytes.IndexByte(raw[1:n-1], '\\') < 0 {
+		return parseUUID(raw[1 : n-1])
+	}
 	s, err := DecodeString(raw)
 	if err != nil {
 		return UUID{}, err
@@ -543,8 +562,8 @@ func DecodeRecord[T any, PT interface {
 
 // DecodeList decodes a JSON array, reporting each bad element by index.
 func DecodeList[T any](raw []byte, elem func([]byte) (T, error)) ([]T, error) {
-	var items []json.RawMessage
-	if err := json.Unmarshal(raw, &items); err != nil {
+	items, err := splitArray(raw)
+	if err != nil {
 		return nil, fmt.Errorf("want an array: %w", err)
 	}
 	out := make([]T, len(items))
@@ -558,6 +577,31 @@ func DecodeList[T any](raw []byte, elem func([]byte) (T, error)) ([]T, error) {
 		out[i] = v
 	}
 	return out, errors.Join(errs...)
+}
+
+// splitArray returns the raw elements of the JSON array raw (encoding/json's
+// error for anything else).
+func splitArray(raw []byte) ([][]byte, error) {
+	i := skipSpace(raw, 0)
+	if !validJSON(raw) || raw[i] != '[' {
+		var items []json.RawMessage
+		if err := json.Unmarshal(raw, &items); err != nil {
+			return nil, err
+		}
+		if items == nil { // null
+			return nil, nil
+		}
+		return nil, errors.New("want a JSON array")
+	}
+	var items [][]byte
+	for i = skipSpace(raw, i+1); raw[i] != ']'; {
+		end := skipValue(raw, i)
+		items = append(items, raw[i:end])
+		if i = skipSpace(raw, end); raw[i] == ',' {
+			i = skipSpace(raw, i+1)
+		}
+	}
+	return items, nil
 }
 
 // DecodeMap decodes a JSON object of values, reporting each bad value by key.
