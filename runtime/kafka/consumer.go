@@ -154,11 +154,7 @@ func HandleDedupedBatch[T, Tx any](c *Consumer, et *event.Type, decode func([]by
 	}
 	handle(c, "HandleDedupedBatch", et, event.AtLeastOnce, newTypedStore[Tx](store, nil), decode, nil, func(ctx context.Context, tx any, vs []T, ms []Record) error {
 		t, _ := tx.(Tx)
-		recs := make([]AtLeastOnceRecord, len(ms))
-		for i, m := range ms {
-			recs[i] = AtLeastOnceRecord{m}
-		}
-		return h(ctx, t, vs, recs)
+		return h(ctx, t, vs, wrapRecords(ms, func(m Record) AtLeastOnceRecord { return AtLeastOnceRecord{m} }))
 	})
 }
 
@@ -196,12 +192,17 @@ func HandleExactlyOnceBatch[T, Tx any](c *Consumer, et *event.Type, decode func(
 	}
 	handle(c, "HandleExactlyOnceBatch", et, event.ExactlyOnce, newTypedStore[Tx](store, store), decode, nil, func(ctx context.Context, tx any, vs []T, ms []Record) error {
 		t, _ := tx.(Tx)
-		recs := make([]ExactlyOnceRecord, len(ms))
-		for i, m := range ms {
-			recs[i] = ExactlyOnceRecord{m}
-		}
-		return h(ctx, t, vs, recs)
+		return h(ctx, t, vs, wrapRecords(ms, func(m Record) ExactlyOnceRecord { return ExactlyOnceRecord{m} }))
 	})
+}
+
+// wrapRecords gives a batch handler its records as its guarantee's type.
+func wrapRecords[R any](ms []Record, wrap func(Record) R) []R {
+	recs := make([]R, len(ms))
+	for i, m := range ms {
+		recs[i] = wrap(m)
+	}
+	return recs
 }
 
 // handle registers a typed handler for guarantee g; run calls it with the
