@@ -168,35 +168,38 @@ func CloseObject(b []byte, start int) []byte {
 // Object is a JSON object being decoded by generated UnmarshalJSON methods.
 // It collects every field error, each naming the field's path.
 type Object struct {
+	data    []byte
 	members []member // in document order
 	errs    []error
+	// escaped holds the names that needed unescaping (rare).
+	escaped []string
 	// buf holds the members of small objects, saving an allocation.
 	buf [8]member
 }
 
-// member is one name and raw value of an Object. The name is kept as the
-// bytes between its quotes when they need no unescaping (the common case:
-// no string is built), else decoded into unescaped.
+// member is one name and raw value of an Object, as offsets into its
+// document: the name is the bytes between its quotes, or, when it needed
+// unescaping, escaped[esc-1]. Offsets instead of slices keep an Object of
+// eight members in 256 bytes (a document is at most Kafka's record size).
 type member struct {
-	name      []byte
-	unescaped string
-	escaped   bool
-	raw       []byte
+	nameStart, nameEnd int32
+	rawStart, rawEnd   int32
+	esc                int32 // 0: the name needs no unescaping
 }
 
-func (m *member) is(name string) bool {
-	if m.escaped {
-		return m.unescaped == name
+func (o *Object) is(m *member, name string) bool {
+	if m.esc > 0 {
+		return o.escaped[m.esc-1] == name
 	}
-	return string(m.name) == name
+	return string(o.data[m.nameStart:m.nameEnd]) == name
 }
 
 // lookup returns the raw value of the member called name. A name that
 // appears twice is read from its last occurrence, as encoding/json does.
 func (o *Object) lookup(name string) ([]byte, bool) {
 	for i := len(o.members) - 1; i >= 0; i-- {
-		if o.members[i].is(name) {
-			return o.members[i].raw, true
+		if m := &o.members[i]; o.is(m, name) {
+			return o.data[m.rawStart:m.rawEnd:m.rawEnd], true
 		}
 	}
 	return nil, false
@@ -221,23 +224,27 @@ func DecodeObject(data []byte) (*Object, error) {
 		}
 		return nil, &FieldError{Err: jsonError(data)}
 	}
-	o := &Object{}
+	if len(data) > math.MaxInt32 {
+		return nil, &FieldError{Err: errors.New("JSON document larger than 2 GiB")}
+	}
+	o := &Object{data: data}
 	o.members = o.buf[:0]
 	i = skipSpace(data, i+1)
 	for data[i] != '}' {
 		end := skipValue(data, i) // the name, a string
-		m := member{name: data[i+1 : end-1]}
-		if bytes.IndexByte(m.name, '\\') >= 0 || !utf8.Valid(m.name) {
+		m := member{nameStart: int32(i + 1), nameEnd: int32(end - 1)}
+		if name := data[i+1 : end-1]; bytes.IndexByte(name, '\\') >= 0 || !utf8.Valid(name) {
 			name, err := memberName(data[i:end])
 			if err != nil {
 				return nil, &FieldError{Err: err}
 			}
-			m.unescaped, m.escaped = name, true
+			o.escaped = append(o.escaped, name)
+			m.esc = int32(len(o.escaped))
 		}
 		i = skipSpace(data, end)
 		i = skipSpace(data, i+1) // ':'
 		end = skipValue(data, i)
-		m.raw = data[i:end]
+		m.rawStart, m.rawEnd = int32(i), int32(end)
 		o.members = append(o.members, m)
 		i = skipSpace(data, end)
 		if data[i] == ',' {

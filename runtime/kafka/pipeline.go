@@ -228,7 +228,7 @@ func (p *pipeline[In]) run(ctx context.Context) error {
 	// The producer first: InitProducerID aborts what a predecessor with
 	// this TransactionalID left open and fences it, before this process
 	// reads any committed offset.
-	out, err := newOutputs(p.cfg.Brokers, pc)
+	out, err := newOutputs(p.cfg.Brokers, pc, p.ackedRounds())
 	if err != nil {
 		if fenced(err) {
 			return fmt.Errorf("%w: pipeline %s: %w", ErrFenced, p.cfg.TransactionalID, err)
@@ -349,7 +349,17 @@ func (p *pipeline[In]) consumeClaim(sess sarama.ConsumerGroupSession, claim sara
 
 // claimLoop is consumeClaim's loop, run detached from sarama's goroutine
 // so that a hung handler can be abandoned (see claimGuard.detach).
+//
+// It hands the round its inputs in blocks: the records already buffered
+// for the partition (up to claimBlock) are transformed, then added at
+// once. On topics keyed alike (an order's payment and its receipt on the
+// same partition number, the common case) a block's outputs go to one
+// partition, so a round made of whole blocks touches few partitions: one
+// AddPartitionsToTxn entry, one produce batch and one transaction marker
+// per partition, where records added one at a time from every claim
+// interleave and touch them all.
 func (p *pipeline[In]) claimLoop(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim, g *claimGuard, r *round) {
+	block := make([]*input, 0, min(p.cfg.BatchSize, claimBlock))
 	for {
 		if p.err() != nil || sess.Context().Err() != nil {
 			return
@@ -366,15 +376,44 @@ func (p *pipeline[In]) claimLoop(sess sarama.ConsumerGroupSession, claim sarama.
 			}
 			m = msg
 		}
-		in, err := p.transform(sess.Context(), g, m)
-		if err != nil {
-			return // session ended during a retry backoff, or the handler was cancelled or abandoned
+		block = block[:0]
+		more := true
+		for m != nil {
+			in, err := p.transform(sess.Context(), g, m)
+			if err != nil {
+				// The session ended during a retry backoff, or the handler
+				// was cancelled or abandoned: this input and the ones after
+				// it are not committed; those before it are.
+				more = false
+				break
+			}
+			block = append(block, in)
+			m = nil
+			if len(block) == cap(block) || p.err() != nil || sess.Context().Err() != nil {
+				break
+			}
+			select {
+			case msg, ok := <-claim.Messages():
+				if ok {
+					m = msg
+				} else {
+					more = false
+				}
+			default: // nothing buffered: do not wait with finished inputs in hand
+			}
 		}
-		if !r.add(in) {
+		if len(block) > 0 && !r.add(block...) {
+			return
+		}
+		if !more {
 			return
 		}
 	}
 }
+
+// claimBlock is the most inputs a claim transforms before it adds them to
+// the round.
+const claimBlock = sendChunk
 
 // transform routes, decodes and handles one input record (each attempt
 // through g.inline), with retries and dead letters. It returns an error

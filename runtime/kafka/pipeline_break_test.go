@@ -720,6 +720,14 @@ func manySmallOutputs(t *testing.T, eos bool) {
 		t.Errorf("an input emitting %d outputs of ~100 bytes to a topic whose max.message.bytes is 6,000: %d outputs lost, %d duplicated, %d unexpected; %d inputs dead-lettered (want 0: no record is too large)",
 			fanout, lost, dups, forbidden, met.Get("Input", DeadLettered))
 	}
+	if eos {
+		// Exactly-once rounds run without per-record acknowledgements;
+		// isolating the suspect needs them, and they end with its round.
+		l := logs.String()
+		if !strings.Contains(l, "acknowledgements=true") || !strings.Contains(l, "acknowledgements=false") {
+			t.Errorf("want the transactional producer replaced by one with acknowledgements to isolate the suspect, then by one without once its round committed; the log says neither or only one")
+		}
+	}
 }
 
 // TestBreakPipelineStopsCleanlyOnFencingAndFatalErrors: the two ways a

@@ -48,13 +48,27 @@ type engine struct {
 // pipelineHooks lets tests stop a pipeline at chosen points. Nil fields are
 // skipped; production code never sets them.
 type pipelineHooks struct {
-	// beforeCommit runs with every output of the round acknowledged (or
-	// failed) and, exactly-once, the offsets added, just before the commit.
+	// beforeCommit runs just before the commit, with every output of the
+	// round acknowledged (or failed) when the rounds wait for that (see
+	// acks), else sent, and, exactly-once, the offsets added.
 	beforeCommit func(batch []*sarama.ConsumerMessage)
 	// atCleanup runs when a session ends (every claim has returned), with
 	// the number of inputs the open round holds, before the committer is
 	// stopped and the last round committed.
 	atCleanup func(open int)
+	// acks makes exactly-once rounds wait for every output's
+	// acknowledgement, as at-least-once rounds do, so that beforeCommit
+	// runs with every output written (without, it runs with every output
+	// sent, and CommitTxn waits for them).
+	acks bool
+}
+
+// ackedRounds reports whether the pipeline's rounds wait for every output's
+// acknowledgement before they commit: at-least-once ones (to commit
+// offsets only then), exactly-once ones only when a test asks. Other
+// exactly-once rounds are acknowledged by their commit (see outputs).
+func (e *engine) ackedRounds() bool {
+	return !e.eos || e.hooks != nil && e.hooks.acks
 }
 
 // begin opens a transaction (exactly-once) if none is open.
@@ -76,14 +90,17 @@ func (e *engine) begin() error {
 // committed for the session's generation.
 func (e *engine) commitRound(ctx context.Context, r *round, batch []*input) error {
 	next := offsetsOf(batch)
-	// Every output answered first (a commit would flush them anyway), so
-	// that a failed send is the commit's error, not a later symptom of it.
-	fs, err := e.out.wait(ctx)
-	if err != nil {
-		return err
-	}
-	if len(fs) > 0 {
-		return failuresError(fs)
+	if e.out.acks {
+		// Every output answered first (a commit would flush them anyway),
+		// so that a failed send is the commit's error, not a later symptom
+		// of it.
+		fs, err := e.out.wait(ctx)
+		if err != nil {
+			return err
+		}
+		if len(fs) > 0 {
+			return failuresError(fs)
+		}
 	}
 	if !e.eos {
 		if e.hooks != nil && e.hooks.beforeCommit != nil {
@@ -100,12 +117,17 @@ func (e *engine) commitRound(ctx context.Context, r *round, batch []*input) erro
 		}
 	}
 	if err := e.out.prod.AddOffsetsToTxnWithGroupMetadata(offsets, r.gm); err != nil {
+		if !e.out.acks && e.out.prod.TxnStatus()&sarama.ProducerTxnFlagInError != 0 {
+			// A record failed (sarama refuses offsets once the transaction
+			// is in error): learn which, as below.
+			return e.txnFailures(e.out.prod.CommitTxn())
+		}
 		return err
 	}
 	if e.hooks != nil && e.hooks.beforeCommit != nil {
 		e.hooks.beforeCommit(messagesOf(batch))
 	}
-	err = e.out.prod.CommitTxn()
+	err := e.out.prod.CommitTxn()
 	for try := 1; err != nil && stuckCommitting(e.out.prod.TxnStatus()) && !e.abandoned.Load(); try++ {
 		// sarama gave up on EndTxn without an answer that settles it
 		// (CONCURRENT_TRANSACTIONS or coordinator errors past its retries,
@@ -120,8 +142,31 @@ func (e *engine) commitRound(ctx context.Context, r *round, batch []*input) erro
 	if err == nil {
 		e.inTxn = false
 		e.recoveries = 0
+		return nil
+	}
+	if !e.out.acks {
+		return e.txnFailures(err)
 	}
 	return err
+}
+
+// txnFailures is the error of a failed CommitTxn of a producer without
+// acks. CommitTxn first waits for every record in flight, and in a
+// transaction in error (a record failed, or the producer was fenced) it
+// returns that error without committing anything (sarama's
+// finishTransaction); the failed records then name the cause, as a
+// producer with acks names them before it commits.
+func (e *engine) txnFailures(commitErr error) error {
+	if commitErr == nil {
+		// Unreachable with sarama v1.61.1: it commits nothing once the
+		// transaction is in error. Offsets were refused, so the outputs
+		// went without them: the inputs are read again.
+		return fmt.Errorf("%w: %s %s: a transaction in error was committed without its offsets", ErrProducerFatal, e.kind, e.cfg.TransactionalID)
+	}
+	if fs := e.out.settle(); len(fs) > 0 {
+		return failuresError(fs)
+	}
+	return commitErr
 }
 
 // stuckCommitting reports whether a transactional producer is left in the
@@ -157,10 +202,13 @@ func (e *engine) recover(ctx context.Context, r *round, batch []*input, cause er
 		return nil, false // the pipeline stopped (an abandoned commit, another failure): touch nothing
 	}
 	at := where(batch)
-	fs, _ := e.out.wait(ctx)
+	out := e.out // recoverTxn may replace it
 	if e.eos && !e.recoverTxn(r, at, cause) {
 		return nil, false
 	}
+	// The transaction is over (aborted, or its producer closed): every
+	// record has its answer.
+	fs, _ := out.failures(ctx)
 	if !e.eos && fenced(cause) {
 		// FENCED_INSTANCE_ID on an offset commit (at-least-once): a newer
 		// static member has this one's identity. (Exactly-once,
@@ -177,6 +225,9 @@ func (e *engine) recover(ctx context.Context, r *round, batch []*input, cause er
 		return nil, false
 	}
 	poisoned, suspects := e.rebuild(batch, fs)
+	if suspects > 0 && !e.out.acks && !e.setAcks(true, at) {
+		return nil, false // isolating a suspect waits for acknowledgements
+	}
 	if final && try >= maxFinalTries {
 		e.log.Warn("eventgen: the session's last round could not be committed; dropped, its inputs are read again by their partitions' next owner", "kind", e.kind, "round", at, "error", cause)
 		return nil, false
@@ -249,13 +300,34 @@ func (e *engine) reinit(at string, cause error) bool {
 	}
 	e.log.Warn("eventgen: epoch error or transaction timeout; re-initialising the transactional producer", "transactional_id", e.cfg.TransactionalID, "round", at, "error", cause, "timeout", e.prodCfg.Producer.Transaction.Timeout)
 	_ = e.out.close()
-	out, err := newOutputs(e.cfg.Brokers, e.prodCfg)
+	out, err := newOutputs(e.cfg.Brokers, e.prodCfg, e.out.acks)
 	if err != nil {
 		kind := ErrProducerFatal
 		if fenced(err) {
 			kind = ErrFenced
 		}
 		e.fail(fmt.Errorf("%w: %s %s: re-initialising the producer after %s failed (%w): %w", kind, e.kind, e.cfg.TransactionalID, at, cause, err))
+		return false
+	}
+	e.out = out
+	return true
+}
+
+// setAcks replaces an exactly-once pipeline's producer, between
+// transactions, by one with or without acks (see outputs): with them to
+// isolate a poison output, without them again once the round that held it
+// is committed. The new producer's InitProducerID gives a fresh epoch of
+// the same TransactionalID. It reports whether the pipeline can go on.
+func (e *engine) setAcks(acks bool, at string) bool {
+	e.log.Info("eventgen: replacing the transactional producer", "transactional_id", e.cfg.TransactionalID, "acknowledgements", acks, "round", at)
+	_ = e.out.close()
+	out, err := newOutputs(e.cfg.Brokers, e.prodCfg, acks)
+	if err != nil {
+		kind := ErrProducerFatal
+		if fenced(err) {
+			kind = ErrFenced
+		}
+		e.fail(fmt.Errorf("%w: %s %s: replacing the producer at %s: %w", kind, e.kind, e.cfg.TransactionalID, at, err))
 		return false
 	}
 	e.out = out

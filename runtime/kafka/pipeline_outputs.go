@@ -10,14 +10,27 @@ import (
 
 // outputs is a pipeline's producer: a sarama AsyncProducer (transactional
 // for exactly-once pipelines, idempotent for at-least-once ones) whose
-// results are drained by one goroutine into counts, so that a commit can
-// wait until every record sent in its round has an answer and learn which
+// results are drained by one goroutine, so that a commit can learn which
 // records failed and why. Records are sent as they are emitted, while
 // handlers go on with the next inputs: the broker acknowledges a round's
 // outputs during the round, not at its end.
+//
+// With acks, every record's acknowledgement comes back (sarama's
+// Successes) and wait blocks until each record sent has its answer: an
+// at-least-once round needs that before it commits offsets, and so does
+// isolating a poison output (round.resend). Without acks (exactly-once
+// rounds otherwise), only failures come back: the transaction's commit is
+// the acknowledgement (CommitTxn waits for every record in flight and fails
+// if one failed), and settle collects the failures once sarama has
+// answered everything. That spares sarama's producer a channel send per
+// record on its response path, and the pipeline a wakeup per record.
 type outputs struct {
 	prod   sarama.AsyncProducer
 	client sarama.Client // closed after prod (see startProducer)
+	acks   bool          // Producer.Return.Successes
+	// barrier asks the drain goroutine to take every failure sarama has
+	// already returned (see settle).
+	barrier chan chan struct{}
 
 	// closeMu: sends hold it shared, close exclusively, so that nothing is
 	// sent to a closed producer (sarama would panic).
@@ -39,15 +52,18 @@ type sendFailure struct {
 	err error
 }
 
-// newOutputs starts the producer of a pipeline: for a transactional
+// newOutputs starts the producer of a pipeline, with or without acks (the
+// Producer.Return.Successes of a copy of sc): for a transactional
 // configuration, InitProducerID runs here, aborting what a predecessor with
 // the same TransactionalID left open and fencing it.
-func newOutputs(brokers []string, sc *sarama.Config) (*outputs, error) {
-	prod, client, err := startProducer(brokers, sc)
+func newOutputs(brokers []string, sc *sarama.Config, acks bool) (*outputs, error) {
+	c := *sc
+	c.Producer.Return.Successes = acks
+	prod, client, err := startProducer(brokers, &c)
 	if err != nil {
 		return nil, err
 	}
-	o := &outputs{prod: prod, client: client, drained: make(chan struct{})}
+	o := &outputs{prod: prod, client: client, acks: acks, barrier: make(chan chan struct{}), drained: make(chan struct{})}
 	o.settled = sync.NewCond(&o.mu)
 	go o.drain()
 	return o, nil
@@ -71,6 +87,23 @@ func (o *outputs) drain() {
 				continue
 			}
 			o.answer(pe)
+		case done := <-o.barrier:
+			// Every failure settle waits for is already in the channel's
+			// buffer (sarama returns it before the record leaves its
+			// in-flight count): take them all, then release it.
+			for taken := false; !taken && errs != nil; {
+				select {
+				case pe, ok := <-errs:
+					if !ok {
+						errs = nil
+						continue
+					}
+					o.answer(pe)
+				default:
+					taken = true
+				}
+			}
+			close(done)
 		}
 	}
 	// Nothing answers any more: release whoever still waits.
@@ -116,8 +149,12 @@ func (o *outputs) send(in *input, msgs []*sarama.ProducerMessage) {
 }
 
 // wait blocks until every record sent so far has its answer, or ctx is done.
-// It returns the failures since the last reset.
+// It returns the failures since the last reset. Only with acks: without,
+// successes are never counted (errNoAcks).
 func (o *outputs) wait(ctx context.Context) ([]sendFailure, error) {
+	if !o.acks {
+		return nil, errNoAcks
+	}
 	stop := context.AfterFunc(ctx, func() {
 		o.mu.Lock()
 		o.settled.Broadcast()
@@ -133,6 +170,32 @@ func (o *outputs) wait(ctx context.Context) ([]sendFailure, error) {
 		o.settled.Wait()
 	}
 	return o.failed, nil
+}
+
+// settle returns the failures since the last reset of a producer that has
+// answered every record sent: after CommitTxn or AbortTxn returned (sarama
+// waits for every record in flight first) or after close. It is how a
+// producer without acks learns its failures.
+func (o *outputs) settle() []sendFailure {
+	done := make(chan struct{})
+	select {
+	case o.barrier <- done:
+		<-done
+	case <-o.drained: // closed: the drain goroutine took everything
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.failed
+}
+
+// failures returns the failures since the last reset once every record sent
+// has its answer: wait with acks, settle without (the caller has ended the
+// transaction or closed the producer).
+func (o *outputs) failures(ctx context.Context) ([]sendFailure, error) {
+	if o.acks {
+		return o.wait(ctx)
+	}
+	return o.settle(), nil
 }
 
 // reset starts a new round: the counts and failures of the last one are
@@ -172,3 +235,7 @@ func failuresError(fs []sendFailure) error {
 	}
 	return pes
 }
+
+// errNoAcks is wait's error on a producer without acks: a bug in the
+// pipeline's choice of producer (see engine.setAcks).
+var errNoAcks = errors.New("eventgen: internal error: waiting for acknowledgements of a producer that does not return them")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -21,8 +22,9 @@ import (
 //
 // A round commits every CommitInterval and as soon as it holds BatchSize
 // inputs, whichever comes first. While a commit runs, inputs that finish
-// are kept for the next round (sent once it begins), so handlers never
-// wait for the broker unless BatchSize more inputs are ready.
+// are kept for the next rounds (the next one is sent once it begins), so
+// handlers never wait for the broker unless pendingRounds rounds of inputs
+// are ready.
 //
 // The inputs of a round stay in memory until it commits: that is the
 // replay buffer. A failed commit that the producer can go on from (an
@@ -109,28 +111,40 @@ func newRound(e *engine, sess sarama.ConsumerGroupSession) *round {
 	return r
 }
 
-// add puts a finished input into the round (or, while a commit runs, into
-// the next one). It reports false when the round was dropped: the claim
-// must stop, and the input is read again later.
-func (r *round) add(in *input) bool {
+// add puts finished inputs of one partition, in order, into the round, or,
+// while a commit runs or the round is full, into the next ones. It reports
+// false when the round was dropped: the claim must stop, and the inputs
+// not added are read again later.
+func (r *round) add(ins ...*input) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	size := r.e.cfg.BatchSize
-	// The open round holds at most BatchSize inputs; the next one as many.
-	for !r.ended && (r.closing || len(r.open) >= size) && len(r.pending) >= size {
-		r.room.Wait()
+	for _, in := range ins {
+		// Inputs wait in pending behind older ones (a partition's inputs
+		// are committed in order), at most pendingRounds rounds of them.
+		later := r.closing || len(r.open) >= size || len(r.pending) > 0
+		for !r.ended && later && len(r.pending) >= pendingRounds*size {
+			r.room.Wait()
+			later = r.closing || len(r.open) >= size || len(r.pending) > 0
+		}
+		if r.ended || r.sealed {
+			return false
+		}
+		if later {
+			r.pending = append(r.pending, in)
+			continue
+		}
+		r.sendLocked(in, in.outs)
+		r.signalFullLocked()
 	}
-	if r.ended || r.sealed {
-		return false
-	}
-	if r.closing || len(r.open) >= size {
-		r.pending = append(r.pending, in)
-		return true
-	}
-	r.sendLocked(in, in.outs)
-	r.signalFullLocked()
 	return true
 }
+
+// pendingRounds is how many rounds of finished inputs may wait while a
+// commit runs: the next round is ready when the commit returns, and the
+// claims go on transforming the one after it meanwhile, rather than wait
+// for room each time the committer takes a round.
+const pendingRounds = 2
 
 // sendLocked adds in to the open round; its outputs go to the producer
 // with the next chunk (flushLocked). Sending under r.mu keeps every send of
@@ -186,6 +200,12 @@ func (r *round) run() {
 	t := time.NewTicker(r.e.cfg.CommitInterval)
 	defer t.Stop()
 	for {
+		if r.stopCtx.Err() != nil {
+			// Before a full round's signal: once stopped, every commit is
+			// Cleanup's (last).
+			r.last()
+			return
+		}
 		select {
 		case <-r.stopCtx.Done():
 			r.last()
@@ -213,7 +233,17 @@ func (r *round) last() {
 	if n > 0 {
 		r.e.log.Info("eventgen: session ending; committing the open round before the partitions are released", "kind", r.e.kind, "inputs", n)
 	}
-	r.commit(true)
+	// Up to pendingRounds rounds wait behind the open one: each is
+	// committed in turn (the claims have returned, so no more come).
+	for {
+		r.commit(true)
+		r.mu.Lock()
+		more := !r.ended && len(r.open) > 0
+		r.mu.Unlock()
+		if !more {
+			return
+		}
+	}
 }
 
 // end drops what the round holds and ends the session: claims return, and
@@ -251,6 +281,10 @@ func (r *round) commit(final bool) {
 		if err == nil {
 			r.e.out.reset()
 			r.e.count(batch)
+			if r.e.out.acks && !r.e.ackedRounds() && !r.e.setAcks(false, where(batch)) {
+				r.end()
+				return
+			}
 			r.reopen()
 			return
 		}
@@ -270,12 +304,15 @@ func (r *round) commit(final bool) {
 }
 
 // reopen starts the next round after a commit with the inputs that
-// finished meanwhile.
+// finished meanwhile (a round's worth; the rest stay pending).
 func (r *round) reopen() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	pending := r.pending
-	r.open, r.pending, r.closing, r.began = nil, nil, false, time.Time{}
+	pending, rest := r.pending, []*input(nil)
+	if len(pending) > r.e.cfg.BatchSize {
+		pending, rest = pending[:r.e.cfg.BatchSize], slices.Clone(pending[r.e.cfg.BatchSize:])
+	}
+	r.open, r.pending, r.closing, r.began = nil, rest, false, time.Time{}
 	r.sentUpTo, r.unsent = 0, 0
 	if err := r.e.begin(); err != nil {
 		r.e.fail(err)

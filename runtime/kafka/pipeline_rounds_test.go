@@ -419,3 +419,78 @@ func TestPipelineRebalanceLetsCommitFinish(t *testing.T) {
 	}
 	t.Logf("%d inputs: A's commit was waiting for its outputs when B joined; it completed (A committed %d, 0 handled twice)", n, metA.Get("Input", Committed))
 }
+
+// TestPipelineSessionEndCommitsEveryPendingRound: claims go on transforming
+// while a commit runs, up to two rounds ahead of it (pendingRounds). When
+// the session ends with rounds waiting behind the open one, Cleanup must
+// commit each of them before the partitions are released. Here member A's
+// first commit waits on a held Produce until B joins; by then A has
+// handled all 30 inputs (three rounds of BatchSize 10: one committing, two
+// waiting). A must commit all 30 and B handle none again.
+//
+// Failed before the fix: Cleanup committed the open round once, so the
+// second round's outputs were sent in a transaction nobody committed and
+// the third round was never sent; B read both rounds again.
+func TestPipelineSessionEndCommitsEveryPendingRound(t *testing.T) {
+	const parts, n, batch = 2, 30, 10
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: parts, InProcess: true})
+	in := testEventType("Input", "pend-in", event.ExactlyOnce)
+	out := testEventType("Output", "pend-out", event.ExactlyOnce)
+	cl.CreateTopic(t, in.Topic, parts)
+	cl.CreateTopic(t, out.Topic, parts)
+	produceInputs(t, cl.Brokers(), in, n, 2, nil)
+	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
+
+	release := make(chan struct{})
+	var held atomic.Int32
+	kf := cl.Kfake()
+	kf.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		kf.KeepControl()
+		if held.Add(1) == 1 {
+			kf.SleepControl(func() { <-release })
+		}
+		return nil, nil, false
+	})
+	var runs sync.Map
+	var releaseOnce sync.Once
+	var atEnd atomic.Int64
+	var metA Counters
+	cfgA := PipelineConfig{
+		Config: Config{Brokers: cl.Brokers(), Metrics: &metA, Tune: kafkatest.FastTune}, GroupID: "pend", TransactionalID: "pend-a",
+		CommitInterval: time.Hour, BatchSize: batch,
+		hooks: &pipelineHooks{atCleanup: func(int) {
+			atEnd.CompareAndSwap(0, metA.Get("Input", Committed)+1)
+			releaseOnce.Do(func() { close(release) })
+		}},
+	}
+	stopA := runPipelineInProcess(t, cfgA, in, out, countingTransform(out, &runs))
+	handled := func() int {
+		k := 0
+		runs.Range(func(_, _ any) bool { k++; return true })
+		return k
+	}
+	kafkatest.WaitFor(t, 60*time.Second, "A to handle every input (one round committing, two waiting)", func() bool { return handled() == n })
+	stopB := runPipelineInProcess(t, PipelineConfig{Config: Config{Brokers: cl.Brokers(), Tune: kafkatest.FastTune}, GroupID: "pend", TransactionalID: "pend-b"}, in, out, countingTransform(out, &runs))
+	kafkatest.WaitCommitted(t, client, "pend", in.Topic, parts, 60*time.Second)
+	if err := stopB(); err != nil {
+		t.Fatal(err)
+	}
+	if err := stopA(); err != nil {
+		t.Fatal(err)
+	}
+	checkOutput(t, client, cl.Brokers(), out, parts, n, 0, nil).check(t)
+	again := 0
+	runs.Range(func(_, v any) bool {
+		if v.(*atomic.Int64).Load() != 1 {
+			again++
+		}
+		return true
+	})
+	if got := atEnd.Load() - 1; got != 0 {
+		t.Fatalf("A had committed %d inputs when its session ended; the test needs the first commit held", got)
+	}
+	if c := metA.Get("Input", Committed); c != n || again != 0 {
+		t.Errorf("A committed %d of %d inputs and %d were handled again: every round waiting when the session ended must be committed before the partitions are released", c, n, again)
+	}
+	t.Logf("%d inputs in rounds of %d: A's session ended with 0 committed and every round handled; A committed %d, 0 handled twice", n, batch, metA.Get("Input", Committed))
+}
