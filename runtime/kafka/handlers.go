@@ -70,12 +70,19 @@ func (e *panicError) Unwrap() error {
 func safely(log *slog.Logger, where []any, fn func() error) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			log.Error("eventgen: handler panicked; recovered as a handler error",
-				append(where[:len(where):len(where)], "panic", fmt.Sprint(v), "stack", string(debug.Stack()))...)
-			err = &panicError{v}
+			err = recovered(log, v, where...)
 		}
 	}()
 	return fn()
+}
+
+// recovered logs a recovered panic value v with the panicking goroutine's
+// stack (call it from the deferred function) and returns it as a
+// *panicError.
+func recovered(log *slog.Logger, v any, where ...any) error {
+	log.Error("eventgen: handler panicked; recovered as a handler error",
+		append(where[:len(where):len(where)], "panic", fmt.Sprint(v), "stack", string(debug.Stack()))...)
+	return &panicError{v}
 }
 
 // claimGuard runs the handler calls of one claim (one partition in one
@@ -184,13 +191,21 @@ func (g *claimGuard) abandoned() bool {
 	}
 }
 
-// inline runs fn (one handler attempt) in the calling goroutine with g.ctx,
-// recovering a panic into an error. It returns fn's error, or an error
-// matching errStopped when fn failed after g.ctx was cancelled (the error is
-// the cancellation's, not the record's) or the loop was abandoned meanwhile.
-// where locates the record in the log (key-value pairs).
-func (g *claimGuard) inline(fn func(context.Context) error, where ...any) error {
-	err := safely(g.log, where, func() error { return fn(g.ctx) })
+// inline runs fn (attempt of the handler of record m) in the calling
+// goroutine with g.ctx, recovering a panic into an error. It returns fn's
+// error, or an error matching errStopped when fn failed after g.ctx was
+// cancelled (the error is the cancellation's, not the record's) or the loop
+// was abandoned meanwhile. The record's place is put into words only for
+// a panic's log: this runs once per record of a pipeline.
+func (g *claimGuard) inline(fn func(context.Context) error, m *sarama.ConsumerMessage, attempt int) (err error) {
+	func() {
+		defer func() {
+			if v := recover(); v != nil {
+				err = recovered(g.log, v, "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "attempt", attempt)
+			}
+		}()
+		err = fn(g.ctx)
+	}()
 	if g.abandoned() {
 		return fmt.Errorf("%w: handler abandoned", errStopped)
 	}

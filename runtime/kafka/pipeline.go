@@ -36,7 +36,7 @@ func (em *Emitter) Emit(e event.Event) error {
 	em.msgs = append(em.msgs, &sarama.ProducerMessage{
 		Topic:   et.Topic,
 		Key:     sarama.StringEncoder(e.Key()),
-		Value:   sarama.ByteEncoder(e.AppendJSON(nil)),
+		Value:   sarama.ByteEncoder(e.AppendJSON(make([]byte, 0, 256))), // as encodeEvent: one allocation for most events
 		Headers: CloudEventHeaders(em.ctx, et, event.NewUUID().String(), time.Now()),
 	})
 	em.events = append(em.events, et.Name)
@@ -441,9 +441,9 @@ func (p *pipeline[In]) transform(sctx context.Context, g *claimGuard, m *sarama.
 		in.attempts = attempt
 		em := &Emitter{allowed: p.allowed, rec: ExactlyOnceRecord{meta}}
 		err := g.inline(func(ctx context.Context) error {
-			em.ctx = meta.Context(ctx)
+			em.ctx = em.rec.Context(ctx)
 			return p.h(em.ctx, v, em)
-		}, "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "attempt", attempt)
+		}, m, attempt)
 		if errors.Is(err, errStopped) {
 			p.log.Warn("eventgen: pipeline handler stopped by shutdown or revocation; input not committed", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "attempt", attempt, "error", err)
 			return nil, err

@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"fmt"
+	"github.com/IBM/sarama"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -79,5 +80,38 @@ func BenchmarkPipeline(b *testing.B) {
 	cancel()
 	if err := <-errc; err != nil {
 		b.Fatal(err)
+	}
+}
+
+// BenchmarkPipelineTransform is a pipeline's work per input record without a
+// broker: route by ce_type, decode, run the handler (one output, with its
+// CloudEvents headers), as a claim does before adding the input to a round.
+//
+//	go test ./runtime/kafka -run '^$' -bench PipelineTransform -benchmem
+func BenchmarkPipelineTransform(b *testing.B) {
+	in := testEventType("Input", "bench-transform-in", event.ExactlyOnce)
+	out := testEventType("Output", "bench-transform-out", event.ExactlyOnce)
+	p, err := newPipeline(PipelineConfig{Config: Config{Brokers: []string{"127.0.0.1:1"}}, GroupID: "bench", TransactionalID: "bench-tx"},
+		event.ExactlyOnce, in, []*event.Type{out}, decodeTestEvent, testTransform(out, 0))
+	if err != nil {
+		b.Fatal(err)
+	}
+	pm, _, err := encodeEvent(context.Background(), &testEvent{K: "k1", Seq: 42, Src: "bench", et: in})
+	if err != nil {
+		b.Fatal(err)
+	}
+	value, _ := pm.Value.Encode()
+	m := &sarama.ConsumerMessage{Topic: in.Topic, Partition: 1, Offset: 42, Key: []byte("k1"), Value: value}
+	for _, h := range pm.Headers {
+		m.Headers = append(m.Headers, &sarama.RecordHeader{Key: h.Key, Value: h.Value})
+	}
+	g := &claimGuard{ctx: context.Background(), abandon: make(chan struct{}), done: make(chan struct{}), log: p.log}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(value)))
+	for b.Loop() {
+		x, err := p.transform(context.Background(), g, m)
+		if err != nil || x.status != handled || len(x.outs) != 1 {
+			b.Fatalf("transform: %v, status %d, %d outputs", err, x.status, len(x.outs))
+		}
 	}
 }

@@ -128,10 +128,13 @@ func (o *outputs) answer(pe *sarama.ProducerError) {
 	}
 }
 
-// send hands a copy of each record to the producer, tagged with the input
-// that emitted it. sarama keeps per-send state in a ProducerMessage, so a
-// record that is sent again (a replay) goes as a new copy.
-func (o *outputs) send(in *input, msgs []*sarama.ProducerMessage) {
+// send hands each record to the producer, tagged with the input that
+// emitted it. sarama keeps per-send state in a ProducerMessage (partition,
+// sequence number, retries), so a record sent again (a replay: again) goes
+// as a new copy of the record as emitted; sarama does not touch the fields
+// copied (Topic, Key, Value, Headers), and a replay starts only once every
+// earlier send has its answer.
+func (o *outputs) send(in *input, msgs []*sarama.ProducerMessage, again bool) {
 	if len(msgs) == 0 {
 		return
 	}
@@ -144,7 +147,11 @@ func (o *outputs) send(in *input, msgs []*sarama.ProducerMessage) {
 	o.sent += len(msgs)
 	o.mu.Unlock()
 	for _, pm := range msgs {
-		o.prod.Input() <- &sarama.ProducerMessage{Topic: pm.Topic, Key: pm.Key, Value: pm.Value, Headers: pm.Headers, Metadata: in}
+		if again {
+			pm = &sarama.ProducerMessage{Topic: pm.Topic, Key: pm.Key, Value: pm.Value, Headers: pm.Headers}
+		}
+		pm.Metadata = in
+		o.prod.Input() <- pm
 	}
 }
 

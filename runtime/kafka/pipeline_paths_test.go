@@ -156,20 +156,23 @@ func TestPipelineStaticMembershipFenced(t *testing.T) {
 			<-release
 		}
 	}}
-	cfg := func(id string, h *pipelineHooks) PipelineConfig {
+	cfg := func(id string, interval time.Duration, h *pipelineHooks) PipelineConfig {
 		return PipelineConfig{
 			Config:  Config{Brokers: cl.Brokers(), ClientID: id, Tune: kafkatest.FastTune},
-			GroupID: "sm", TransactionalID: id, InstanceID: "sm", BatchSize: batch, CommitInterval: time.Hour, hooks: h,
+			GroupID: "sm", TransactionalID: id, InstanceID: "sm", BatchSize: batch, CommitInterval: interval, hooks: h,
 		}
 	}
-	a := startPipeline(t, cfg("sm-a", hooks), in, out, testTransform(out, 0))
+	// A commits on BatchSize only, so that its second transaction is the
+	// one held open; B at the default interval, so that its last round,
+	// which need not be full, commits too.
+	a := startPipeline(t, cfg("sm-a", time.Hour, hooks), in, out, testTransform(out, 0))
 	select {
 	case <-entered:
 	case <-time.After(kafkatest.Timeout(60 * time.Second)):
 		t.Fatal("pipeline A never reached its second commit")
 	}
 	before, _ := kafkatest.Committed(client, "sm", in.Topic, parts)
-	b := startPipeline(t, cfg("sm-b", nil), in, out, testTransform(out, 0))
+	b := startPipeline(t, cfg("sm-b", 0, nil), in, out, testTransform(out, 0))
 	kafkatest.WaitFor(t, 60*time.Second, "B to take A's place in the group", func() bool {
 		return describeStatic(t, cl.Brokers(), "sm", "sm") == "sm-b"
 	})

@@ -83,6 +83,7 @@ type round struct {
 	room    *sync.Cond // claims wait here while a commit runs and pending is full
 	open    []*input   // sent in the open round
 	pending []*input   // finished while a commit runs: sent when the next round begins
+	blocks  []int      // the sizes of the blocks in pending, in order (see add)
 	closing bool       // a commit runs: new inputs go to pending
 	// sentUpTo: the outputs of open[:sentUpTo] were sent; unsent counts
 	// those of the rest.
@@ -111,33 +112,42 @@ func newRound(e *engine, sess sarama.ConsumerGroupSession) *round {
 	return r
 }
 
-// add puts finished inputs of one partition, in order, into the round, or,
-// while a commit runs or the round is full, into the next ones. It reports
-// false when the round was dropped: the claim must stop, and the inputs
-// not added are read again later.
-func (r *round) add(ins ...*input) bool {
+// add puts a block of finished inputs of one partition, in order, into the
+// open round, or, while a commit runs, into the next ones. A block is not
+// split across rounds: one that does not fit in the open round waits for
+// the next, and the open round is committed now (on keyed-alike topics a
+// round then touches the partitions of its blocks only). It reports false
+// when the round was dropped: the claim must stop, and the block is read
+// again later.
+func (r *round) add(block ...*input) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	size := r.e.cfg.BatchSize
-	for _, in := range ins {
-		// Inputs wait in pending behind older ones (a partition's inputs
-		// are committed in order), at most pendingRounds rounds of them.
-		later := r.closing || len(r.open) >= size || len(r.pending) > 0
-		for !r.ended && later && len(r.pending) >= pendingRounds*size {
-			r.room.Wait()
-			later = r.closing || len(r.open) >= size || len(r.pending) > 0
-		}
-		if r.ended || r.sealed {
-			return false
-		}
-		if later {
-			r.pending = append(r.pending, in)
-			continue
-		}
-		r.sendLocked(in, in.outs)
-		r.signalFullLocked()
+	for !r.ended && r.laterLocked(len(block)) && len(r.pending) >= pendingRounds*r.e.cfg.BatchSize {
+		r.room.Wait()
 	}
+	if r.ended || r.sealed {
+		return false
+	}
+	if r.laterLocked(len(block)) {
+		if !r.closing && len(r.pending) == 0 {
+			r.signalLocked() // the open round is as full as it gets
+		}
+		r.pending = append(r.pending, block...)
+		r.blocks = append(r.blocks, len(block))
+		return true
+	}
+	for _, in := range block {
+		r.sendLocked(in, in.outs)
+	}
+	r.signalFullLocked()
 	return true
+}
+
+// laterLocked reports whether a block of n inputs must wait for a later
+// round: a commit runs, older inputs wait already (a partition's inputs are
+// committed in order), or the open round has no room for the whole block.
+func (r *round) laterLocked(n int) bool {
+	return r.closing || len(r.pending) > 0 || len(r.open) > 0 && len(r.open)+n > r.e.cfg.BatchSize
 }
 
 // pendingRounds is how many rounds of finished inputs may wait while a
@@ -166,19 +176,20 @@ const sendChunk = 100
 // flushLocked sends the outputs of the open round's inputs not sent yet.
 func (r *round) flushLocked() {
 	for _, in := range r.open[r.sentUpTo:] {
-		r.sendOnlyLocked(in, in.outs)
+		r.sendOnlyLocked(in, in.outs, false)
 	}
 	r.sentUpTo, r.unsent = len(r.open), 0
 }
 
-// sendOnlyLocked sends msgs of in, which is already in the round.
-func (r *round) sendOnlyLocked(in *input, msgs []*sarama.ProducerMessage) {
+// sendOnlyLocked sends msgs of in, which is already in the round; again
+// when they were sent before (see outputs.send).
+func (r *round) sendOnlyLocked(in *input, msgs []*sarama.ProducerMessage, again bool) {
 	if r.began.IsZero() {
 		// No later than the coordinator's clock, which starts when the
 		// first record or offset reaches it (see overdue).
 		r.began = time.Now()
 	}
-	r.e.out.send(in, msgs)
+	r.e.out.send(in, msgs, again)
 }
 
 // overdue reports whether the open round has outlived
@@ -255,7 +266,7 @@ func (r *round) end() {
 		return
 	}
 	r.ended = true
-	r.open, r.pending = nil, nil
+	r.open, r.pending, r.blocks = nil, nil, nil
 	close(r.over)
 	r.room.Broadcast()
 }
@@ -304,15 +315,19 @@ func (r *round) commit(final bool) {
 }
 
 // reopen starts the next round after a commit with the inputs that
-// finished meanwhile (a round's worth; the rest stay pending).
+// finished meanwhile: the blocks that fit in one round; the rest stay
+// pending, and the new round is then committed as soon as it is sent.
 func (r *round) reopen() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	pending, rest := r.pending, []*input(nil)
-	if len(pending) > r.e.cfg.BatchSize {
-		pending, rest = pending[:r.e.cfg.BatchSize], slices.Clone(pending[r.e.cfg.BatchSize:])
+	take, k := 0, 0
+	for k < len(r.blocks) && (k == 0 || take+r.blocks[k] <= r.e.cfg.BatchSize) {
+		take += r.blocks[k]
+		k++
 	}
-	r.open, r.pending, r.closing, r.began = nil, rest, false, time.Time{}
+	pending := r.pending[:take]
+	r.open, r.pending, r.blocks = nil, slices.Clone(r.pending[take:]), slices.Clone(r.blocks[k:])
+	r.closing, r.began = false, time.Time{}
 	r.sentUpTo, r.unsent = 0, 0
 	if err := r.e.begin(); err != nil {
 		r.e.fail(err)
@@ -324,15 +339,23 @@ func (r *round) reopen() {
 	for _, in := range pending {
 		r.sendLocked(in, in.outs)
 	}
-	r.signalFullLocked()
+	if len(r.pending) > 0 {
+		r.signalLocked() // what waits does not fit: nothing joins this round
+	} else {
+		r.signalFullLocked()
+	}
 	r.room.Broadcast()
 }
 
 // signalFullLocked wakes the committer when the open round is full.
 func (r *round) signalFullLocked() {
-	if len(r.open) < r.e.cfg.BatchSize {
-		return
+	if len(r.open) >= r.e.cfg.BatchSize {
+		r.signalLocked()
 	}
+}
+
+// signalLocked wakes the committer to commit the open round now.
+func (r *round) signalLocked() {
 	select {
 	case r.full <- struct{}{}:
 	default:
@@ -368,13 +391,13 @@ func (r *round) resend(ctx context.Context, batch []*input) error {
 		in.suspect = 0
 		switch {
 		case level == 0:
-			r.sendOnlyLocked(in, msgs)
+			r.sendOnlyLocked(in, msgs, true)
 		case level == 1 || len(msgs) < 2:
 			if !clean() {
 				in.resend, in.suspect = msgs, level
 				return nil
 			}
-			r.sendOnlyLocked(in, msgs)
+			r.sendOnlyLocked(in, msgs, true)
 			if !clean() {
 				return nil
 			}
@@ -384,7 +407,7 @@ func (r *round) resend(ctx context.Context, batch []*input) error {
 					in.resend, in.suspect = msgs[i:], level
 					return nil
 				}
-				r.sendOnlyLocked(in, []*sarama.ProducerMessage{pm})
+				r.sendOnlyLocked(in, []*sarama.ProducerMessage{pm}, true)
 				if !clean() {
 					in.resend = msgs[i+1:]
 					return nil

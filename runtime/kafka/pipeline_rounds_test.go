@@ -15,6 +15,7 @@ import (
 	"github.com/eventgen/eventgen/runtime/event"
 	"github.com/eventgen/eventgen/runtime/kafka/kafkatest"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -493,4 +494,74 @@ func TestPipelineSessionEndCommitsEveryPendingRound(t *testing.T) {
 		t.Errorf("A committed %d of %d inputs and %d were handled again: every round waiting when the session ended must be committed before the partitions are released", c, n, again)
 	}
 	t.Logf("%d inputs in rounds of %d: A's session ended with 0 committed and every round handled; A committed %d, 0 handled twice", n, batch, metA.Get("Input", Committed))
+}
+
+// TestPipelineRoundsFollowClaimBlocks: input and output topics keyed alike
+// (same keys, same partition count, murmur2 on both sides), the whole input
+// there before the pipeline starts, rounds of 100. A claim adds the records
+// buffered for its partition as one block, and a block is not split across
+// rounds, so nearly every transaction writes to one output partition, as a
+// loop that commits one partition's batch per transaction does. Counted at
+// the broker: output partitions added to transactions (AddPartitionsToTxn)
+// per committed transaction (EndTxn with commit). The output is exact.
+//
+// Failed with blocks split at the round boundary (a round filled up to 100
+// from the next claim's block): 1.17 and 1.40 output partitions per
+// transaction in two runs.
+func TestPipelineRoundsFollowClaimBlocks(t *testing.T) {
+	const parts, n, batch = 3, 3000, 100
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: parts, InProcess: true})
+	in := testEventType("Input", "blocks-in", event.ExactlyOnce)
+	out := testEventType("Output", "blocks-out", event.ExactlyOnce)
+	cl.CreateTopic(t, in.Topic, parts)
+	cl.CreateTopic(t, out.Topic, parts)
+	produceInputs(t, cl.Brokers(), in, n, 64, nil)
+	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
+
+	var mu sync.Mutex
+	var last kmsg.Request // kfake asks When once per entity of a request
+	added := 0
+	adds := cl.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.AddPartitionsToTxn}, TxnID: "blocks-tx", Observe: true, Count: -1, When: func(r kmsg.Request) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if r != last {
+			last = r
+			for _, tp := range r.(*kmsg.AddPartitionsToTxnRequest).Topics {
+				if tp.Topic == out.Topic {
+					added += len(tp.Partitions)
+				}
+			}
+		}
+		return false
+	}})
+	defer adds.Remove()
+	var lastEnd kmsg.Request
+	txns := 0
+	commits := cl.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.EndTxn}, TxnID: "blocks-tx", Observe: true, Count: -1, When: func(r kmsg.Request) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if r != lastEnd && r.(*kmsg.EndTxnRequest).Commit {
+			lastEnd = r
+			txns++
+		}
+		return false
+	}})
+	defer commits.Remove()
+
+	stop := runPipelineInProcess(t, PipelineConfig{
+		Config: Config{Brokers: cl.Brokers(), Tune: kafkatest.FastTune}, GroupID: "blocks", TransactionalID: "blocks-tx",
+		BatchSize: batch, // CommitInterval 100 ms: the last, partial round commits on it
+	}, in, out, testTransform(out, 0))
+	kafkatest.WaitCommitted(t, client, "blocks", in.Topic, parts, 60*time.Second)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	checkOutput(t, client, cl.Brokers(), out, parts, n, 0, nil).check(t)
+	mu.Lock()
+	defer mu.Unlock()
+	per := float64(added) / float64(max(txns, 1))
+	t.Logf("%d inputs in rounds of up to %d: %d transactions committed, %d output partitions added to them (%.2f per transaction)", n, batch, txns, added, per)
+	if txns < n/batch || per > 1.1 {
+		t.Errorf("%d transactions wrote to %d output partitions, %.2f each: want at least %d transactions and at most 1.1 partitions each (a round made of whole blocks of one partition)", txns, added, per, n/batch)
+	}
 }
