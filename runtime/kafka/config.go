@@ -176,11 +176,22 @@ type PipelineConfig struct {
 	CommitInterval time.Duration
 	// BatchSize is the most inputs one commit covers: a round that
 	// reaches it commits at once, without waiting for CommitInterval, and
-	// handlers wait while a commit runs and BatchSize more inputs are ready.
-	// The inputs of the open round are kept in memory, for replay after an
-	// aborted transaction. Default 10,000 (DefaultPipelineBatchSize); must
-	// not be negative.
+	// handlers wait while a commit runs and two rounds more are ready. A
+	// claim adds the records buffered for its partition as one block (up to
+	// 100), which is not split across rounds: a block that does not fit
+	// commits the open round at once too. The inputs of the open round are
+	// kept in memory, for replay after an aborted transaction. Default
+	// 10,000 (DefaultPipelineBatchSize); must not be negative.
 	BatchSize int
+	// CommitWhenIdle commits the open round as soon as every partition's
+	// buffered records are handled (each claim waits for its next record),
+	// instead of waiting for CommitInterval: the policy of a hand-written
+	// loop that commits whatever it has read. Outputs become visible sooner
+	// when the input pauses or ends, at the cost of more transactions under
+	// light load (up to one per fetch). CommitInterval still bounds a round
+	// that keeps growing. Default false (Kafka Streams' policy: size or
+	// interval).
+	CommitWhenIdle bool
 	// Events are the schema's declared events, for routing input records by
 	// ce_type (see DeclareEvents): a record of another declared event is
 	// skipped (committed in the transaction, counted as Skipped), an

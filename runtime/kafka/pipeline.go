@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"runtime"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -360,21 +362,35 @@ func (p *pipeline[In]) consumeClaim(sess sarama.ConsumerGroupSession, claim sara
 // interleave and touch them all.
 func (p *pipeline[In]) claimLoop(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim, g *claimGuard, r *round) {
 	block := make([]*input, 0, min(p.cfg.BatchSize, claimBlock))
+	r.join()
+	defer r.leave()
 	for {
 		if p.err() != nil || sess.Context().Err() != nil {
 			return
 		}
 		var m *sarama.ConsumerMessage
 		select {
-		case <-sess.Context().Done():
-			return
-		case <-r.over:
-			return
 		case msg, ok := <-claim.Messages():
 			if !ok {
 				return
 			}
 			m = msg
+		default:
+			// Nothing buffered: wait for the next record, as an idle
+			// claim (see PipelineConfig.CommitWhenIdle).
+			r.waiting()
+			select {
+			case <-sess.Context().Done():
+			case <-r.over:
+			case msg, ok := <-claim.Messages():
+				if ok {
+					m = msg
+				}
+			}
+			r.working()
+			if m == nil {
+				return
+			}
 		}
 		block = block[:0]
 		more := true
@@ -389,6 +405,9 @@ func (p *pipeline[In]) claimLoop(sess sarama.ConsumerGroupSession, claim sarama.
 			}
 			block = append(block, in)
 			m = nil
+			if yieldEach {
+				runtime.Gosched()
+			}
 			if len(block) == cap(block) || p.err() != nil || sess.Context().Err() != nil {
 				break
 			}
@@ -495,3 +514,5 @@ func (p *pipeline[In]) decodeInput(m *sarama.ConsumerMessage) (v In, meta Record
 	}
 	return v, in.rec, nil, nil
 }
+
+var yieldEach = os.Getenv("YIELD") != ""

@@ -88,9 +88,12 @@ type round struct {
 	// sentUpTo: the outputs of open[:sentUpTo] were sent; unsent counts
 	// those of the rest.
 	sentUpTo, unsent int
-	sealed           bool      // Cleanup took the round: an abandoned claim's late input is refused
-	began            time.Time // when the open round sent its first record (zero: nothing yet)
-	ended            bool      // the round was dropped: claims stop, the session ends
+	// claims counts the session's claim loops running, idle those of them
+	// waiting for a record with nothing in hand (see CommitWhenIdle).
+	claims, idle int
+	sealed       bool      // Cleanup took the round: an abandoned claim's late input is refused
+	began        time.Time // when the open round sent its first record (zero: nothing yet)
+	ended        bool      // the round was dropped: claims stop, the session ends
 
 	full chan struct{} // BatchSize reached
 	over chan struct{} // closed when ended
@@ -141,6 +144,35 @@ func (r *round) add(block ...*input) bool {
 	}
 	r.signalFullLocked()
 	return true
+}
+
+// join and leave count a claim loop in the round's session; waiting and
+// working mark it waiting for a record with nothing in hand, or not.
+func (r *round) join() { r.mu.Lock(); r.claims++; r.mu.Unlock() }
+
+func (r *round) leave() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.claims--
+	r.commitIfIdleLocked()
+}
+
+func (r *round) waiting() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.idle++
+	r.commitIfIdleLocked()
+}
+
+func (r *round) working() { r.mu.Lock(); r.idle--; r.mu.Unlock() }
+
+// commitIfIdleLocked wakes the committer when CommitWhenIdle is set, the
+// open round holds inputs, nothing waits behind it and every claim waits
+// for its next record: the round will not grow until records arrive.
+func (r *round) commitIfIdleLocked() {
+	if r.e.cfg.CommitWhenIdle && r.idle >= r.claims && len(r.open) > 0 && len(r.pending) == 0 && !r.closing {
+		r.signalLocked()
+	}
 }
 
 // laterLocked reports whether a block of n inputs must wait for a later
@@ -343,6 +375,7 @@ func (r *round) reopen() {
 		r.signalLocked() // what waits does not fit: nothing joins this round
 	} else {
 		r.signalFullLocked()
+		r.commitIfIdleLocked()
 	}
 	r.room.Broadcast()
 }

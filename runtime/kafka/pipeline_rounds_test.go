@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -564,4 +565,36 @@ func TestPipelineRoundsFollowClaimBlocks(t *testing.T) {
 	if txns < n/batch || per > 1.1 {
 		t.Errorf("%d transactions wrote to %d output partitions, %.2f each: want at least %d transactions and at most 1.1 partitions each (a round made of whole blocks of one partition)", txns, added, per, n/batch)
 	}
+}
+
+// TestPipelineCommitWhenIdle: with CommitWhenIdle, a round is committed as
+// soon as every claim waits for its next record, not at CommitInterval (an
+// hour here) nor at BatchSize (far more than the input): each of the three
+// batches of inputs, produced one after the other once the previous one is
+// committed, is committed and its outputs are exact. Without the option the
+// first batch would wait an hour (the test times out).
+func TestPipelineCommitWhenIdle(t *testing.T) {
+	const parts, n = 3, 30
+	cl := kafkatest.Start(t, kafkatest.Options{Partitions: parts})
+	in := testEventType("Input", "idle-in", event.ExactlyOnce)
+	out := testEventType("Output", "idle-out", event.ExactlyOnce)
+	cl.CreateTopic(t, in.Topic, parts)
+	cl.CreateTopic(t, out.Topic, parts)
+	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
+	var met Counters
+	stop := runPipelineInProcess(t, PipelineConfig{
+		Config: Config{Brokers: cl.Brokers(), Tune: kafkatest.FastTune, Metrics: &met}, GroupID: "idle", TransactionalID: "idle-tx",
+		CommitInterval: time.Hour, BatchSize: 1000, CommitWhenIdle: true,
+	}, in, out, testTransform(out, 0))
+	for step := range 3 {
+		produceRange(t, cl.Brokers(), in, step*n, n, 6, nil)
+		kafkatest.WaitFor(t, 60*time.Second, fmt.Sprintf("batch %d committed without waiting for CommitInterval or BatchSize", step+1), func() bool {
+			return met.Get("Input", Committed) == int64((step+1)*n)
+		})
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	checkOutput(t, client, cl.Brokers(), out, parts, 3*n, 0, nil).check(t)
+	t.Logf("3 batches of %d inputs, each committed once the claims were idle (CommitInterval 1 h, BatchSize 1,000)", n)
 }
