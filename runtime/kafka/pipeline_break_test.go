@@ -435,13 +435,7 @@ func TestBreakPipelineLeaderAndCoordinatorStorm(t *testing.T) {
 	waitNoLeak(t, base, "RunPipeline after shutdown")
 	rep := checkOutput(t, client, cl.Brokers(), out, parts, n, 0, nil)
 	rep.check(t)
-	again := 0
-	runs.Range(func(_, v any) bool {
-		if v.(*atomic.Int64).Load() > 1 {
-			again++
-		}
-		return true
-	})
+	_, again := handlerRuns(&runs)
 	t.Logf("%d inputs, leaders and coordinators moved up to %d times: %s; %d inputs handled more than once (rounds re-read)", n, storms, rep, again)
 }
 

@@ -36,6 +36,36 @@ func countingTransform(out *event.Type, runs *sync.Map) func(context.Context, te
 	}
 }
 
+// handlerRuns counts, in runs filled by countingTransform, the inputs handled
+// and those handled more than once.
+func handlerRuns(runs *sync.Map) (handled, again int) {
+	runs.Range(func(_, v any) bool {
+		handled++
+		if v.(*atomic.Int64).Load() > 1 {
+			again++
+		}
+		return true
+	})
+	return handled, again
+}
+
+// holdFirstProduce makes the broker hold the first Produce request it gets
+// until release is called (release may be called more than once).
+func holdFirstProduce(cl *kafkatest.Cluster) (release func()) {
+	held := make(chan struct{})
+	var n atomic.Int32
+	kf := cl.Kfake()
+	kf.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		kf.KeepControl()
+		if n.Add(1) == 1 {
+			kf.SleepControl(func() { <-held })
+		}
+		return nil, nil, false
+	})
+	var once sync.Once
+	return func() { once.Do(func() { close(held) }) }
+}
+
 // TestPipelineAbortReplaysFromMemory: Produce answers UNKNOWN_SERVER_ERROR
 // three times, which sarama does not retry and which makes the transaction
 // abortable. Each time the round is aborted and sent again from memory:
@@ -79,13 +109,7 @@ func TestPipelineAbortReplaysFromMemory(t *testing.T) {
 	if s := p.sessions.Load(); s != 1 {
 		t.Errorf("group sessions %d, want 1: an abort must not rejoin the group", s)
 	}
-	twice := 0
-	runs.Range(func(_, v any) bool {
-		if v.(*atomic.Int64).Load() != 1 {
-			twice++
-		}
-		return true
-	})
+	_, twice := handlerRuns(&runs)
 	if twice > 0 {
 		t.Errorf("%d inputs were handled more than once: a replay must resend from memory", twice)
 	}
@@ -299,13 +323,7 @@ func TestAtLeastOncePipelineResendsFailedOutputs(t *testing.T) {
 	if d := met.Get("Input", DeadLettered); d != 0 {
 		t.Errorf("%d inputs dead-lettered: a failed output is the broker's fault, not the input's", d)
 	}
-	again := 0
-	runs.Range(func(_, v any) bool {
-		if v.(*atomic.Int64).Load() != 1 {
-			again++
-		}
-		return true
-	})
+	_, again := handlerRuns(&runs)
 	if again > 0 {
 		t.Errorf("%d handlers ran again: a failed output is resent from memory", again)
 	}
@@ -371,18 +389,8 @@ func TestPipelineRebalanceLetsCommitFinish(t *testing.T) {
 	produceInputs(t, cl.Brokers(), in, n, 32, nil)
 	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
 
-	release := make(chan struct{})
-	var held atomic.Int32
-	kf := cl.Kfake()
-	kf.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
-		kf.KeepControl()
-		if held.Add(1) == 1 {
-			kf.SleepControl(func() { <-release })
-		}
-		return nil, nil, false
-	})
+	release := holdFirstProduce(cl)
 	var runs sync.Map
-	var releaseOnce sync.Once
 	sessionEnds := 0
 	var metA Counters
 	cfgA := PipelineConfig{
@@ -390,13 +398,12 @@ func TestPipelineRebalanceLetsCommitFinish(t *testing.T) {
 		CommitInterval: time.Hour, BatchSize: n,
 		hooks: &pipelineHooks{atCleanup: func(int) {
 			sessionEnds++
-			releaseOnce.Do(func() { close(release) })
+			release()
 		}},
 	}
 	stopA := runPipelineInProcess(t, cfgA, in, out, countingTransform(out, &runs))
 	handled := func() int {
-		k := 0
-		runs.Range(func(_, _ any) bool { k++; return true })
+		k, _ := handlerRuns(&runs)
 		return k
 	}
 	kafkatest.WaitFor(t, 60*time.Second, "A to handle every input (its round full, the commit waiting on the held Produce)", func() bool { return handled() == n })
@@ -409,13 +416,7 @@ func TestPipelineRebalanceLetsCommitFinish(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkOutput(t, client, cl.Brokers(), out, parts, n, 0, nil).check(t)
-	again := 0
-	runs.Range(func(_, v any) bool {
-		if v.(*atomic.Int64).Load() != 1 {
-			again++
-		}
-		return true
-	})
+	_, again := handlerRuns(&runs)
 	if c := metA.Get("Input", Committed); c != n || again != 0 {
 		t.Errorf("A committed %d of %d inputs and %d were handled again: the commit in flight when the session ended must complete", c, n, again)
 	}
@@ -443,18 +444,8 @@ func TestPipelineSessionEndCommitsEveryPendingRound(t *testing.T) {
 	produceInputs(t, cl.Brokers(), in, n, 2, nil)
 	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
 
-	release := make(chan struct{})
-	var held atomic.Int32
-	kf := cl.Kfake()
-	kf.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
-		kf.KeepControl()
-		if held.Add(1) == 1 {
-			kf.SleepControl(func() { <-release })
-		}
-		return nil, nil, false
-	})
+	release := holdFirstProduce(cl)
 	var runs sync.Map
-	var releaseOnce sync.Once
 	var atEnd atomic.Int64
 	var metA Counters
 	cfgA := PipelineConfig{
@@ -462,13 +453,12 @@ func TestPipelineSessionEndCommitsEveryPendingRound(t *testing.T) {
 		CommitInterval: time.Hour, BatchSize: batch,
 		hooks: &pipelineHooks{atCleanup: func(int) {
 			atEnd.CompareAndSwap(0, metA.Get("Input", Committed)+1)
-			releaseOnce.Do(func() { close(release) })
+			release()
 		}},
 	}
 	stopA := runPipelineInProcess(t, cfgA, in, out, countingTransform(out, &runs))
 	handled := func() int {
-		k := 0
-		runs.Range(func(_, _ any) bool { k++; return true })
+		k, _ := handlerRuns(&runs)
 		return k
 	}
 	kafkatest.WaitFor(t, 60*time.Second, "A to handle every input (one round committing, two waiting)", func() bool { return handled() == n })
@@ -481,13 +471,7 @@ func TestPipelineSessionEndCommitsEveryPendingRound(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkOutput(t, client, cl.Brokers(), out, parts, n, 0, nil).check(t)
-	again := 0
-	runs.Range(func(_, v any) bool {
-		if v.(*atomic.Int64).Load() != 1 {
-			again++
-		}
-		return true
-	})
+	_, again := handlerRuns(&runs)
 	if got := atEnd.Load() - 1; got != 0 {
 		t.Fatalf("A had committed %d inputs when its session ended; the test needs the first commit held", got)
 	}
