@@ -85,15 +85,7 @@ func TestGeneratedBatchHandler(t *testing.T) {
 		}
 		return nil
 	})
-	runCtx, stop := context.WithCancel(ctx)
-	errc := make(chan error, 1)
-	go func() { errc <- consumer.Run(runCtx) }()
-	client := kafkatest.NewClient(t, c.Brokers(), kafkatest.ClientOptions{})
-	kafkatest.WaitCommitted(t, client, "batch", topic, 1, 30*time.Second)
-	stop()
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
+	runUntilCommitted(t, ctx, consumer, c.Brokers(), "batch", topic)
 	mu.Lock()
 	defer mu.Unlock()
 	var want []string
@@ -113,5 +105,20 @@ func TestGeneratedBatchHandler(t *testing.T) {
 	}
 	if dead := kafkatest.ReadAll(t, c.Brokers(), kafka.DeadLetterTopic(topic)); len(dead) != 1 {
 		t.Errorf("%d dead letters, want 1", len(dead))
+	}
+}
+
+// runUntilCommitted runs consumer until its group has committed every record
+// of topic's one partition, then stops it and fails the test on its error.
+func runUntilCommitted(t *testing.T, ctx context.Context, consumer *shop.Consumer, brokers []string, group, topic string) {
+	t.Helper()
+	runCtx, stop := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- consumer.Run(runCtx) }()
+	client := kafkatest.NewClient(t, brokers, kafkatest.ClientOptions{})
+	kafkatest.WaitCommitted(t, client, group, topic, 1, 30*time.Second)
+	stop()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -74,15 +74,7 @@ func TestGeneratedConsumerBrownfieldRecords(t *testing.T) {
 		got[e.CustomerID] = rec.Record
 		return nil
 	})
-	runCtx, stop := context.WithCancel(ctx)
-	errc := make(chan error, 1)
-	go func() { errc <- consumer.Run(runCtx) }()
-	client := kafkatest.NewClient(t, c.Brokers(), kafkatest.ClientOptions{})
-	kafkatest.WaitCommitted(t, client, "brownfield", topic, 1, 30*time.Second)
-	stop()
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
+	runUntilCommitted(t, ctx, consumer, c.Brokers(), "brownfield", topic)
 	mu.Lock()
 	defer mu.Unlock()
 	if len(got) != 3 {
