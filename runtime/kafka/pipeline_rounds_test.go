@@ -390,25 +390,35 @@ func TestPipelineRebalanceLetsCommitFinish(t *testing.T) {
 	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
 
 	release := holdFirstProduce(cl)
-	var runs sync.Map
-	sessionEnds := 0
 	var metA Counters
 	cfgA := PipelineConfig{
 		Config: Config{Brokers: cl.Brokers(), Metrics: &metA, Tune: kafkatest.FastTune}, GroupID: "rbf", TransactionalID: "rbf-a",
 		CommitInterval: time.Hour, BatchSize: n,
-		hooks: &pipelineHooks{atCleanup: func(int) {
-			sessionEnds++
-			release()
-		}},
+		hooks: &pipelineHooks{atCleanup: func(int) { release() }},
 	}
+	again := handOverHeldRound(t, cl, client, cfgA, in, out, parts, n, "its round full, the commit waiting on the held Produce")
+	if c := metA.Get("Input", Committed); c != n || again != 0 {
+		t.Errorf("A committed %d of %d inputs and %d were handled again: the commit in flight when the session ended must complete", c, n, again)
+	}
+	t.Logf("%d inputs: A's commit was waiting for its outputs when B joined; it completed (A committed %d, 0 handled twice)", n, metA.Get("Input", Committed))
+}
+
+// handOverHeldRound runs member A (cfgA; its atCleanup hook must release
+// the Produce held by holdFirstProduce) until it has handled all n inputs,
+// then member B in the same group: A's session ends while its commit waits.
+// Once every input is committed it stops both, checks the output, and
+// returns how many inputs were handled more than once.
+func handOverHeldRound(t *testing.T, cl *kafkatest.Cluster, client sarama.Client, cfgA PipelineConfig, in, out *event.Type, parts, n int, held string) (again int) {
+	t.Helper()
+	var runs sync.Map
 	stopA := runPipelineInProcess(t, cfgA, in, out, countingTransform(out, &runs))
-	handled := func() int {
+	kafkatest.WaitFor(t, 60*time.Second, "A to handle every input ("+held+")", func() bool {
 		k, _ := handlerRuns(&runs)
-		return k
-	}
-	kafkatest.WaitFor(t, 60*time.Second, "A to handle every input (its round full, the commit waiting on the held Produce)", func() bool { return handled() == n })
-	stopB := runPipelineInProcess(t, PipelineConfig{Config: Config{Brokers: cl.Brokers(), Tune: kafkatest.FastTune}, GroupID: "rbf", TransactionalID: "rbf-b"}, in, out, countingTransform(out, &runs))
-	kafkatest.WaitCommitted(t, client, "rbf", in.Topic, parts, 60*time.Second)
+		return k == n
+	})
+	cfgB := PipelineConfig{Config: Config{Brokers: cl.Brokers(), Tune: kafkatest.FastTune}, GroupID: cfgA.GroupID, TransactionalID: cfgA.GroupID + "-b"}
+	stopB := runPipelineInProcess(t, cfgB, in, out, countingTransform(out, &runs))
+	kafkatest.WaitCommitted(t, client, cfgA.GroupID, in.Topic, parts, 60*time.Second)
 	if err := stopB(); err != nil {
 		t.Fatal(err)
 	}
@@ -416,11 +426,8 @@ func TestPipelineRebalanceLetsCommitFinish(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkOutput(t, client, cl.Brokers(), out, parts, n, 0, nil).check(t)
-	_, again := handlerRuns(&runs)
-	if c := metA.Get("Input", Committed); c != n || again != 0 {
-		t.Errorf("A committed %d of %d inputs and %d were handled again: the commit in flight when the session ended must complete", c, n, again)
-	}
-	t.Logf("%d inputs: A's commit was waiting for its outputs when B joined; it completed (A committed %d, 0 handled twice)", n, metA.Get("Input", Committed))
+	_, again = handlerRuns(&runs)
+	return again
 }
 
 // TestPipelineSessionEndCommitsEveryPendingRound: claims go on transforming
@@ -445,7 +452,6 @@ func TestPipelineSessionEndCommitsEveryPendingRound(t *testing.T) {
 	client := kafkatest.NewClient(t, cl.Brokers(), kafkatest.ClientOptions{})
 
 	release := holdFirstProduce(cl)
-	var runs sync.Map
 	var atEnd atomic.Int64
 	var metA Counters
 	cfgA := PipelineConfig{
@@ -456,22 +462,7 @@ func TestPipelineSessionEndCommitsEveryPendingRound(t *testing.T) {
 			release()
 		}},
 	}
-	stopA := runPipelineInProcess(t, cfgA, in, out, countingTransform(out, &runs))
-	handled := func() int {
-		k, _ := handlerRuns(&runs)
-		return k
-	}
-	kafkatest.WaitFor(t, 60*time.Second, "A to handle every input (one round committing, two waiting)", func() bool { return handled() == n })
-	stopB := runPipelineInProcess(t, PipelineConfig{Config: Config{Brokers: cl.Brokers(), Tune: kafkatest.FastTune}, GroupID: "pend", TransactionalID: "pend-b"}, in, out, countingTransform(out, &runs))
-	kafkatest.WaitCommitted(t, client, "pend", in.Topic, parts, 60*time.Second)
-	if err := stopB(); err != nil {
-		t.Fatal(err)
-	}
-	if err := stopA(); err != nil {
-		t.Fatal(err)
-	}
-	checkOutput(t, client, cl.Brokers(), out, parts, n, 0, nil).check(t)
-	_, again := handlerRuns(&runs)
+	again := handOverHeldRound(t, cl, client, cfgA, in, out, parts, n, "one round committing, two waiting")
 	if got := atEnd.Load() - 1; got != 0 {
 		t.Fatalf("A had committed %d inputs when its session ended; the test needs the first commit held", got)
 	}
