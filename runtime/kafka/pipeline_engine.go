@@ -299,18 +299,29 @@ func (e *engine) reinit(at string, cause error) bool {
 		return false
 	}
 	e.log.Warn("eventgen: epoch error or transaction timeout; re-initialising the transactional producer", "transactional_id", e.cfg.TransactionalID, "round", at, "error", cause, "timeout", e.prodCfg.Producer.Transaction.Timeout)
-	_ = e.out.close()
-	out, err := newOutputs(e.cfg.Brokers, e.prodCfg, e.out.acks)
-	if err != nil {
-		kind := ErrProducerFatal
-		if fenced(err) {
-			kind = ErrFenced
-		}
+	if kind, err := e.replaceProducer(e.out.acks); err != nil {
 		e.fail(fmt.Errorf("%w: %s %s: re-initialising the producer after %s failed (%w): %w", kind, e.kind, e.cfg.TransactionalID, at, cause, err))
 		return false
 	}
-	e.out = out
 	return true
+}
+
+// replaceProducer closes the producer and starts another with the same
+// TransactionalID, with or without acks: its InitProducerID completes what
+// the old one left open and gives a fresh epoch. A failure comes with its
+// kind: ErrFenced when a newer instance holds the TransactionalID, else
+// ErrProducerFatal.
+func (e *engine) replaceProducer(acks bool) (kind, err error) {
+	_ = e.out.close()
+	out, err := newOutputs(e.cfg.Brokers, e.prodCfg, acks)
+	if err != nil {
+		if fenced(err) {
+			return ErrFenced, err
+		}
+		return ErrProducerFatal, err
+	}
+	e.out = out
+	return nil, nil
 }
 
 // setAcks replaces an exactly-once pipeline's producer, between
@@ -320,17 +331,10 @@ func (e *engine) reinit(at string, cause error) bool {
 // the same TransactionalID. It reports whether the pipeline can go on.
 func (e *engine) setAcks(acks bool, at string) bool {
 	e.log.Info("eventgen: replacing the transactional producer", "transactional_id", e.cfg.TransactionalID, "acknowledgements", acks, "round", at)
-	_ = e.out.close()
-	out, err := newOutputs(e.cfg.Brokers, e.prodCfg, acks)
-	if err != nil {
-		kind := ErrProducerFatal
-		if fenced(err) {
-			kind = ErrFenced
-		}
+	if kind, err := e.replaceProducer(acks); err != nil {
 		e.fail(fmt.Errorf("%w: %s %s: replacing the producer at %s: %w", kind, e.kind, e.cfg.TransactionalID, at, err))
 		return false
 	}
-	e.out = out
 	return true
 }
 

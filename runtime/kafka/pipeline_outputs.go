@@ -91,17 +91,8 @@ func (o *outputs) drain() {
 			// Every failure settle waits for is already in the channel's
 			// buffer (sarama returns it before the record leaves its
 			// in-flight count): take them all, then release it.
-			for taken := false; !taken && errs != nil; {
-				select {
-				case pe, ok := <-errs:
-					if !ok {
-						errs = nil
-						continue
-					}
-					o.answer(pe)
-				default:
-					taken = true
-				}
+			for len(errs) > 0 {
+				o.answer(<-errs)
 			}
 			close(done)
 		}
