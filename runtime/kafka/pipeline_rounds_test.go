@@ -455,7 +455,15 @@ func TestPipelineSessionEndCommitsEveryPendingRound(t *testing.T) {
 	var atEnd atomic.Int64
 	var metA Counters
 	cfgA := PipelineConfig{
-		Config: Config{Brokers: cl.Brokers(), Metrics: &metA, Tune: kafkatest.FastTune}, GroupID: "pend", TransactionalID: "pend-a",
+		Config: Config{Brokers: cl.Brokers(), Metrics: &metA, Tune: func(sc *sarama.Config) {
+			kafkatest.FastTune(sc)
+			// A's first transaction stays open from the held Produce until B
+			// has joined and A's session ended. In CI's race run this test
+			// once took 21 s and all 30 inputs were handled again, as when
+			// the coordinator times such a transaction out (FastTune: 10 s);
+			// 60 s keeps a loaded machine's rebalance inside it.
+			sc.Producer.Transaction.Timeout = 60 * time.Second
+		}}, GroupID: "pend", TransactionalID: "pend-a",
 		CommitInterval: time.Hour, BatchSize: batch,
 		hooks: &pipelineHooks{atCleanup: func(int) {
 			atEnd.CompareAndSwap(0, metA.Get("Input", Committed)+1)
