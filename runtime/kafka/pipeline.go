@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"runtime"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -405,9 +403,6 @@ func (p *pipeline[In]) claimLoop(sess sarama.ConsumerGroupSession, claim sarama.
 			}
 			block = append(block, in)
 			m = nil
-			if yieldEach {
-				runtime.Gosched()
-			}
 			if len(block) == cap(block) || p.err() != nil || sess.Context().Err() != nil {
 				break
 			}
@@ -514,5 +509,3 @@ func (p *pipeline[In]) decodeInput(m *sarama.ConsumerMessage) (v In, meta Record
 	}
 	return v, in.rec, nil, nil
 }
-
-var yieldEach = os.Getenv("YIELD") != ""
