@@ -84,16 +84,18 @@ func TestTemplatesImportOnlyTheStandardLibrary(t *testing.T) {
 }
 
 // TestOutboxImports checks runtime/outbox's direct imports: pgx, the
-// idempotent producer of runtime/kafka, runtime/event, and templates (the
-// DDL it shares with the generator).
+// idempotent producer of runtime/kafka, runtime/event, templates (the
+// DDL it shares with the generator) and runtime/internal/pgddl (which
+// applies it).
 func TestOutboxImports(t *testing.T) {
 	pkgs := listPackages(t, "./runtime/outbox")
 	for _, imp := range pkgs[module+"/runtime/outbox"].Imports {
 		switch {
 		case pkgs[imp].Standard, within(imp, "github.com/jackc/pgx/v5"),
-			imp == module+"/runtime/kafka", imp == module+"/runtime/event", imp == module+"/templates":
+			imp == module+"/runtime/kafka", imp == module+"/runtime/event", imp == module+"/templates",
+			imp == module+"/runtime/internal/pgddl":
 		default:
-			t.Errorf("runtime/outbox imports %s; it may import pgx, runtime/kafka, runtime/event, templates and the standard library", imp)
+			t.Errorf("runtime/outbox imports %s; it may import pgx, runtime/kafka, runtime/event, templates, runtime/internal/pgddl and the standard library", imp)
 		}
 	}
 }
@@ -189,10 +191,11 @@ var (
 )
 
 func TestDedupPackagesImportOnlyTheirClient(t *testing.T) {
-	pkgs := listPackages(t, "./runtime/dedup/...", "./templates")
+	pkgs := listPackages(t, "./runtime/dedup/...", "./templates", "./runtime/internal/pgddl")
 	allowedDeps(t, pkgs, module+"/templates")
+	allowedDeps(t, pkgs, module+"/runtime/internal/pgddl", pgxDeps...)
 	allowedDeps(t, pkgs, module+"/runtime/dedup/deduptest", module+"/runtime/dedup")
-	allowedDeps(t, pkgs, module+"/runtime/dedup/pgdedup", append([]string{module + "/runtime/dedup", module + "/templates"}, pgxDeps...)...)
+	allowedDeps(t, pkgs, module+"/runtime/dedup/pgdedup", append([]string{module + "/runtime/dedup", module + "/templates", module + "/runtime/internal/pgddl"}, pgxDeps...)...)
 	allowedDeps(t, pkgs, module+"/runtime/dedup/redisdedup", append([]string{module + "/runtime/dedup"}, redisDeps...)...)
 	// runtime/dedup itself: the standard library only (its subpackages
 	// are checked above; within() would let them through).

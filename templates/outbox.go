@@ -68,6 +68,21 @@ func (t OutboxTable) Qualified() string {
 // for nothing.)
 func (t OutboxTable) Channel() string { return t.WithDefaults().Name }
 
+// outboxIndexSuffixes name the outbox table's indexes.
+var outboxIndexSuffixes = [...]string{"_pending", "_held", "_published"}
+
+// Relations returns the quoted, schema-qualified names of the table and
+// indexes OutboxDDL creates (index names qualified with the table's
+// schema), for a check that they exist. Call it on a validated t.
+func (t OutboxTable) Relations() []string {
+	t = t.WithDefaults()
+	rels := []string{t.Qualified()}
+	for _, suffix := range outboxIndexSuffixes {
+		rels = append(rels, QualifiedName(t.Schema, t.Name+suffix))
+	}
+	return rels
+}
+
 var outboxTemplate = template.Must(Parse("outbox.sql.tmpl", nil))
 
 // OutboxDDL returns the SQL that creates the outbox table t and its
@@ -84,9 +99,9 @@ func OutboxDDL(t OutboxTable) (string, error) {
 		Shards, ShardMask                              int
 	}{
 		Table:          t.Qualified(),
-		PendingIndex:   QuoteIdent(t.Name + "_pending"),
-		HeldIndex:      QuoteIdent(t.Name + "_held"),
-		PublishedIndex: QuoteIdent(t.Name + "_published"),
+		PendingIndex:   QuoteIdent(t.Name + outboxIndexSuffixes[0]),
+		HeldIndex:      QuoteIdent(t.Name + outboxIndexSuffixes[1]),
+		PublishedIndex: QuoteIdent(t.Name + outboxIndexSuffixes[2]),
 		Shards:         OutboxShards,
 		ShardMask:      OutboxShards - 1,
 	})

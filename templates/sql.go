@@ -102,6 +102,18 @@ func (t SQLTables) Quoted(fields SQLTables) (QuotedSQLTables, error) {
 	return out, nil
 }
 
+// Relations returns the quoted, schema-qualified names of the tables and
+// indexes RenderSQL creates (index names qualified with their table's
+// schema), for a check that they exist. Call it on a validated t.
+func (t SQLTables) Relations() []string {
+	t = t.WithDefaults()
+	return []string{
+		QualifiedName(t.Schema, t.Dedup),
+		QualifiedName(t.Schema, t.Dedup+dedupIndexSuffix),
+		QualifiedName(t.Schema, t.Offsets),
+	}
+}
+
 // RenderSQL returns the DDL of eventgen's PostgreSQL tables (dedup records
 // and offsets, their indexes and comments), idempotent (CREATE ... IF NOT
 // EXISTS). The generator writes it into <schema>_postgres.gen.sql and

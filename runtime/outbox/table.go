@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/eventgen/eventgen/runtime/internal/pgddl"
 	"github.com/eventgen/eventgen/templates"
 )
 
@@ -72,21 +73,19 @@ const migrateLock = 0x6576656e7467656e
 // Migrate creates the outbox table t and its indexes if they do not exist,
 // in one transaction; it changes nothing when they do. The SQL is t.DDL(),
 // the text the generator writes in the schema's SQL file, so that applying
-// either gives the same table.
+// either gives the same table. A role that may use the table but not
+// create it (a migration role did) gets nil once the table and its
+// indexes exist, and an error naming the missing ones otherwise.
 func Migrate(ctx context.Context, pool *pgxpool.Pool, t Table) error {
 	ddl, err := t.DDL()
 	if err != nil {
 		return err
 	}
-	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(migrateLock)); err != nil {
-			return fmt.Errorf("eventgen: migrating outbox table %s: %w", t, err)
-		}
-		if _, err := tx.Exec(ctx, ddl); err != nil {
-			return fmt.Errorf("eventgen: migrating outbox table %s: %w", t, err)
-		}
-		return nil
-	})
+	lock := fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", int64(migrateLock))
+	if err := pgddl.Apply(ctx, pool, lock, ddl, t.tt().Relations()); err != nil {
+		return fmt.Errorf("eventgen: migrating outbox table %s: %w", t, err)
+	}
+	return nil
 }
 
 // statements are the SQL statements of one table, built once.

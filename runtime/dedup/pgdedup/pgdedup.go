@@ -22,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/eventgen/eventgen/runtime/dedup"
+	"github.com/eventgen/eventgen/runtime/internal/pgddl"
 	"github.com/eventgen/eventgen/templates"
 )
 
@@ -136,7 +137,10 @@ ON CONFLICT (consumer_group, topic, partition) DO NOTHING`
 // Migrate creates the tables, indexes (and the schema, if Options.Schema
 // is set) that Store needs, if they do not exist. It runs the same SQL as
 // the generated <schema>_postgres.gen.sql, under a transaction-scoped
-// advisory lock so that processes starting together do not race.
+// advisory lock so that processes starting together do not race. A role
+// that may use the tables but not create them (they were created by a
+// migration role) gets nil once they all exist, and an error naming the
+// missing ones otherwise.
 func Migrate(ctx context.Context, pool *pgxpool.Pool, opts Options) error {
 	if _, err := opts.quoted(); err != nil {
 		return err
@@ -145,18 +149,8 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
-	tx, err := pool.Begin(ctx)
+	err = pgddl.Apply(ctx, pool, `SELECT pg_advisory_xact_lock(hashtext('eventgen.pgdedup.migrate'))`, ddl, opts.tables().Relations())
 	if err != nil {
-		return fmt.Errorf("pgdedup: migrate: %w", err)
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('eventgen.pgdedup.migrate'))`); err != nil {
-		return fmt.Errorf("pgdedup: migrate: %w", err)
-	}
-	if _, err := tx.Exec(ctx, ddl); err != nil {
-		return fmt.Errorf("pgdedup: migrate: %w", err)
-	}
-	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("pgdedup: migrate: %w", err)
 	}
 	return nil

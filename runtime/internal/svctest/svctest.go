@@ -108,6 +108,68 @@ func Postgres(t testing.TB, maxConns int32) (*pgxpool.Pool, string) {
 	return pool, schema
 }
 
+// Role creates a login role with no privileges but USAGE on schema, and
+// returns a pool of connections as that role with schema as their
+// search_path, and the role's name: a service's least-privileged role, to
+// which the test grants what it needs. Connecting as the new role relies
+// on the test server's trust authentication, as the default URL's does.
+// The pool is closed, and the role's privileges and the role dropped, at
+// the end of the test (register it after Postgres, whose schema drop must
+// come after).
+func Role(t testing.TB, schema string) (*pgxpool.Pool, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin, err := pgxpool.New(ctx, PostgresURL())
+	if err == nil {
+		err = admin.Ping(ctx)
+	}
+	if err != nil {
+		if admin != nil {
+			admin.Close()
+		}
+		unreachable(t, "PostgreSQL", "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start", err)
+	}
+	role := Name("r_")
+	if _, err := admin.Exec(ctx, "CREATE ROLE "+role+" LOGIN"); err != nil {
+		admin.Close()
+		t.Fatalf("creating role %s (the test's PostgreSQL user needs CREATEROLE): %v", role, err)
+	}
+	var pool *pgxpool.Pool
+	t.Cleanup(func() {
+		if pool != nil {
+			pool.Close()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		// DROP OWNED revokes the role's privileges in this database; the
+		// role owns nothing else.
+		if _, err := admin.Exec(ctx, "DROP OWNED BY "+role); err != nil {
+			t.Errorf("dropping role %s's privileges: %v", role, err)
+		}
+		if _, err := admin.Exec(ctx, "DROP ROLE "+role); err != nil {
+			t.Errorf("dropping role %s: %v", role, err)
+		}
+		admin.Close()
+	})
+	if _, err := admin.Exec(ctx, "GRANT USAGE ON SCHEMA "+schema+" TO "+role); err != nil {
+		t.Fatalf("granting role %s usage on schema %s: %v", role, schema, err)
+	}
+	cfg, err := pgxpool.ParseConfig(PostgresURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.User, cfg.ConnConfig.Password = role, ""
+	cfg.ConnConfig.RuntimeParams["search_path"] = schema
+	if pool, err = pgxpool.NewWithConfig(ctx, cfg); err == nil {
+		err = pool.Ping(ctx)
+	}
+	if err != nil {
+		t.Fatalf("connecting as role %s (the test server must trust local connections of new roles): %v", role, err)
+	}
+	return pool, role
+}
+
 // Redis returns a client of the test server and a key prefix no other test
 // uses; the keys under the prefix are deleted at the end of the test.
 func Redis(t testing.TB) (*redis.Client, string) {
