@@ -86,14 +86,20 @@ func (t OutboxTable) Relations() []string {
 var outboxTemplate = template.Must(Parse("outbox.sql.tmpl", nil))
 
 // OutboxDDL returns the SQL that creates the outbox table t and its
-// indexes, if they do not exist yet. The generated SQL file and the
-// runtime's outbox.Migrate both use it, so that they cannot differ.
+// indexes (and t's schema, if it names one), if they do not exist yet. The
+// generated SQL file and the runtime's outbox.Migrate both use it, so that
+// they cannot differ.
 func OutboxDDL(t OutboxTable) (string, error) {
 	if err := t.Validate("OutboxTable"); err != nil {
 		return "", err
 	}
 	t = t.WithDefaults()
 	var buf bytes.Buffer
+	if t.Schema != "" {
+		// As RenderSQL does for the dedup tables: a table in a schema of
+		// its own needs no step before Migrate.
+		fmt.Fprintf(&buf, "CREATE SCHEMA IF NOT EXISTS %s;\n\n", QuoteIdent(t.Schema))
+	}
 	err := outboxTemplate.Execute(&buf, struct {
 		Table, PendingIndex, HeldIndex, PublishedIndex string
 		Shards, ShardMask                              int

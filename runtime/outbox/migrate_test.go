@@ -55,3 +55,25 @@ func TestMigrateByARoleThatDoesNotOwnTheTable(t *testing.T) {
 		t.Errorf("error names an index that exists:\n%v", err)
 	}
 }
+
+// TestMigrateCreatesTheTablesSchema: a table in a schema of its own needs
+// no step before Migrate, as with pgdedup.Migrate. Failed before the fix:
+// `schema "..." does not exist`.
+func TestMigrateCreatesTheTablesSchema(t *testing.T) {
+	db := newTestDB(t)
+	ctx := context.Background()
+	tb := Table{Schema: db.schema + "_own", Name: "orders_outbox"}
+	t.Cleanup(func() { _, _ = db.pool.Exec(context.Background(), `DROP SCHEMA IF EXISTS "`+tb.Schema+`" CASCADE`) })
+	for range 2 { // idempotent
+		if err := Migrate(ctx, db.pool, tb); err != nil {
+			t.Fatalf("Migrate(%+v): %v", tb, err)
+		}
+	}
+	et := testevent.Type("t", event.AtLeastOnce)
+	if err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error { return tb.Enqueue(ctx, tx, seqEvent(et, "k", 0)) }); err != nil {
+		t.Fatalf("Enqueue to %+v: %v", tb, err)
+	}
+	if n := db.count(t, "SELECT count(*) FROM "+tb.Schema+".orders_outbox"); n != 1 {
+		t.Fatalf("%s.orders_outbox holds %d rows, want 1", tb.Schema, n)
+	}
+}
