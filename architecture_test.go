@@ -193,7 +193,7 @@ var (
 func TestDedupPackagesImportOnlyTheirClient(t *testing.T) {
 	pkgs := listPackages(t, "./runtime/dedup/...", "./templates", "./runtime/internal/pgddl")
 	allowedDeps(t, pkgs, module+"/templates")
-	allowedDeps(t, pkgs, module+"/runtime/internal/pgddl", pgxDeps...)
+	allowedDeps(t, pkgs, module+"/runtime/internal/pgddl", append([]string{module + "/templates"}, pgxDeps...)...)
 	allowedDeps(t, pkgs, module+"/runtime/dedup/deduptest", module+"/runtime/dedup")
 	allowedDeps(t, pkgs, module+"/runtime/dedup/pgdedup", append([]string{module + "/runtime/dedup", module + "/templates", module + "/runtime/internal/pgddl"}, pgxDeps...)...)
 	allowedDeps(t, pkgs, module+"/runtime/dedup/redisdedup", append([]string{module + "/runtime/dedup"}, redisDeps...)...)

@@ -71,14 +71,13 @@ func (t OutboxTable) Channel() string { return t.WithDefaults().Name }
 // outboxIndexSuffixes name the outbox table's indexes.
 var outboxIndexSuffixes = [...]string{"_pending", "_held", "_published"}
 
-// Relations returns the quoted, schema-qualified names of the table and
-// indexes OutboxDDL creates (index names qualified with the table's
-// schema), for a check that they exist. Call it on a validated t.
-func (t OutboxTable) Relations() []string {
+// Relations returns the table and indexes OutboxDDL creates. Call it on a
+// validated t.
+func (t OutboxTable) Relations() []Relation {
 	t = t.WithDefaults()
-	rels := []string{t.Qualified()}
+	rels := []Relation{{Table: t.Qualified()}}
 	for _, suffix := range outboxIndexSuffixes {
-		rels = append(rels, QualifiedName(t.Schema, t.Name+suffix))
+		rels = append(rels, Relation{Table: t.Qualified(), Index: t.Name + suffix})
 	}
 	return rels
 }
@@ -86,20 +85,15 @@ func (t OutboxTable) Relations() []string {
 var outboxTemplate = template.Must(Parse("outbox.sql.tmpl", nil))
 
 // OutboxDDL returns the SQL that creates the outbox table t and its
-// indexes (and t's schema, if it names one), if they do not exist yet. The
-// generated SQL file and the runtime's outbox.Migrate both use it, so that
-// they cannot differ.
+// indexes, if they do not exist yet (not t's schema: outbox.Migrate
+// creates that first). The generated SQL file and the runtime's
+// outbox.Migrate both use it, so that they cannot differ.
 func OutboxDDL(t OutboxTable) (string, error) {
 	if err := t.Validate("OutboxTable"); err != nil {
 		return "", err
 	}
 	t = t.WithDefaults()
 	var buf bytes.Buffer
-	if t.Schema != "" {
-		// As RenderSQL does for the dedup tables: a table in a schema of
-		// its own needs no step before Migrate.
-		fmt.Fprintf(&buf, "CREATE SCHEMA IF NOT EXISTS %s;\n\n", QuoteIdent(t.Schema))
-	}
 	err := outboxTemplate.Execute(&buf, struct {
 		Table, PendingIndex, HeldIndex, PublishedIndex string
 		Shards, ShardMask                              int

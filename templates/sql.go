@@ -78,7 +78,6 @@ func (fields SQLTables) labels() SQLTables {
 // QuotedSQLTables are the quoted, schema-qualified names of SQLTables,
 // ready for SQL text.
 type QuotedSQLTables struct {
-	Schema     string // "" when SQLTables.Schema is empty
 	Dedup      string
 	DedupIndex string // unqualified: an index lives in its table's schema
 	Offsets    string
@@ -96,37 +95,43 @@ func (t SQLTables) Quoted(fields SQLTables) (QuotedSQLTables, error) {
 		DedupIndex: QuoteIdent(t.Dedup + dedupIndexSuffix),
 		Offsets:    QualifiedName(t.Schema, t.Offsets),
 	}
-	if t.Schema != "" {
-		out.Schema = QuoteIdent(t.Schema)
-	}
 	return out, nil
 }
 
-// Relations returns the quoted, schema-qualified names of the tables and
-// indexes RenderSQL creates (index names qualified with their table's
-// schema), for a check that they exist. Call it on a validated t.
-func (t SQLTables) Relations() []string {
+// Relation is a table or index the runtime's DDL creates, for a check that
+// it exists (runtime/internal/pgddl).
+type Relation struct {
+	// Table is the table, quoted and schema-qualified when the schema is
+	// named (resolved through the search_path otherwise).
+	Table string
+	// Index, when not empty, names an index of Table (unquoted: a plain
+	// identifier), and the relation is that index.
+	Index string
+}
+
+// Relations returns the tables and indexes RenderSQL creates. Call it on a
+// validated t.
+func (t SQLTables) Relations() []Relation {
 	t = t.WithDefaults()
-	return []string{
-		QualifiedName(t.Schema, t.Dedup),
-		QualifiedName(t.Schema, t.Dedup+dedupIndexSuffix),
-		QualifiedName(t.Schema, t.Offsets),
+	dedup := QualifiedName(t.Schema, t.Dedup)
+	return []Relation{
+		{Table: dedup},
+		{Table: dedup, Index: t.Dedup + dedupIndexSuffix},
+		{Table: QualifiedName(t.Schema, t.Offsets)},
 	}
 }
 
 // RenderSQL returns the DDL of eventgen's PostgreSQL tables (dedup records
 // and offsets, their indexes and comments), idempotent (CREATE ... IF NOT
-// EXISTS). The generator writes it into <schema>_postgres.gen.sql and
-// pgdedup.Migrate executes it, so the two cannot differ.
+// EXISTS); not t's schema, which pgdedup.Migrate creates first. The
+// generator writes it into <schema>_postgres.gen.sql and pgdedup.Migrate
+// executes it, so the two cannot differ.
 func RenderSQL(t SQLTables) (string, error) {
 	q, err := t.Quoted(SQLTables{})
 	if err != nil {
 		return "", err
 	}
 	var b bytes.Buffer
-	if q.Schema != "" {
-		fmt.Fprintf(&b, "CREATE SCHEMA IF NOT EXISTS %s;\n\n", q.Schema)
-	}
 	for i, name := range []string{"dedup.sql.tmpl", "offsets.sql.tmpl"} {
 		tmpl, err := Parse(name, nil)
 		if err != nil {

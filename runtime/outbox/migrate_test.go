@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/eventgen/eventgen/runtime/dedup/pgdedup"
 	"github.com/eventgen/eventgen/runtime/event"
 	"github.com/eventgen/eventgen/runtime/internal/svctest"
 	"github.com/eventgen/eventgen/runtime/internal/testevent"
@@ -46,7 +47,7 @@ func TestMigrateByARoleThatDoesNotOwnTheTable(t *testing.T) {
 	if err == nil {
 		t.Fatalf("Migrate by role %s with an index missing = nil, want an error naming it", role)
 	}
-	for _, want := range []string{"permission denied", `"eventgen_outbox_held"`, "generated SQL file"} {
+	for _, want := range []string{"permission denied", `"eventgen_outbox_held"`, "run Migrate as a role that may create them"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not say %q:\n%v", want, err)
 		}
@@ -75,5 +76,72 @@ func TestMigrateCreatesTheTablesSchema(t *testing.T) {
 	}
 	if n := db.count(t, "SELECT count(*) FROM "+tb.Schema+".orders_outbox"); n != 1 {
 		t.Fatalf("%s.orders_outbox holds %d rows, want 1", tb.Schema, n)
+	}
+}
+
+// TestMigrateByTheOwnerOfASchema: a role that owns the schema its outbox
+// table lives in, but may not create schemas (no CREATE on the database,
+// the default for roles other than the database's owner), creates the
+// table there and, as the table's owner, puts a dropped index back; what
+// `eventgen relay --schema ... --migrate` does.
+//
+// Failed before the fix: CREATE SCHEMA IF NOT EXISTS, which PostgreSQL
+// refuses such a role although the schema exists ("permission denied for
+// database"), so nothing was created.
+func TestMigrateByTheOwnerOfASchema(t *testing.T) {
+	db := newTestDB(t)
+	ctx := context.Background()
+	app, role := svctest.Role(t, db.schema)
+	own := role + "_own"
+	// Dropped with the role's objects (svctest.Role's DROP OWNED).
+	if _, err := db.pool.Exec(ctx, "CREATE SCHEMA "+own+" AUTHORIZATION "+role); err != nil {
+		t.Fatal(err)
+	}
+	tb := Table{Schema: own}
+	if err := Migrate(ctx, app, tb); err != nil {
+		t.Fatalf("Migrate(%+v) by the schema's owner %s: %v", tb, role, err)
+	}
+	if _, err := app.Exec(ctx, "DROP INDEX "+own+".eventgen_outbox_held"); err != nil {
+		t.Fatal(err)
+	}
+	if err := Migrate(ctx, app, tb); err != nil {
+		t.Fatalf("Migrate(%+v) by the table's owner, an index dropped: %v", tb, err)
+	}
+	if n := db.count(t, "SELECT count(*) FROM pg_indexes WHERE schemaname = $1 AND indexname = 'eventgen_outbox_held'", own); n != 1 {
+		t.Fatalf("%s.eventgen_outbox_held: %d, want it put back", own, n)
+	}
+}
+
+// TestMigrateOutboxAndDedupTogether: a service that migrates its outbox and
+// its dedup tables at start, into one new schema, while another process
+// does the same (or `eventgen relay --migrate` starts): both Migrate
+// functions create the schema, so they must take one lock.
+//
+// Failed before the fix (each took a lock of its own) on one side of
+// nearly every run: duplicate key value violates unique constraint
+// "pg_namespace_nspname_index".
+func TestMigrateOutboxAndDedupTogether(t *testing.T) {
+	db := newTestDB(t)
+	ctx := context.Background()
+	schema := db.schema + "_both"
+	drop := func() {
+		if _, err := db.pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(drop)
+	for range 20 {
+		drop()
+		errs := make(chan error, 2)
+		go func() { errs <- Migrate(ctx, db.pool, Table{Schema: schema}) }()
+		go func() { errs <- pgdedup.Migrate(ctx, db.pool, pgdedup.Options{Schema: schema}) }()
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Fatalf("outbox.Migrate and pgdedup.Migrate into new schema %s at once: %v", schema, err)
+			}
+		}
+	}
+	if n := db.count(t, "SELECT count(*) FROM pg_tables WHERE schemaname = $1", schema); n != 3 {
+		t.Fatalf("schema %s holds %d tables, want 3 (outbox, dedup, offsets)", schema, n)
 	}
 }

@@ -65,13 +65,9 @@ func (t Table) DDL() (string, error) {
 	return ddl, nil
 }
 
-// migrateLock serialises concurrent Migrate calls (CREATE ... IF NOT
-// EXISTS races between sessions): a transaction-level advisory lock on an
-// arbitrary constant ("eventgen" in ASCII).
-const migrateLock = 0x6576656e7467656e
-
-// Migrate creates the outbox table t and its indexes if they do not exist,
-// in one transaction; it changes nothing when they do. The SQL is t.DDL(),
+// Migrate creates the outbox table t and its indexes (and its schema, if
+// t names one) if they do not exist, in one transaction, under an advisory
+// lock shared with pgdedup.Migrate; it changes nothing when they do. The SQL is t.DDL(),
 // the text the generator writes in the schema's SQL file, so that applying
 // either gives the same table. A role that may use the table but not
 // create it (a migration role did) gets nil once the table and its
@@ -81,8 +77,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, t Table) error {
 	if err != nil {
 		return err
 	}
-	lock := fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", int64(migrateLock))
-	if err := pgddl.Apply(ctx, pool, lock, ddl, t.tt().Relations()); err != nil {
+	if err := pgddl.Apply(ctx, pool, pgddl.Migration{Schema: t.Schema, DDL: ddl, Relations: t.tt().Relations()}); err != nil {
 		return fmt.Errorf("eventgen: migrating outbox table %s: %w", t, err)
 	}
 	return nil

@@ -137,7 +137,8 @@ ON CONFLICT (consumer_group, topic, partition) DO NOTHING`
 // Migrate creates the tables, indexes (and the schema, if Options.Schema
 // is set) that Store needs, if they do not exist. It runs the same SQL as
 // the generated <schema>_postgres.gen.sql, under a transaction-scoped
-// advisory lock so that processes starting together do not race. A role
+// advisory lock (shared with outbox.Migrate) so that processes starting
+// together do not race. A role
 // that may use the tables but not create them (they were created by a
 // migration role) gets nil once they all exist, and an error naming the
 // missing ones otherwise.
@@ -149,7 +150,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
-	err = pgddl.Apply(ctx, pool, `SELECT pg_advisory_xact_lock(hashtext('eventgen.pgdedup.migrate'))`, ddl, opts.tables().Relations())
+	err = pgddl.Apply(ctx, pool, pgddl.Migration{Schema: opts.Schema, DDL: ddl, Relations: opts.tables().Relations()})
 	if err != nil {
 		return fmt.Errorf("pgdedup: migrate: %w", err)
 	}
