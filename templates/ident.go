@@ -40,6 +40,20 @@ func CheckName(field, name string, max int) error {
 	return nil
 }
 
+// CheckSchema is CheckName for a schema, which must also not be one of
+// PostgreSQL's own: names starting with pg_ are reserved for the system
+// (CREATE SCHEMA refuses them), and pg_catalog, pg_toast and
+// information_schema hold the catalogs.
+func CheckSchema(field, name string) error {
+	if err := CheckName(field, name, MaxIdent); err != nil {
+		return err
+	}
+	if strings.HasPrefix(name, "pg_") || name == "information_schema" {
+		return fmt.Errorf("%w: %s %q is a system schema name (pg_*, information_schema)", ErrInvalidName, field, name)
+	}
+	return nil
+}
+
 // QuoteIdent quotes a PostgreSQL identifier. Every table, index, schema
 // and channel name eventgen puts into SQL goes through it, after
 // CheckName; doubling quotes keeps it safe even if the check were

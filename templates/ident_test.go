@@ -87,3 +87,26 @@ func TestOneRuleForEveryTable(t *testing.T) {
 		}
 	}
 }
+
+// TestSystemSchemasAreRefused: a schema named pg_* or information_schema
+// is PostgreSQL's: CREATE SCHEMA refuses pg_*, pg_catalog and pg_toast
+// refuse tables, and information_schema took them (found by review:
+// Migrate then failed with the server's error, or put eventgen's tables
+// among the catalogs).
+func TestSystemSchemasAreRefused(t *testing.T) {
+	for _, name := range []string{"pg_shop", "pg_catalog", "pg_toast", "information_schema"} {
+		for _, err := range []error{
+			OutboxTable{Schema: name}.Validate("outbox.Table"),
+			SQLTables{Schema: name}.Validate(SQLTables{Schema: "pgdedup.Options.Schema"}),
+		} {
+			if !errors.Is(err, ErrInvalidName) || !strings.Contains(err.Error(), "system schema") {
+				t.Errorf("schema %q: %v, want ErrInvalidName saying it is a system schema", name, err)
+			}
+		}
+	}
+	for _, name := range []string{"shop", "pgshop", "information"} {
+		if err := CheckSchema("f", name); err != nil {
+			t.Errorf("CheckSchema(%q) = %v, want nil", name, err)
+		}
+	}
+}

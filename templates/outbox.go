@@ -47,7 +47,7 @@ func (t OutboxTable) Validate(field string) error {
 	t = t.WithDefaults()
 	var errs []error
 	if t.Schema != "" {
-		errs = append(errs, CheckName(field+".Schema", t.Schema, MaxIdent))
+		errs = append(errs, CheckSchema(field+".Schema", t.Schema))
 	}
 	errs = append(errs, CheckName(field+".Name", t.Name, maxOutboxTable))
 	return errors.Join(errs...)

@@ -51,7 +51,7 @@ func (t SQLTables) Validate(fields SQLTables) error {
 	fields = fields.labels()
 	var errs []error
 	if t.Schema != "" {
-		errs = append(errs, CheckName(fields.Schema, t.Schema, MaxIdent))
+		errs = append(errs, CheckSchema(fields.Schema, t.Schema))
 	}
 	errs = append(errs,
 		CheckName(fields.Dedup, t.Dedup, MaxIdent-len(dedupIndexSuffix)),

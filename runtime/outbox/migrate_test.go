@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/eventgen/eventgen/runtime/event"
 	"github.com/eventgen/eventgen/runtime/internal/svctest"
 	"github.com/eventgen/eventgen/runtime/internal/testevent"
+	"github.com/eventgen/eventgen/runtime/kafka/kafkatest"
 )
 
 // TestMigrateByARoleThatDoesNotOwnTheTable: a service's role may enqueue
@@ -143,5 +145,36 @@ func TestMigrateOutboxAndDedupTogether(t *testing.T) {
 	}
 	if n := db.count(t, "SELECT count(*) FROM pg_tables WHERE schemaname = $1", schema); n != 3 {
 		t.Fatalf("schema %s holds %d tables, want 3 (outbox, dedup, offsets)", schema, n)
+	}
+}
+
+// TestMigrateWhenEverythingExistsWaitsForNothing: a service starting while
+// others write to the outbox. With the table and its indexes there,
+// Migrate must not wait for the writers' transactions, nor make new writers
+// (and every other Migrate in the database, behind the advisory lock) wait
+// for it.
+//
+// Failed before the fix (found by review): CREATE INDEX IF NOT EXISTS
+// takes a SHARE lock on the table even when the index exists, so Migrate
+// waited for the open transaction below until its context ended.
+func TestMigrateWhenEverythingExistsWaitsForNothing(t *testing.T) {
+	db := newTestDB(t)
+	ctx := context.Background()
+	if err := Migrate(ctx, db.pool, Table{}); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	et := testevent.Type("t", event.AtLeastOnce)
+	if err := (Table{}).Enqueue(ctx, tx, seqEvent(et, "k", 0)); err != nil { // ROW EXCLUSIVE, held
+		t.Fatal(err)
+	}
+	mctx, cancel := context.WithTimeout(ctx, kafkatest.Timeout(10*time.Second))
+	defer cancel()
+	if err := Migrate(mctx, db.pool, Table{}); err != nil {
+		t.Fatalf("Migrate with the table there and a writer's transaction open: %v", err)
 	}
 }

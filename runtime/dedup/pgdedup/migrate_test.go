@@ -95,3 +95,20 @@ func TestMigrateByTheOwnerOfASchema(t *testing.T) {
 		t.Fatalf("Process by role %s: %v %s", role, err, b[0].Outcome)
 	}
 }
+
+// TestMigrateByARoleThatMayNotCreateTheSchema: the schema named in Options
+// does not exist and the role may not create schemas: the error says so,
+// and only that (not a list of every table as missing).
+func TestMigrateByARoleThatMayNotCreateTheSchema(t *testing.T) {
+	_, schema := svctest.Postgres(t, 2)
+	app, role := svctest.Role(t, schema)
+	opts := Options{Schema: role + "_new"}
+	err := Migrate(t.Context(), app, opts)
+	if err == nil {
+		t.Fatalf("Migrate(%+v) by role %s, which may not create schemas = nil", opts, role)
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, `creating schema "`+opts.Schema+`"`) || !strings.Contains(msg, "permission denied") || strings.Contains(msg, "missing") {
+		t.Fatalf("error does not say that the schema could not be created, and only that:\n%v", err)
+	}
+}

@@ -44,7 +44,7 @@ func TestMissingChecksWhatTheDDLWouldHaveMade(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
-		`table "looks_like_a_table"`,
+		`table "looks_like_a_table" (a view has that name)`,
 		`index "good_elsewhere" on ` + q,
 		`table "absent"`,
 		`index "absent_k" on "absent"`,
