@@ -69,30 +69,13 @@ func Postgres(t testing.TB, maxConns int32) (*pgxpool.Pool, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	admin, err := pgxpool.New(ctx, PostgresURL())
-	if err == nil {
-		err = admin.Ping(ctx)
-	}
-	if err != nil {
-		if admin != nil {
-			admin.Close()
-		}
-		unreachable(t, "PostgreSQL", "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start", err)
-	}
+	admin := adminPool(t, ctx)
 	schema := Name("t_")
 	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
 		admin.Close()
 		t.Fatalf("creating schema %s: %v", schema, err)
 	}
-	cfg, err := pgxpool.ParseConfig(PostgresURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.ConnConfig.RuntimeParams["search_path"] = schema
-	if maxConns > 0 {
-		cfg.MaxConns = maxConns
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	pool, err := schemaPool(ctx, schema, "", maxConns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,6 +91,41 @@ func Postgres(t testing.TB, maxConns int32) (*pgxpool.Pool, string) {
 	return pool, schema
 }
 
+// adminPool connects to the test database as the URL's user, or fails
+// (outside CI skips) t with how to start PostgreSQL.
+func adminPool(t testing.TB, ctx context.Context) *pgxpool.Pool {
+	t.Helper()
+	admin, err := pgxpool.New(ctx, PostgresURL())
+	if err == nil {
+		err = admin.Ping(ctx)
+	}
+	if err != nil {
+		if admin != nil {
+			admin.Close()
+		}
+		unreachable(t, "PostgreSQL", "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start", err)
+	}
+	return admin
+}
+
+// schemaPool returns a pool of the test database with schema as its
+// search_path, connecting as role (the URL's user when empty), with at
+// most maxConns connections (pgx's default when 0).
+func schemaPool(ctx context.Context, schema, role string, maxConns int32) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(PostgresURL())
+	if err != nil {
+		return nil, err
+	}
+	if role != "" {
+		cfg.ConnConfig.User, cfg.ConnConfig.Password = role, ""
+	}
+	cfg.ConnConfig.RuntimeParams["search_path"] = schema
+	if maxConns > 0 {
+		cfg.MaxConns = maxConns
+	}
+	return pgxpool.NewWithConfig(ctx, cfg)
+}
+
 // Role creates a login role with no privileges but USAGE on schema, and
 // returns a pool of connections as that role with schema as their
 // search_path, and the role's name: a service's least-privileged role, to
@@ -120,30 +138,21 @@ func Role(t testing.TB, schema string) (*pgxpool.Pool, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	admin, err := pgxpool.New(ctx, PostgresURL())
-	if err == nil {
-		err = admin.Ping(ctx)
-	}
-	if err != nil {
-		if admin != nil {
-			admin.Close()
-		}
-		unreachable(t, "PostgreSQL", "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start", err)
-	}
+	admin := adminPool(t, ctx)
 	role := Name("r_")
 	if _, err := admin.Exec(ctx, "CREATE ROLE "+role+" LOGIN"); err != nil {
 		admin.Close()
 		t.Fatalf("creating role %s (the test's PostgreSQL user needs CREATEROLE): %v", role, err)
 	}
-	var pool *pgxpool.Pool
+	var pool *pgxpool.Pool // closed before the role is dropped
 	t.Cleanup(func() {
 		if pool != nil {
 			pool.Close()
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		// DROP OWNED revokes the role's privileges in this database; the
-		// role owns nothing else.
+		// DROP OWNED drops what the role owns in this database (a test may
+		// give it a schema) and revokes its privileges there.
 		if _, err := admin.Exec(ctx, "DROP OWNED BY "+role); err != nil {
 			t.Errorf("dropping role %s's privileges: %v", role, err)
 		}
@@ -155,13 +164,8 @@ func Role(t testing.TB, schema string) (*pgxpool.Pool, string) {
 	if _, err := admin.Exec(ctx, "GRANT USAGE ON SCHEMA "+schema+" TO "+role); err != nil {
 		t.Fatalf("granting role %s usage on schema %s: %v", role, schema, err)
 	}
-	cfg, err := pgxpool.ParseConfig(PostgresURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.ConnConfig.User, cfg.ConnConfig.Password = role, ""
-	cfg.ConnConfig.RuntimeParams["search_path"] = schema
-	if pool, err = pgxpool.NewWithConfig(ctx, cfg); err == nil {
+	pool, err := schemaPool(ctx, schema, role, 0)
+	if err == nil {
 		err = pool.Ping(ctx)
 	}
 	if err != nil {
